@@ -1,0 +1,146 @@
+/* parpy._core.Kernel: a native kernel as a Python callable.
+ *
+ * Calling a kernel runs it on one item (parpy_run_one); every parpy executor
+ * recognises the type and runs whole batches of it in C.
+ */
+#include "parpy.h"
+
+#include <structmember.h>
+
+static PyObject *
+kernel_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    const parpy_kernel *k = ((parpy_KernelObject *)self)->kernel;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", k->name);
+        return NULL;
+    }
+    if (nargs != k->arity) {
+        PyErr_Format(PyExc_TypeError, "%s() takes exactly %d argument%s (%zd given)", k->name,
+                     k->arity, k->arity == 1 ? "" : "s", nargs);
+        return NULL;
+    }
+    union {
+        char bytes[PARPY_ITEM_MAX];
+        max_align_t align;
+    } item;
+    assert(k->item_size <= sizeof(item));
+    if (k->parse(args, &item) < 0) {
+        return NULL;
+    }
+    return parpy_run_one(k, &item);
+}
+
+static void
+kernel_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+kernel_repr(PyObject *self)
+{
+    return PyUnicode_FromFormat("<parpy kernel %s>", ((parpy_KernelObject *)self)->kernel->name);
+}
+
+/* Pickled by name, as functions are: parpy.<name>. */
+static PyObject *
+kernel_reduce(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyUnicode_FromString(((parpy_KernelObject *)self)->kernel->name);
+}
+
+static PyObject *
+kernel_get_name(PyObject *self, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(((parpy_KernelObject *)self)->kernel->name);
+}
+
+static PyObject *
+kernel_get_module(PyObject *Py_UNUSED(self), void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString("parpy");
+}
+
+static PyObject *
+kernel_get_doc(PyObject *self, void *Py_UNUSED(closure))
+{
+    /* The "name(sig)\n--\n\n" header is for __text_signature__ only. */
+    const char *doc = ((parpy_KernelObject *)self)->kernel->doc;
+    const char *body = strstr(doc, "\n--\n\n");
+    return PyUnicode_FromString(body ? body + 5 : doc);
+}
+
+static PyObject *
+kernel_get_text_signature(PyObject *self, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(((parpy_KernelObject *)self)->kernel->signature);
+}
+
+static PyObject *
+kernel_get_arity(PyObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLong(((parpy_KernelObject *)self)->kernel->arity);
+}
+
+static PyMethodDef kernel_methods[] = {
+    {"__reduce__", kernel_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef kernel_getset[] = {
+    {"__name__", kernel_get_name, NULL, NULL, NULL},
+    {"__qualname__", kernel_get_name, NULL, NULL, NULL},
+    {"__module__", kernel_get_module, NULL, NULL, NULL},
+    {"__doc__", kernel_get_doc, NULL, NULL, NULL},
+    {"__text_signature__", kernel_get_text_signature, NULL, NULL, NULL},
+    {"arity", kernel_get_arity, NULL, "Number of arguments per item.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef kernel_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(parpy_KernelObject, vectorcall), READONLY,
+     NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot kernel_slots[] = {
+    {Py_tp_doc, "A native parpy kernel: callable on one item; parpy executors run whole "
+                "batches of it in C without the GIL."},
+    {Py_tp_dealloc, kernel_dealloc},
+    {Py_tp_repr, kernel_repr},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_methods, kernel_methods},
+    {Py_tp_getset, kernel_getset},
+    {Py_tp_members, kernel_members},
+    {0, NULL},
+};
+
+static PyType_Spec kernel_spec = {
+    .name = "parpy._core.Kernel",
+    .basicsize = sizeof(parpy_KernelObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = kernel_slots,
+};
+
+PyTypeObject *
+parpy_kernel_type_new(PyObject *module)
+{
+    return (PyTypeObject *)PyType_FromModuleAndSpec(module, &kernel_spec, NULL);
+}
+
+PyObject *
+parpy_kernel_new(PyTypeObject *type, const parpy_kernel *kernel)
+{
+    parpy_KernelObject *self = PyObject_New(parpy_KernelObject, type);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->kernel = kernel;
+    self->vectorcall = kernel_vectorcall;
+    return (PyObject *)self;
+}

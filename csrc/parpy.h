@@ -1,0 +1,162 @@
+/* parpy._core: shared structs and prototypes.
+ *
+ * A kernel is a table of functions over one C item:
+ *   parse   (GIL held)  Python argument(s) -> C item, validating everything;
+ *   cost    (no GIL)    estimated nanoseconds, used for scheduling;
+ *   compute (no GIL)    the work itself: pure C, no Python API;
+ *   build   (GIL held)  C item -> Python result;
+ *   clear   (GIL held)  release what parse allocated when build will not run.
+ * The batch driver (batch.c) runs compute over many items on native threads.
+ */
+#ifndef PARPY_H
+#define PARPY_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <gmp.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- error codes recorded by native code, per item --------------------- */
+
+enum {
+    PARPY_OK = 0,
+    PARPY_ECANCELLED = 1, /* the call was cancelled (KeyboardInterrupt, or another item failed) */
+    PARPY_ENOMEM = 2,     /* GMP could not allocate its working memory */
+};
+
+/* ---- execution context passed to compute ------------------------------- */
+
+typedef struct {
+    /* Non-zero once the call is cancelled. Kernels poll it between items
+       and, for long items, inside the computation. */
+    const atomic_int *cancel;
+} parpy_ctx;
+
+static inline int
+parpy_cancelled(const parpy_ctx *ctx)
+{
+    return atomic_load_explicit(ctx->cancel, memory_order_relaxed);
+}
+
+/* ---- kernels ------------------------------------------------------------ */
+
+#define PARPY_ITEM_MAX 64 /* bytes; every kernel's item fits */
+
+typedef struct parpy_kernel {
+    const char *name;
+    const char *doc;        /* "name(sig)\n--\n\n..." */
+    const char *signature;  /* "(n, /)" */
+    int arity;              /* Python arguments per item: 1, or 2 (items are tuples in batches) */
+    size_t item_size;
+    /* Fills *item from args[0..arity). Returns 0, or -1 with an exception set
+       and nothing left to clear. */
+    int (*parse)(PyObject *const *args, void *item);
+    double (*cost)(const void *item);
+    /* Returns PARPY_OK or an error code. Called at most once per item. */
+    int (*compute)(void *item, const parpy_ctx *ctx);
+    /* Returns a new reference, or NULL with an exception set. Either way the
+       item's resources are released. */
+    PyObject *(*build)(void *item);
+    /* May be NULL when parse allocates nothing. */
+    void (*clear)(void *item);
+} parpy_kernel;
+
+extern const parpy_kernel parpy_kernel_fib;
+extern const parpy_kernel parpy_kernel_fib_iterative;
+extern const parpy_kernel parpy_kernel_fib_recursive;
+extern const parpy_kernel parpy_kernel_fib_mod;
+
+/* ---- module state ------------------------------------------------------- */
+
+typedef struct {
+    PyTypeObject *kernel_type;
+} parpy_state;
+
+typedef struct {
+    PyObject_HEAD
+    const parpy_kernel *kernel;
+    vectorcallfunc vectorcall;
+} parpy_KernelObject;
+
+/* kernel.c */
+PyTypeObject *parpy_kernel_type_new(PyObject *module);
+PyObject *parpy_kernel_new(PyTypeObject *type, const parpy_kernel *kernel);
+
+/* ---- batch driver (batch.c) -------------------------------------------- */
+
+enum {
+    PARPY_SCHED_AUTO = 0,
+    PARPY_SCHED_STATIC = 1,
+    PARPY_SCHED_DYNAMIC = 2,
+    PARPY_SCHED_GUIDED = 3,
+};
+
+/* Runs kernel over items, a sequence. Returns a new list, or NULL with an
+   exception set (bad item, MemoryError, KeyboardInterrupt, ...). */
+PyObject *parpy_run_batch(const parpy_kernel *kernel, PyObject *items, int workers,
+                          int schedule, Py_ssize_t chunksize);
+
+/* Runs one item already parsed into item: computes it (releasing the GIL,
+   interruptibly when it is long) and builds the result. Returns a new
+   reference, or NULL with an exception set; the item is always consumed. */
+PyObject *parpy_run_one(const parpy_kernel *kernel, void *item);
+
+/* Threads a batch uses when workers is not given. */
+int parpy_default_threads(void);
+void parpy_set_num_threads(int n); /* n <= 0 restores the default */
+int parpy_batch_init(void);        /* once per process; -1 with an exception set */
+
+/* ---- GMP memory (gmpmem.c) ---------------------------------------------- */
+
+/* Installs allocation functions that let compute recover from a failed GMP
+   allocation (GMP itself aborts). Does nothing if someone else already
+   replaced GMP's defaults. */
+void parpy_gmp_memory_init(void);
+
+/* Returns the memory, in bytes, that one computation may reasonably use:
+   the smaller of physical memory and the address-space/data limits. */
+uint64_t parpy_memory_budget(void);
+
+#include <setjmp.h>
+/* Per-thread recovery point for a failed GMP allocation; NULL when none. */
+extern _Thread_local jmp_buf *parpy_gmp_recover;
+
+/* ---- int conversion (intconv.c) ----------------------------------------- */
+
+/* A Python int being written without the GIL. Create it with the GIL held,
+   fill it from an mpz without the GIL, finish or discard it with the GIL. */
+typedef struct {
+    void *handle;         /* owned: the int (or PyLongWriter) under construction */
+    void *digits;         /* its digit array, least significant first */
+    size_t capacity;      /* in digits */
+    size_t used;          /* digits filled by parpy_intbuf_store */
+} parpy_intbuf;
+
+/* Reserves room for a non-negative int of at most nbits bits. Returns 0, or
+   -1 with MemoryError set. */
+int parpy_intbuf_alloc(parpy_intbuf *buf, uint64_t nbits);
+/* Without the GIL. Returns 0, or -1 if z does not fit the reservation. */
+int parpy_intbuf_store(parpy_intbuf *buf, mpz_srcptr z);
+/* Returns a new reference to the int (NULL with an exception set on
+   failure); the buffer is released either way. */
+PyObject *parpy_intbuf_finish(parpy_intbuf *buf);
+void parpy_intbuf_discard(parpy_intbuf *buf);
+/* Checks at import that CPython's int layout is the one assumed here.
+   Returns 0, or -1 with an exception set. */
+int parpy_intconv_init(void);
+/* Returns a new reference to the int equal to z (GIL held). */
+PyObject *parpy_int_from_mpz(mpz_srcptr z);
+
+/* ---- Fibonacci kernels (fib.c) ------------------------------------------ */
+
+void parpy_fib_init(void); /* once, from module exec */
+
+
+/* Parses a Python int into a uint64 argument named name. bool, float and
+   other non-ints raise TypeError, negatives ValueError, values of 2**64 and
+   more OverflowError. Returns 0 or -1 with an exception set. */
+int parpy_parse_u64(PyObject *obj, const char *name, uint64_t *out);
+
+#endif /* PARPY_H */

@@ -1,0 +1,74 @@
+"""Pure-Python twins of parpy's native kernels.
+
+Written as a Python programmer would write them. They are the oracle the
+tests compare against and the work that the comparisons run on threading
+and multiprocessing. Each validates its input the way its native twin does,
+so both raise the same exceptions.
+"""
+
+from __future__ import annotations
+
+__all__ = ["fib", "fib_iterative", "fib_recursive", "fib_mod"]
+
+U64 = 1 << 64
+FIB_U64_MAX_N = 93  # F(93) is the largest Fibonacci number below 2**64
+
+
+def _check(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, not {value}")
+    if value >= U64:
+        raise OverflowError(f"{name} must be < 2**64, not {value}")
+    return value
+
+
+def fib(n: int) -> int:
+    """F(n) by fast doubling: F(2k) = F(k)(2F(k+1) - F(k)), F(2k+1) = F(k)^2 + F(k+1)^2."""
+    n = _check(n, "n")
+    a, b = 0, 1  # F(k), F(k+1) for k = the bits of n read so far
+    for bit in bin(n)[2:]:
+        a, b = a * (2 * b - a), a * a + b * b
+        if bit == "1":
+            a, b = b, a + b
+    return a
+
+
+def fib_iterative(n: int) -> int:
+    """F(n) by the book's loop."""
+    n = _check(n, "n")
+    a, b = 0, 1
+    for _ in range(n):
+        a, b = b, a + b
+    return a
+
+
+def fib_recursive(n: int) -> int:
+    """F(n) by naive recursion: exponential time, the classic CPU-bound demo."""
+    n = _check(n, "n")
+    if n > FIB_U64_MAX_N:
+        raise OverflowError(
+            f"fib_recursive computes on 64-bit integers: n must be <= {FIB_U64_MAX_N}, not {n}"
+        )
+    return _recurse(n)
+
+
+def _recurse(n: int) -> int:
+    if n < 2:
+        return n
+    return _recurse(n - 1) + _recurse(n - 2)
+
+
+def fib_mod(n: int, m: int) -> int:
+    """F(n) mod m by fast doubling modulo m."""
+    n = _check(n, "n")
+    m = _check(m, "m")
+    if m == 0:
+        raise ValueError("m must be >= 1, not 0")
+    a, b = 0, 1 % m
+    for bit in bin(n)[2:]:
+        a, b = a * (2 * b - a) % m, (a * a + b * b) % m
+        if bit == "1":
+            a, b = b, (a + b) % m
+    return a
