@@ -80,6 +80,49 @@ kernel_get_text_signature(PyObject *self, void *Py_UNUSED(closure))
     return PyUnicode_FromString(((parpy_KernelObject *)self)->kernel->signature);
 }
 
+/* inspect.Signature of the kernel: positional-only parameters named after
+   the kernel table's signature, e.g. "(n, m, /)". */
+static PyObject *
+kernel_get_signature(PyObject *self, void *Py_UNUSED(closure))
+{
+    const parpy_kernel *k = ((parpy_KernelObject *)self)->kernel;
+    PyObject *inspect = NULL, *parameter = NULL, *kind = NULL, *params = NULL, *result = NULL;
+    inspect = PyImport_ImportModule("inspect");
+    if (inspect == NULL) {
+        goto done;
+    }
+    parameter = PyObject_GetAttrString(inspect, "Parameter");
+    kind = parameter ? PyObject_GetAttrString(parameter, "POSITIONAL_ONLY") : NULL;
+    params = kind ? PyList_New(0) : NULL;
+    if (params == NULL) {
+        goto done;
+    }
+    const char *p = k->signature;
+    while (*p != '\0') {
+        size_t len = strcspn(p, "(), /");
+        if (len == 0) {
+            p++;
+            continue;
+        }
+        PyObject *name = PyUnicode_FromStringAndSize(p, (Py_ssize_t)len);
+        PyObject *param = name ? PyObject_CallFunctionObjArgs(parameter, name, kind, NULL) : NULL;
+        Py_XDECREF(name);
+        if (param == NULL || PyList_Append(params, param) < 0) {
+            Py_XDECREF(param);
+            goto done;
+        }
+        Py_DECREF(param);
+        p += len;
+    }
+    result = PyObject_CallMethod(inspect, "Signature", "O", params);
+done:
+    Py_XDECREF(inspect);
+    Py_XDECREF(parameter);
+    Py_XDECREF(kind);
+    Py_XDECREF(params);
+    return result;
+}
+
 static PyObject *
 kernel_get_arity(PyObject *self, void *Py_UNUSED(closure))
 {
@@ -97,6 +140,7 @@ static PyGetSetDef kernel_getset[] = {
     {"__module__", kernel_get_module, NULL, NULL, NULL},
     {"__doc__", kernel_get_doc, NULL, NULL, NULL},
     {"__text_signature__", kernel_get_text_signature, NULL, NULL, NULL},
+    {"__signature__", kernel_get_signature, NULL, NULL, NULL},
     {"arity", kernel_get_arity, NULL, "Number of arguments per item.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
