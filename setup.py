@@ -36,7 +36,11 @@ def _flags():
         compile_args += ["-O2"]
     sanitize = os.environ.get("PARPY_SANITIZE", "")
     if sanitize == "address":
-        san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+        san = [
+            "-fsanitize=address,undefined",
+            "-fno-omit-frame-pointer",
+            "-fno-sanitize-recover=undefined",
+        ]
         compile_args += san + ["-g"]
         link_args += san
     elif sanitize == "thread":
@@ -78,7 +82,10 @@ class BuildExt(build_ext):
                 sys.exit("error: gmp.h was not found.\n" + GMP_MISSING)
             try:
                 compiler.link_executable(
-                    objs, "gmpcheck", output_dir=tmp, libraries=["gmp"],
+                    objs,
+                    "gmpcheck",
+                    output_dir=tmp,
+                    libraries=["gmp"],
                     library_dirs=self.library_dirs or [],
                 )
             except LinkError:
