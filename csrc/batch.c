@@ -363,7 +363,7 @@ job_run(job_t *job, double release_ns)
 /* Turns the items' status into an exception after the GIL is retaken.
    Returns 0 if every item succeeded, else -1 with an exception set. */
 static int
-job_check(job_t *job, int interrupted)
+job_check(job_t *job, int interrupted, int single)
 {
     Py_ssize_t cancelled = -1;
     for (Py_ssize_t i = 0; i < job->n; i++) {
@@ -374,9 +374,15 @@ job_check(job_t *job, int interrupted)
             if (interrupted) {
                 PyErr_Clear();
             }
-            PyErr_Format(PyExc_MemoryError,
-                         "%s: out of memory computing items[%zd] (GMP allocation failed)",
-                         job->kernel->name, i);
+            if (single) {
+                PyErr_Format(PyExc_MemoryError, "%s: out of memory (GMP allocation failed)",
+                             job->kernel->name);
+            }
+            else {
+                PyErr_Format(PyExc_MemoryError,
+                             "%s: out of memory computing items[%zd] (GMP allocation failed)",
+                             job->kernel->name, i);
+            }
             return -1;
         default:
             if (cancelled < 0) {
@@ -420,7 +426,7 @@ parpy_run_one(const parpy_kernel *kernel, void *item)
     };
     atomic_init(&job.cancel, 0);
     int interrupted = job_run(&job, SINGLE_RELEASE_NS) < 0;
-    if (job_check(&job, interrupted) < 0) {
+    if (job_check(&job, interrupted, 1) < 0) {
         if (kernel->clear != NULL) {
             kernel->clear(item);
         }
@@ -482,7 +488,21 @@ parse_element(const parpy_kernel *kernel, PyObject *obj, void *item)
                      kernel->name, kernel->arity, Py_TYPE(obj)->tp_name);
         return -1;
     }
-    return kernel->parse(PySequence_Fast_ITEMS(obj), item);
+    /* A snapshot: parsing may run __index__, which may change a list. */
+    PyObject *args = PySequence_Tuple(obj);
+    if (args == NULL) {
+        return -1;
+    }
+    int rc = -1;
+    if (PyTuple_GET_SIZE(args) == kernel->arity) {
+        rc = kernel->parse(&PyTuple_GET_ITEM(args, 0), item);
+    }
+    else {
+        PyErr_Format(PyExc_TypeError, "%s items must be tuples of %d arguments", kernel->name,
+                     kernel->arity);
+    }
+    Py_DECREF(args);
+    return rc;
 }
 
 static void
@@ -518,11 +538,13 @@ parpy_run_batch(const parpy_kernel *kernel, PyObject *items, int workers, int sc
     atomic_init(&job.cancel, 0);
     Py_ssize_t parsed = 0;
 
-    seq = PySequence_Fast(items, "items must be iterable");
+    /* A tuple, not the caller's list: parsing may run __index__, which may
+       change the list under us. */
+    seq = PyTuple_CheckExact(items) ? Py_NewRef(items) : PySequence_Tuple(items);
     if (seq == NULL) {
         goto done;
     }
-    Py_ssize_t n = job.n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t n = job.n = PyTuple_GET_SIZE(seq);
     if (n == 0) {
         result = PyList_New(0);
         goto done;
@@ -534,7 +556,7 @@ parpy_run_batch(const parpy_kernel *kernel, PyObject *items, int workers, int sc
         PyErr_NoMemory();
         goto done;
     }
-    PyObject **elements = PySequence_Fast_ITEMS(seq);
+    PyObject **elements = &PyTuple_GET_ITEM(seq, 0);
     for (; parsed < n; parsed++) {
         if (parse_element(kernel, elements[parsed], ITEM(&job, parsed)) < 0) {
             prefix_item_error(parsed);
@@ -546,7 +568,7 @@ parpy_run_batch(const parpy_kernel *kernel, PyObject *items, int workers, int sc
     job.nthreads = choose_threads(&job, workers);
 
     int interrupted = job_run(&job, INLINE_GIL_NS) < 0;
-    if (job_check(&job, interrupted) < 0) {
+    if (job_check(&job, interrupted, 0) < 0) {
         goto done;
     }
     result = PyList_New(n);

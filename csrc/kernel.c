@@ -152,8 +152,6 @@ static PyMemberDef kernel_members[] = {
 };
 
 static PyType_Slot kernel_slots[] = {
-    {Py_tp_doc, "A native parpy kernel: callable on one item; parpy executors run whole "
-                "batches of it in C without the GIL."},
     {Py_tp_dealloc, kernel_dealloc},
     {Py_tp_repr, kernel_repr},
     {Py_tp_call, PyVectorcall_Call},

@@ -65,7 +65,7 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
         raise TypeError(
             f"parpy.map runs parpy kernels (parpy.fib, ...), not {type(kernel).__name__}"
         )
-    if schedule not in _SCHEDULES:
+    if not (schedule is None or isinstance(schedule, str)) or schedule not in _SCHEDULES:
         raise ValueError(
             f"schedule must be 'static', 'dynamic', 'guided' or None, not {schedule!r}"
         )

@@ -2,11 +2,15 @@
 
 Written as a Python programmer would write them. They are the oracle the
 tests compare against and the work that the comparisons run on threading
-and multiprocessing. Each validates its input the way its native twin does,
-so both raise the same exceptions.
+and multiprocessing. Each validates its arguments as its native twin does
+(type, sign, the 64-bit range), so both raise the same exceptions; the
+native kernels' size limits (OverflowError/MemoryError for results that
+cannot fit) are their own.
 """
 
 from __future__ import annotations
+
+import operator
 
 __all__ = ["fib", "fib_iterative", "fib_recursive", "fib_mod"]
 
@@ -15,8 +19,9 @@ FIB_U64_MAX_N = 93  # F(93) is the largest Fibonacci number below 2**64
 
 
 def _check(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    value = operator.index(value)
     if value < 0:
         raise ValueError(f"{name} must be >= 0, not {value}")
     if value >= U64:

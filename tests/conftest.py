@@ -1,0 +1,73 @@
+"""Fixtures: the suite runs once per implementation where both exist.
+
+As in markupsafe's conftest, ``impl`` is parametrised over the native kernels
+(``parpy.fib`` ...) and their pure-Python twins (``parpy.reference.fib`` ...),
+so every correctness and bad-input test checks both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import parpy
+import parpy.reference
+
+# A shared, noisy machine: no per-example deadline. ``impl`` is a constant,
+# so reusing it across the examples of a @given test is safe.
+settings.register_profile(
+    "parpy",
+    deadline=None,
+    max_examples=100,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile("parpy")
+
+
+@dataclasses.dataclass(frozen=True)
+class Impl:
+    name: str
+    fib: Callable[[int], int]
+    fib_iterative: Callable[[int], int]
+    fib_recursive: Callable[[int], int]
+    fib_mod: Callable[[int, int], int]
+    # fib_recursive is exponential: the largest n a test should ask for.
+    recursive_max_n: int
+
+    def __getitem__(self, kernel: str) -> Callable[..., int]:
+        return getattr(self, kernel)
+
+
+NATIVE = Impl(
+    "native",
+    parpy.fib,
+    parpy.fib_iterative,
+    parpy.fib_recursive,
+    parpy.fib_mod,
+    recursive_max_n=30,
+)
+REFERENCE = Impl(
+    "reference",
+    parpy.reference.fib,
+    parpy.reference.fib_iterative,
+    parpy.reference.fib_recursive,
+    parpy.reference.fib_mod,
+    recursive_max_n=22,
+)
+IMPLS = {impl.name: impl for impl in (NATIVE, REFERENCE)}
+
+
+@pytest.fixture(params=list(IMPLS))
+def impl(request) -> Impl:
+    """The native kernels, then their pure-Python twins."""
+    return IMPLS[request.param]
+
+
+@pytest.fixture
+def restore_num_threads():
+    """Puts parpy's default thread count back after a test that changes it."""
+    yield
+    parpy.set_num_threads(None)

@@ -1,0 +1,268 @@
+"""parpy.map and parpy.fib_batch: results equal the reference for every way of running."""
+
+from __future__ import annotations
+
+import array
+import collections
+import itertools
+import os
+
+import pytest
+from _util import child_env, fib_exact, fib_table, mismatches, run_python
+
+import parpy
+import parpy.reference
+
+SCHEDULES = [None, "static", "dynamic", "guided"]
+WORKERS = [None, 1, 2, 3, 8]
+CHUNKSIZES = [None, 1, 7, 1000]
+
+
+def expected_fibs(ns):
+    return [fib_exact(n) if n <= 5000 else parpy.reference.fib(n) for n in ns]
+
+
+# A mixed batch: small and medium n, repeats, out of order.
+MIXED = [(i * 37) % 2500 for i in range(600)] + [93, 94, 0, 1, 2] * 3
+
+
+@pytest.mark.parametrize("chunksize", CHUNKSIZES)
+@pytest.mark.parametrize("workers", WORKERS)
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_fib_batch_every_schedule_workers_chunksize(schedule, workers, chunksize):
+    got = parpy.fib_batch(MIXED, workers=workers, schedule=schedule, chunksize=chunksize)
+    assert mismatches(got, expected_fibs(MIXED)) == []
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("workers", [1, 2, 4])
+@pytest.mark.parametrize(
+    ("algorithm", "ns"),
+    [
+        ("doubling", MIXED),
+        ("iterative", MIXED[:200]),
+        ("recursive", [(i * 7) % 26 for i in range(300)]),
+    ],
+)
+def test_fib_batch_every_algorithm(algorithm, ns, workers, schedule):
+    got = parpy.fib_batch(ns, algorithm=algorithm, workers=workers, schedule=schedule)
+    assert mismatches(got, expected_fibs(ns)) == []
+
+
+def test_default_algorithm_is_doubling():
+    ns = list(range(100))
+    assert parpy.fib_batch(ns) == parpy.fib_batch(ns, algorithm="doubling") == list(fib_table(99))
+
+
+@pytest.mark.parametrize("name", ["fib", "fib_iterative", "fib_recursive"])
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_map_every_one_argument_kernel(name, schedule, workers):
+    ns = [(i * 13) % 27 for i in range(200)] + list(range(27))
+    kernel = getattr(parpy, name)
+    got = parpy.map(kernel, ns, workers=workers, schedule=schedule)
+    assert got == [getattr(parpy.reference, name)(n) for n in ns]
+
+
+@pytest.mark.parametrize("chunksize", CHUNKSIZES)
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_map_fib_mod(workers, schedule, chunksize):
+    pairs = [((i * 0x9E3779B97F4A7C15) % 2**64, (i * 7919) % 2**64 or 1) for i in range(500)]
+    pairs += [(n, m) for n in (0, 1, 2**64 - 1) for m in (1, 2, 2**64 - 1)]
+    got = parpy.map(parpy.fib_mod, pairs, workers=workers, schedule=schedule, chunksize=chunksize)
+    assert got == [parpy.reference.fib_mod(n, m) for n, m in pairs]
+
+
+# ---- what counts as a batch ------------------------------------------------------------
+
+NS = [5, 100, 3, 5, 0, 1000, 94, 93]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: list(NS), id="list"),
+        pytest.param(lambda: tuple(NS), id="tuple"),
+        pytest.param(lambda: (n for n in NS), id="generator"),
+        pytest.param(lambda: iter(NS), id="iterator"),
+        pytest.param(lambda: collections.deque(NS), id="deque"),
+        pytest.param(lambda: array.array("Q", NS), id="array"),
+        pytest.param(lambda: map(int, NS), id="map-object"),
+        pytest.param(lambda: dict.fromkeys(NS), id="dict"),
+    ],
+)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_any_iterable(make, workers):
+    items = make()
+    expected_ns = list(dict.fromkeys(NS)) if isinstance(items, dict) else NS
+    assert parpy.fib_batch(items, workers=workers) == expected_fibs(expected_ns)
+
+
+def test_ranges():
+    assert parpy.fib_batch(range(2001), workers=2) == list(fib_table(2000))
+    assert parpy.fib_batch(range(2000, -1, -3)) == [fib_exact(n) for n in range(2000, -1, -3)]
+    assert parpy.map(parpy.fib_recursive, range(25)) == list(fib_table(24))
+
+
+def test_fib_mod_items_from_a_generator():
+    pairs = ((n, n + 2) for n in range(300))
+    assert parpy.map(parpy.fib_mod, pairs, workers=2) == [
+        fib_exact(n) % (n + 2) for n in range(300)
+    ]
+
+
+@pytest.mark.parametrize(
+    "empty",
+    [[], (), range(0), iter([]), (n for n in ())],
+    ids=["list", "tuple", "range", "iter", "gen"],
+)
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_empty_batch(empty, schedule):
+    assert parpy.fib_batch(empty, workers=2, schedule=schedule) == []
+
+
+@pytest.mark.parametrize(
+    "kernel", [parpy.fib, parpy.fib_iterative, parpy.fib_recursive, parpy.fib_mod]
+)
+def test_empty_map_every_kernel(kernel):
+    result = parpy.map(kernel, [])
+    assert result == [] and type(result) is list
+
+
+def test_single_item():
+    assert parpy.fib_batch([10]) == [55]
+    assert parpy.fib_batch([10**5], workers=8) == [parpy.reference.fib(10**5)]
+    assert parpy.map(parpy.fib_mod, [(10, 7)], workers=4) == [6]
+
+
+def test_duplicates_only():
+    assert parpy.fib_batch([1234] * 500, workers=2) == [fib_exact(1234)] * 500
+
+
+def test_result_is_a_new_list_and_input_is_unchanged():
+    ns = [3, 2, 1]
+    result = parpy.fib_batch(ns)
+    assert result == [2, 1, 1]
+    assert result is not ns
+    assert ns == [3, 2, 1]
+    assert all(type(v) is int for v in result)
+
+
+def test_many_small_items():
+    ns = [i % 94 for i in range(100_000)]
+    table = fib_table(93)
+    assert parpy.fib_batch(ns, workers=2) == [table[n] for n in ns]
+    pairs = [(i, 1000 + i % 7) for i in range(100_000)]
+    expected = [parpy.reference.fib_mod(n, m) for n, m in pairs[:2000]]
+    assert parpy.map(parpy.fib_mod, pairs, workers=2)[:2000] == expected
+
+
+def test_same_result_for_any_worker_count():
+    ns = MIXED[:300]
+    results = [parpy.fib_batch(ns, workers=w) for w in (1, 2, 3, 5, 16)]
+    assert all(r == results[0] for r in results)
+
+
+def test_more_workers_than_items():
+    assert parpy.fib_batch([10, 20], workers=64, schedule="static") == [55, 6765]
+    got = parpy.fib_batch([10, 20, 30], workers=64, schedule="dynamic", chunksize=1)
+    assert got == [55, 6765, 832040]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_many_more_workers_than_cpus(schedule):
+    ns = [i % 94 for i in range(1000)] + [5000] * 10
+    assert parpy.fib_batch(ns, workers=200, schedule=schedule) == expected_fibs(ns)
+
+
+# ---- skewed batches: item costs differing by orders of magnitude ----------------------
+
+SKEWED = [10**6] + list(range(1500)) + [2 * 10**5] * 3 + [50_000] * 10 + [10**6 - 1]
+SKEWED_RECURSIVE = [32] + [1] * 2000 + [25] * 20 + [0, 30]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("workers", [None, 2, 3])
+def test_skewed_batch(schedule, workers):
+    got = parpy.fib_batch(SKEWED, workers=workers, schedule=schedule)
+    assert mismatches(got, expected_fibs(SKEWED)) == []
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_skewed_recursive_batch(schedule):
+    got = parpy.fib_batch(SKEWED_RECURSIVE, algorithm="recursive", workers=2, schedule=schedule)
+    assert got == [fib_exact(n) for n in SKEWED_RECURSIVE]
+
+
+def test_skewed_iterative_batch_most_expensive_last():
+    ns = list(range(300)) + [30_000, 20_000]
+    got = parpy.fib_batch(ns, algorithm="iterative", workers=2)
+    assert mismatches(got, expected_fibs(ns)) == []
+
+
+# ---- the default thread count ------------------------------------------------------------
+
+
+def test_set_and_get_num_threads(restore_num_threads):
+    default = parpy.get_num_threads()
+    assert isinstance(default, int) and default >= 1
+    for n in (1, 3, 7):
+        parpy.set_num_threads(n)
+        assert parpy.get_num_threads() == n
+        assert parpy.fib_batch(MIXED) == expected_fibs(MIXED)
+    parpy.set_num_threads(None)
+    assert parpy.get_num_threads() == default
+
+
+def test_workers_override_num_threads(restore_num_threads):
+    parpy.set_num_threads(1)
+    assert parpy.fib_batch(MIXED, workers=3) == expected_fibs(MIXED)
+    assert parpy.get_num_threads() == 1
+
+
+NUM_THREADS_CHILD = """
+import os, parpy
+print(parpy.get_num_threads())
+parpy.set_num_threads(5)
+print(parpy.get_num_threads())
+parpy.set_num_threads(None)
+print(parpy.get_num_threads())
+print(parpy.fib_batch(range(500)) == [parpy.reference.fib(n) for n in range(500)])
+"""
+
+
+@pytest.mark.parametrize(
+    ("omp_num_threads", "expected"),
+    [("3", 3), ("1", 1), ("4,2", 4), (None, len(os.sched_getaffinity(0)))],
+    ids=["3", "1", "nested-list", "unset"],
+)
+def test_default_honours_omp_num_threads(omp_num_threads, expected):
+    proc = run_python(NUM_THREADS_CHILD, env=child_env(OMP_NUM_THREADS=omp_num_threads))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(expected), "5", str(expected), "True"]
+
+
+def test_default_is_the_cpus_this_process_may_use():
+    proc = run_python(
+        """
+        import os
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        import parpy
+        same = parpy.fib_batch(range(300)) == parpy.fib_batch(range(300), workers=1)
+        print(parpy.get_num_threads(), same)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "True"]
+
+
+def test_batches_agree_across_all_option_combinations():
+    # One batch, every combination at once: identical lists.
+    ns = MIXED[:120]
+    first = None
+    for workers, schedule, chunksize in itertools.product(WORKERS, SCHEDULES, CHUNKSIZES):
+        got = parpy.fib_batch(ns, workers=workers, schedule=schedule, chunksize=chunksize)
+        first = got if first is None else first
+        assert got == first, (workers, schedule, chunksize)
+    assert first == expected_fibs(ns)

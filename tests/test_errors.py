@@ -1,0 +1,576 @@
+"""Bad input: single calls on both implementations, batches, options, limits."""
+
+from __future__ import annotations
+
+import collections
+import decimal
+import enum
+import fractions
+import math
+import os
+import time
+
+import pytest
+from _util import (
+    FIB_GMP_MAX_N,
+    LOG2_PHI,
+    U64,
+    BackgroundPython,
+    Index,
+    child_env,
+    fib_exact,
+    run_python,
+)
+
+import parpy
+import parpy.reference
+
+ONE_ARG = ["fib", "fib_iterative", "fib_recursive"]
+BATCH_ALGORITHMS = {"fib": "doubling", "fib_iterative": "iterative", "fib_recursive": "recursive"}
+
+NOT_INTS = [
+    pytest.param("5", id="str"),
+    pytest.param(b"5", id="bytes"),
+    pytest.param(5.0, id="float"),
+    pytest.param(float("nan"), id="nan"),
+    pytest.param(None, id="None"),
+    pytest.param(True, id="True"),
+    pytest.param(False, id="False"),
+    pytest.param([5], id="list"),
+    pytest.param((5,), id="tuple"),
+    pytest.param(5 + 0j, id="complex"),
+    pytest.param(decimal.Decimal(5), id="Decimal"),
+    pytest.param(fractions.Fraction(5), id="Fraction"),
+    pytest.param(object(), id="object"),
+]
+NEGATIVE = [-1, -2, -(2**63), -(2**64), -(10**30)]
+TOO_BIG = [2**64, 2**64 + 1, 2**100, 10**30]
+
+
+class Color(enum.IntEnum):
+    RED = 10
+
+
+class MyInt(int):
+    pass
+
+
+def call(impl, kernel, n, m=7):
+    """Calls ``impl.<kernel>`` (impl: the fixture or a module) with n first."""
+    function = getattr(impl, kernel)
+    return function(n, m) if kernel == "fib_mod" else function(n)
+
+
+# ---- single calls, both implementations ------------------------------------------
+
+
+@pytest.mark.parametrize("kernel", ONE_ARG + ["fib_mod"])
+@pytest.mark.parametrize("value", NOT_INTS)
+def test_not_an_int_is_type_error(impl, kernel, value):
+    with pytest.raises(TypeError, match="^n must be an int, not "):
+        call(impl, kernel, value)
+    if kernel == "fib_mod":
+        with pytest.raises(TypeError, match="^m must be an int, not "):
+            impl.fib_mod(7, value)
+
+
+@pytest.mark.parametrize("kernel", ONE_ARG + ["fib_mod"])
+@pytest.mark.parametrize("value", NEGATIVE)
+def test_negative_is_value_error(impl, kernel, value):
+    with pytest.raises(ValueError, match=f"^n must be >= 0, not {value}$"):
+        call(impl, kernel, value)
+    if kernel == "fib_mod":
+        with pytest.raises(ValueError, match="^m must be >= "):
+            impl.fib_mod(7, value)
+
+
+@pytest.mark.parametrize("kernel", ONE_ARG + ["fib_mod"])
+@pytest.mark.parametrize("value", TOO_BIG)
+def test_2_to_the_64_and_above_is_overflow_error(impl, kernel, value):
+    with pytest.raises(OverflowError, match=f"^n must be < 2\\*\\*64, not {value}$"):
+        call(impl, kernel, value)
+    if kernel == "fib_mod":
+        with pytest.raises(OverflowError, match="^m must be < 2\\*\\*64"):
+            impl.fib_mod(7, value)
+
+
+@pytest.mark.parametrize("n", [94, 95, 1000, 2**63, U64 - 1])
+def test_fib_recursive_above_93_is_overflow_error(impl, n):
+    with pytest.raises(OverflowError, match=f"must be <= 93, not {n}$"):
+        impl.fib_recursive(n)
+
+
+@pytest.mark.parametrize("n", [0, 1, 10**18, U64 - 1])
+def test_fib_mod_zero_modulus_is_value_error(impl, n):
+    with pytest.raises(ValueError, match="^m must be >= 1, not 0$"):
+        impl.fib_mod(n, 0)
+
+
+def test_fib_mod_accepts_the_whole_u64_range(impl):
+    assert impl.fib_mod(U64 - 1, U64 - 1) == parpy.reference.fib_mod(U64 - 1, U64 - 1)
+    assert impl.fib_mod(U64 - 1, 1) == 0
+    assert impl.fib_mod(0, U64 - 1) == 0
+
+
+@pytest.mark.parametrize("value", ["5", 5.0, None, True, [5], -1, 2**64])
+def test_native_and_reference_messages_agree(value):
+    for kernel in ONE_ARG + ["fib_mod"]:
+        errors = []
+        for module in (parpy, parpy.reference):
+            with pytest.raises((TypeError, ValueError, OverflowError)) as info:
+                call(module, kernel, value)
+            errors.append((info.type, str(info.value)))
+        assert errors[0] == errors[1], kernel
+
+
+def test_int_subclasses_are_ints(impl):
+    assert impl.fib(MyInt(10)) == 55
+    assert impl.fib(Color.RED) == 55
+    assert impl.fib_iterative(MyInt(100)) == fib_exact(100)
+    assert impl.fib_recursive(Color.RED) == 55
+    assert impl.fib_mod(MyInt(10), Color.RED) == 5
+
+
+def test_index_objects_are_ints(impl):
+    # Objects with __index__ are accepted as ints, and validated as ints.
+    assert impl.fib(Index(10)) == 55
+    assert impl.fib_iterative(Index(100)) == fib_exact(100)
+    assert impl.fib_recursive(Index(20)) == 6765
+    assert impl.fib_mod(Index(10), Index(7)) == 55 % 7
+    with pytest.raises(ValueError):
+        impl.fib(Index(-1))
+    with pytest.raises(OverflowError):
+        impl.fib(Index(2**64))
+    with pytest.raises(OverflowError):
+        impl.fib_recursive(Index(94))
+    with pytest.raises(ValueError):
+        impl.fib_mod(Index(1), Index(0))
+
+
+def test_index_errors_propagate():
+    class Broken:
+        def __index__(self):
+            raise ZeroDivisionError("broken __index__")
+
+    with pytest.raises(ZeroDivisionError, match="broken __index__"):
+        parpy.fib(Broken())
+
+
+@pytest.mark.parametrize("kernel", ONE_ARG + ["fib_mod"])
+def test_wrong_argument_count_is_type_error(impl, kernel):
+    arity = 2 if kernel == "fib_mod" else 1
+    for args in [(), (1,) * (arity + 1), (1,) * (arity + 2)]:
+        with pytest.raises(TypeError):
+            impl[kernel](*args)
+
+
+@pytest.mark.parametrize("kernel", ONE_ARG + ["fib_mod"])
+def test_native_kernels_take_no_keywords(kernel):
+    native = getattr(parpy, kernel)
+    with pytest.raises(TypeError, match="keyword"):
+        native(n=5) if kernel != "fib_mod" else native(5, m=7)
+
+
+# ---- batches -----------------------------------------------------------------------
+
+BAD_ITEMS = [
+    pytest.param("x", TypeError, id="str"),
+    pytest.param(1.5, TypeError, id="float"),
+    pytest.param(None, TypeError, id="None"),
+    pytest.param(True, TypeError, id="bool"),
+    pytest.param(-1, ValueError, id="negative"),
+    pytest.param(2**64, OverflowError, id="2**64"),
+]
+
+
+def _single_call_error(kernel, value):
+    with pytest.raises(Exception) as info:
+        getattr(parpy, kernel)(value)
+    return info.type, str(info.value)
+
+
+@pytest.mark.parametrize("kernel", ONE_ARG)
+@pytest.mark.parametrize(("bad", "exc"), BAD_ITEMS)
+@pytest.mark.parametrize("index", [0, 1, 57])
+def test_bad_item_names_its_index(kernel, bad, exc, index):
+    items = [5] * 60
+    items[index] = bad
+    exc_type, message = _single_call_error(kernel, bad)
+    assert exc_type is exc
+    with pytest.raises(exc) as info:
+        parpy.map(getattr(parpy, kernel), items, workers=2)
+    assert str(info.value) == f"items[{index}]: {message}"
+    with pytest.raises(exc) as info:
+        parpy.fib_batch(items, algorithm=BATCH_ALGORITHMS[kernel])
+    assert str(info.value) == f"items[{index}]: {message}"
+
+
+def test_bad_item_message_example():
+    with pytest.raises(TypeError) as info:
+        parpy.fib_batch([1, "2", 3])
+    assert str(info.value) == "items[1]: n must be an int, not str"
+
+
+def test_first_bad_item_is_reported():
+    with pytest.raises(TypeError, match=r"^items\[2\]: "):
+        parpy.fib_batch([1, 2, "x", -1, 2**64, None])
+    with pytest.raises(ValueError, match=r"^items\[3\]: "):
+        parpy.fib_batch([1, 2, 3, -1, "x"])
+
+
+@pytest.mark.parametrize("n", [94, 200])
+def test_recursive_batch_above_93_is_overflow_error(n):
+    with pytest.raises(OverflowError, match=rf"^items\[1\]: .*must be <= 93, not {n}$"):
+        parpy.fib_batch([10, n], algorithm="recursive")
+
+
+@pytest.mark.parametrize(
+    ("item", "exc", "pattern"),
+    [
+        pytest.param(5, TypeError, "tuples of 2", id="int"),
+        pytest.param("ab", TypeError, "tuples of 2", id="str"),
+        pytest.param((5,), TypeError, "tuples of 2", id="1-tuple"),
+        pytest.param((5, 7, 9), TypeError, "tuples of 2", id="3-tuple"),
+        pytest.param([], TypeError, "tuples of 2", id="empty-list"),
+        pytest.param({5: 7}, TypeError, "tuples of 2", id="dict"),
+        pytest.param(iter((5, 7)), TypeError, "tuples of 2", id="iterator"),
+        pytest.param(("5", 7), TypeError, "n must be an int", id="bad-n"),
+        pytest.param((5, 7.0), TypeError, "m must be an int", id="bad-m"),
+        pytest.param((-5, 7), ValueError, "n must be >= 0", id="negative-n"),
+        pytest.param((5, 0), ValueError, "m must be >= 1", id="zero-m"),
+        pytest.param((5, 2**64), OverflowError, "m must be < 2", id="huge-m"),
+    ],
+)
+def test_fib_mod_bad_items(item, exc, pattern):
+    with pytest.raises(exc, match=rf"^items\[2\]: .*{pattern}"):
+        parpy.map(parpy.fib_mod, [(1, 2), [3, 4], item, (5, 6)], workers=2)
+
+
+def test_fib_mod_items_may_be_lists_or_tuples():
+    pair = collections.namedtuple("pair", "n m")
+    items = [(10, 7), [10, 7], (MyInt(10), Index(7)), pair(10, 7)]
+    assert parpy.map(parpy.fib_mod, items) == [6, 6, 6, 6]
+
+
+@pytest.mark.timeout(120)
+def test_every_item_is_validated_before_work_starts():
+    # The first items would take minutes; the bad last one must fail the call at once.
+    with pytest.raises(TypeError, match=r"^items\[3\]: "):
+        parpy.fib_batch([10**7] * 3 + ["x"], algorithm="iterative", workers=2)
+    with pytest.raises(OverflowError, match=r"^items\[2\]: "):
+        parpy.fib_batch([70, 70, 94], algorithm="recursive", workers=2)
+    with pytest.raises(ValueError, match=r"^items\[2\]: "):
+        parpy.map(parpy.fib_iterative, [10**7, 10**7, -1])
+
+
+def test_batch_still_works_after_errors():
+    for bad in ["x", -1, 2**64]:
+        with pytest.raises((TypeError, ValueError, OverflowError)):
+            parpy.fib_batch([1000] * 100 + [bad], workers=2)
+    assert parpy.fib_batch([1000] * 100, workers=2) == [fib_exact(1000)] * 100
+
+
+# ---- batch options -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["workers", "chunksize"])
+@pytest.mark.parametrize(
+    ("value", "exc"),
+    [
+        (True, TypeError),
+        (False, TypeError),
+        (2.0, TypeError),
+        ("2", TypeError),
+        ([2], TypeError),
+        (0, ValueError),
+        (-1, ValueError),
+        (-(2**70), ValueError),
+    ],
+)
+@pytest.mark.parametrize("items", [[1, 2, 3], []], ids=["items", "empty"])
+def test_bad_workers_and_chunksize(option, value, exc, items):
+    with pytest.raises(exc):
+        parpy.fib_batch(items, **{option: value})
+    with pytest.raises(exc):
+        parpy.map(parpy.fib, items, **{option: value})
+
+
+@pytest.mark.parametrize("schedule", ["auto", "STATIC", "", "runtime", 0, 1, True, ["static"]])
+def test_bad_schedule_is_value_error(schedule):
+    with pytest.raises(ValueError):
+        parpy.fib_batch([1, 2, 3], schedule=schedule)
+    with pytest.raises(ValueError):
+        parpy.map(parpy.fib, [], schedule=schedule)
+
+
+@pytest.mark.parametrize("algorithm", ["fast", "Doubling", "", None, 0, ["doubling"]])
+def test_bad_algorithm_is_value_error(algorithm):
+    with pytest.raises(ValueError):
+        parpy.fib_batch([1, 2, 3], algorithm=algorithm)
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    [parpy.reference.fib, lambda n: n, "fib", None, parpy.Kernel, abs],
+    ids=["reference", "lambda", "str", "None", "type", "builtin"],
+)
+def test_map_requires_a_kernel(kernel):
+    with pytest.raises(TypeError):
+        parpy.map(kernel, [1, 2, 3])
+    with pytest.raises(TypeError):
+        parpy.map(kernel, [])
+
+
+def test_options_are_keyword_only():
+    with pytest.raises(TypeError):
+        parpy.fib_batch([1, 2], 2)
+    with pytest.raises(TypeError):
+        parpy.map(parpy.fib, [1, 2], 2)
+
+
+@pytest.mark.parametrize("items", [5, None, 1.5, object()], ids=["int", "None", "float", "object"])
+def test_items_must_be_iterable(items):
+    with pytest.raises(TypeError):
+        parpy.fib_batch(items)
+    with pytest.raises(TypeError):
+        parpy.map(parpy.fib_mod, items)
+
+
+def test_errors_from_the_iterable_propagate():
+    class Boom(Exception):
+        pass
+
+    def generate():
+        yield 1
+        yield 2
+        raise Boom("from the generator")
+
+    with pytest.raises(Boom, match="from the generator"):
+        parpy.fib_batch(generate())
+
+
+@pytest.mark.parametrize(
+    ("value", "exc"),
+    [(0, ValueError), (-1, ValueError), (True, TypeError), (2.0, TypeError), ("2", TypeError)],
+)
+def test_bad_num_threads(value, exc, restore_num_threads):
+    before = parpy.get_num_threads()
+    with pytest.raises(exc):
+        parpy.set_num_threads(value)
+    assert parpy.get_num_threads() == before
+
+
+# ---- size limits: OverflowError / MemoryError at once, in child processes ---------
+#
+# Each case runs in its own child, all started together, so that an
+# implementation that computes instead of refusing costs one deadline in all.
+
+LIMIT_DEADLINE_S = 20
+GIB = 1 << 30
+
+
+def _physical_memory() -> int:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _n_beyond_physical_memory() -> int:
+    # F(n) alone takes 60% of RAM; computing it needs at least its two
+    # halves' worth more, so the working memory exceeds physical memory.
+    return min(FIB_GMP_MAX_N, math.ceil(0.6 * _physical_memory() * 8 / LOG2_PHI))
+
+
+LIMIT_CASES = {
+    # name: (n, expected exception, resource limits)
+    "gmp_max_plus_1": (FIB_GMP_MAX_N + 1, "OverflowError", None),
+    "u64_max": (U64 - 1, "OverflowError", None),
+    "physical_memory": (_n_beyond_physical_memory(), "MemoryError", None),
+    "rlimit_as_2gib": (10**10, "MemoryError", {"RLIMIT_AS": 2 * GIB}),
+    "rlimit_data_2gib": (10**10, "MemoryError", {"RLIMIT_DATA": 2 * GIB}),
+}
+
+LIMIT_CHILD = """
+import {module} as impl
+kernel = getattr(impl, {kernel!r})
+try:
+    if {batch}:
+        import parpy
+        parpy.fib_batch([5, {n}], algorithm={algorithm!r}, workers=2)
+    else:
+        kernel({n})
+except BaseException as exc:
+    print("RAISED", type(exc).__name__, str(exc).replace("\\n", " "), sep="|")
+else:
+    print("RETURNED")
+print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, sep="|")
+print("AFTER", kernel(1000) == {expected_1000}, sep="|")
+"""
+
+# Size limits are the native kernels' own: the pure-Python twins, like any
+# Python code, compute until Python's int runs out of memory.
+LIMIT_KEYS = [
+    ("native", kernel, case, batch)
+    for kernel in ("fib", "fib_iterative")
+    for case in LIMIT_CASES
+    for batch in (False, True)
+]
+
+
+@pytest.fixture(scope="module")
+def limit_children():
+    """Starts every size-limit child at once; yields them with their deadline."""
+    children = {}
+    for impl_name, kernel, case, batch in LIMIT_KEYS:
+        n, _, rlimits = LIMIT_CASES[case]
+        body = LIMIT_CHILD.format(
+            module="parpy" if impl_name == "native" else "parpy.reference",
+            kernel=kernel,
+            n=n,
+            batch=batch,
+            algorithm=BATCH_ALGORITHMS[kernel],
+            expected_1000=fib_exact(1000),
+        )
+        children[impl_name, kernel, case, batch] = BackgroundPython(body, rlimits=rlimits)
+    deadline = time.monotonic() + LIMIT_DEADLINE_S
+    yield children, deadline
+    for child in children.values():
+        child.kill()
+
+
+def _parse_limit_output(stdout: str) -> dict[str, list[str]]:
+    return {fields[0]: fields[1:] for fields in (line.split("|") for line in stdout.splitlines())}
+
+
+def _limit_id(key) -> str:
+    impl_name, kernel, case, batch = key
+    return f"{impl_name}-{kernel}-{case}-{'batch' if batch else 'call'}"
+
+
+@pytest.mark.parametrize("key", LIMIT_KEYS, ids=_limit_id)
+def test_size_limits_raise_at_once(key, limit_children):
+    impl_name, kernel, case, batch = key
+    children, deadline = limit_children
+    n, expected, _ = LIMIT_CASES[case]
+    result = children[key].result(deadline)
+    what = f"{impl_name} {kernel}({n})" + (" in a batch" if batch else "")
+    assert not result.timed_out, (
+        f"{what} neither returned nor raised within {LIMIT_DEADLINE_S} s: it computes "
+        f"instead of refusing the size; output so far {result.stdout!r}"
+    )
+    assert result.returncode == 0, f"{what}: child died ({result.returncode}): {result.stderr}"
+    assert "GNU MP" not in result.stderr
+    lines = _parse_limit_output(result.stdout)
+    assert "RAISED" in lines, f"{what} returned a value"
+    exc_name, message = lines["RAISED"]
+    assert exc_name == expected, f"{what}: {exc_name}: {message}"
+    if batch:
+        assert message.startswith("items[1]: ")
+    assert str(n) in message
+    assert "%" not in message, f"unformatted message: {message!r}"
+    # Refused without allocating anything like F(n).
+    assert int(lines["MAXRSS_KB"][0]) < 1024 * 1024
+    assert lines["AFTER"] == ["True"]
+
+
+def test_gmp_allocation_failure_is_memory_error():
+    # Sizes that pass the up-front check but cannot be allocated: with the
+    # address space capped just above what the process already maps, GMP's
+    # allocations fail inside the computation. That must be a MemoryError
+    # (never GMP's abort), and the process must stay usable.
+    proc = run_python(
+        """
+        import parpy, parpy.reference
+
+        def mapped():
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmSize:"):
+                        return int(line.split()[1]) * 1024
+
+        parpy.fib_batch([100000] * 50, workers=2)  # threads started before the cap
+        cap = mapped() + 100 * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        n = 5 * 10**8  # F(n) is 43 MB; GMP needs several times that
+        calls = [
+            lambda: [parpy.fib(n)],
+            lambda: [parpy.fib_iterative(n)],
+            lambda: parpy.fib_batch([n, n], workers=2),
+            lambda: parpy.fib_batch([n, 5, n], algorithm="iterative", workers=2),
+        ]
+        for compute in calls:
+            try:
+                values = compute()
+            except MemoryError as exc:
+                print("MemoryError", exc)
+            else:
+                # Allowed if memory sufficed after all, but then it must be right.
+                m = 2**61 - 1
+                print("RETURNED", all(v % m == parpy.fib_mod(n, m) for v in values if v > 5))
+        ns = list(range(0, 3000, 3)) + [10**5]
+        print("AFTER", parpy.fib_batch(ns, workers=2) == [parpy.reference.fib(k) for k in ns])
+        """,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"child died ({proc.returncode}): {proc.stderr[-2000:]}"
+    assert "GNU MP" not in proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 5, proc.stdout
+    for line in lines[:4]:
+        assert line.startswith("MemoryError") or line == "RETURNED True", line
+    assert lines[4] == "AFTER True"
+
+
+# ---- items changed while they are validated ----------------------------------------
+#
+# Validating an item can run Python code (__index__), which can change the
+# list being validated. parpy must not crash; it may raise or use either
+# version of the list, but what it returns must be right. Run under the debug
+# allocator, which poisons freed memory, so that a dangling read crashes.
+
+MUTATION_CHILD = """
+import parpy
+
+class Mutate:
+    def __init__(self, action):
+        self.action = action
+    def __index__(self):
+        self.action()
+        return 5
+
+{setup}
+try:
+    result = {call}
+except Exception as exc:
+    print("RAISED", type(exc).__name__)
+else:
+    print("RETURNED", result == {expected})
+"""
+
+MUTATIONS = {
+    "batch-list-cleared": (
+        "items = [Mutate(lambda: items.clear())] + [1000 + i for i in range(100)]",
+        "parpy.fib_batch(items)",
+        "[5] + [parpy.reference.fib(1000 + i) for i in range(100)]",
+    ),
+    "batch-list-grown": (
+        "items = [Mutate(lambda: items.extend(range(5000)))] + [1000 + i for i in range(100)]",
+        "parpy.fib_batch(items)",
+        "[5] + [parpy.reference.fib(1000 + i) for i in range(100)]",
+    ),
+    "fib_mod-pair-cleared": (
+        "pair = [Mutate(lambda: pair.clear()), 10**6 + 3]",
+        "parpy.map(parpy.fib_mod, [(1, 2), pair])",
+        "[1, parpy.reference.fib_mod(5, 10**6 + 3)]",
+    ),
+}
+
+
+@pytest.mark.parametrize("mutation", list(MUTATIONS))
+def test_items_mutated_during_validation_do_not_crash(mutation):
+    setup, call_expr, expected = MUTATIONS[mutation]
+    body = "import parpy.reference\n" + MUTATION_CHILD.format(
+        setup=setup, call=call_expr, expected=expected
+    )
+    proc = run_python(body, timeout=60, env=child_env(PYTHONMALLOC="debug"))
+    assert proc.returncode == 0, f"child crashed ({proc.returncode}): {proc.stderr[-2000:]}"
+    assert proc.stdout.split()[0] in ("RAISED", "RETURNED"), proc.stdout
+    assert proc.stdout.split() != ["RETURNED", "False"], "wrong results after the mutation"

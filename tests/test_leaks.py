@@ -1,0 +1,245 @@
+"""Reference counts and memory stay flat over repeated calls, valid and invalid."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import tracemalloc
+
+import pytest
+from _util import INPUT_ERRORS, Index, fib_exact, run_python
+
+import parpy
+
+REPEAT = 300
+
+
+def fresh_int(value):
+    """An int object no one else holds (not a cached small int, not a constant)."""
+    return int(str(value))
+
+
+def call_ignoring_input_errors(function, *args, **kwargs):
+    try:
+        return function(*args, **kwargs)
+    except INPUT_ERRORS:
+        return None
+
+
+def assert_refcounts_stable(objects, action, repeat=REPEAT):
+    action()  # first-call caches, interned strings, ...
+    gc.collect()
+    before = [sys.getrefcount(obj) for obj in objects]
+    for _ in range(repeat):
+        action()
+    gc.collect()
+    after = [sys.getrefcount(obj) for obj in objects]
+    assert after == before
+
+
+# ---- reference counts ---------------------------------------------------------------
+
+
+def test_refcount_probe_detects_a_leak():
+    kept = []
+    obj = fresh_int(12345)
+    with pytest.raises(AssertionError):
+        assert_refcounts_stable([obj], lambda: kept.append(obj), repeat=3)
+
+
+@pytest.mark.parametrize("name", ["fib", "fib_iterative", "fib_recursive"])
+def test_single_call_arguments(name):
+    kernel = getattr(parpy, name)
+    n = fresh_int(25)
+    index = Index(fresh_int(25))
+    assert_refcounts_stable([kernel, n, index, index.value], lambda: (kernel(n), kernel(index)))
+
+
+def test_fib_mod_arguments():
+    n, m, index = fresh_int(10**18 + 9), fresh_int(10**9 + 7), Index(fresh_int(12345))
+    assert_refcounts_stable(
+        [parpy.fib_mod, n, m, index], lambda: (parpy.fib_mod(n, m), parpy.fib_mod(index, m))
+    )
+
+
+BAD_VALUES = {
+    "str": "not an int",
+    "float": 2.5,
+    "negative": fresh_int(-(10**30)),
+    "huge": fresh_int(2**100),
+    "bool": True,
+    "object": object(),
+    "index-negative": Index(fresh_int(-12345)),
+    "index-huge": Index(fresh_int(2**70)),
+}
+
+
+@pytest.mark.parametrize("name", ["fib", "fib_iterative", "fib_recursive", "fib_mod"])
+@pytest.mark.parametrize("bad", list(BAD_VALUES))
+def test_invalid_single_call_arguments(name, bad):
+    kernel = getattr(parpy, name)
+    value = BAD_VALUES[bad]
+    args = (value, 7) if name == "fib_mod" else (value,)
+    assert_refcounts_stable([kernel, value], lambda: call_ignoring_input_errors(kernel, *args))
+
+
+def test_size_errors():
+    too_big = fresh_int(197945663548)
+    too_much_memory = fresh_int(10**11)
+    items = [1, too_much_memory]
+    assert_refcounts_stable(
+        [parpy.fib, too_big, too_much_memory, items],
+        lambda: (
+            call_ignoring_input_errors(parpy.fib, too_big),
+            call_ignoring_input_errors(parpy.fib_iterative, too_big),
+            call_ignoring_input_errors(parpy.fib, too_much_memory),
+            call_ignoring_input_errors(parpy.fib_batch, items),
+        ),
+    )
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batch_items(workers):
+    elements = [fresh_int(n) for n in (5, 500, 94, 2000)] + [Index(fresh_int(300))]
+    items = elements * 20
+    pairs = [(fresh_int(10**18), fresh_int(97)), [fresh_int(5), fresh_int(3)]]
+    assert_refcounts_stable(
+        [items, *elements, pairs, *pairs, *pairs[0], *pairs[1], parpy.fib, parpy.fib_mod],
+        lambda: (
+            parpy.fib_batch(items, workers=workers),
+            parpy.map(parpy.fib, items, workers=workers, schedule="static", chunksize=3),
+            parpy.fib_batch(iter(items), workers=workers, algorithm="iterative"),
+            parpy.map(parpy.fib_mod, pairs * 50, workers=workers),
+        ),
+        repeat=100,
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["x", fresh_int(-5), fresh_int(2**64), fresh_int(10**11), (1, 2), Index(fresh_int(-1))],
+    ids=["str", "negative", "2**64", "memory", "tuple", "index"],
+)
+def test_invalid_batch_items(bad):
+    good = [fresh_int(n) for n in (5000, 100, 94)]
+    items = good * 30 + [bad] + good
+    pairs = [(fresh_int(10), fresh_int(7)), bad]
+    assert_refcounts_stable(
+        [items, bad, *good, pairs, parpy.fib],
+        lambda: (
+            call_ignoring_input_errors(parpy.fib_batch, items, workers=2),
+            call_ignoring_input_errors(parpy.map, parpy.fib_mod, pairs),
+        ),
+        repeat=100,
+    )
+
+
+def test_results_are_not_over_referenced():
+    for n in (94, 1000, 10**5):
+        result = parpy.fib(n)
+        assert sys.getrefcount(result) == 2  # the local and getrefcount's argument
+        result = parpy.fib_iterative(n if n < 10**5 else 3000)
+        assert sys.getrefcount(result) == 2
+    batch = parpy.fib_batch([1000, 2000, 10**5, 50, 93], workers=2)
+    # the list and getrefcount's argument
+    assert [sys.getrefcount(batch[i]) for i in range(5)] == [2] * 5
+    assert sys.getrefcount(batch) == 2
+    pairs = parpy.map(parpy.fib_mod, [(10**18, 2**64 - 1)] * 3)
+    assert [sys.getrefcount(pairs[i]) for i in range(3)] == [2] * 3
+
+
+# ---- memory -----------------------------------------------------------------------
+
+
+def _workload():
+    parpy.fib(10**4)
+    parpy.fib(Index(3000))
+    parpy.fib_iterative(3000)
+    parpy.fib_recursive(15)
+    parpy.fib_mod(10**18, 10**9 + 7)
+    parpy.fib_batch(range(0, 3000, 7), workers=2)
+    parpy.fib_batch([10**4] * 20 + [5] * 100, workers=2, schedule="guided")
+    parpy.map(parpy.fib_mod, [(i, 1000 + i) for i in range(200)], workers=2, schedule="static")
+    parpy.fib_batch([20] * 50, algorithm="recursive", workers=2)
+    for bad in ["x", -1, 2**64, 1.5, None, True, 10**11, 197945663548]:
+        call_ignoring_input_errors(parpy.fib, bad)
+        call_ignoring_input_errors(parpy.fib_batch, [1, 2, 3000, bad], workers=2)
+    call_ignoring_input_errors(parpy.map, parpy.fib_mod, [(1, 2), (3, 0)])
+    call_ignoring_input_errors(parpy.fib_batch, [1], workers=0)
+
+
+def test_traced_memory_is_flat():
+    for _ in range(10):
+        _workload()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        readings = []
+        for _ in range(5):
+            for _ in range(15):
+                _workload()
+            gc.collect()
+            readings.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    # After the first round, nothing accumulates (a few KiB of slack for caches).
+    assert max(readings[1:]) - min(readings[1:]) < 32 * 1024, readings
+
+
+def test_native_memory_is_flat():
+    # GMP and the batch driver allocate with malloc, which tracemalloc does not
+    # see: watch the resident set of a child instead. A leaked F(10**5) per
+    # call would add several MB per 1000 calls.
+    proc = run_python(
+        """
+        import gc, parpy
+
+        def rss():
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * 4096
+
+        def workload():
+            for _ in range(50):
+                parpy.fib(10**5)
+                parpy.fib_iterative(5000)
+            parpy.fib_batch([10**5] * 50 + list(range(500)), workers=2)
+            parpy.fib_batch([10**5] * 50, workers=2, schedule="static", chunksize=2)
+            parpy.fib_batch([3000] * 50, algorithm="iterative", workers=2)
+            try:
+                parpy.fib_batch([10**5] * 10 + ["x"], workers=2)
+            except TypeError:
+                pass
+
+        for _ in range(5):
+            workload()
+        gc.collect()
+        start = rss()
+        for _ in range(40):
+            workload()
+        gc.collect()
+        print((rss() - start) // 2**20)
+        """,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) < 8, f"resident set grew by {proc.stdout.strip()} MiB"
+
+
+def test_failed_batches_release_their_reservations():
+    # A batch reserves every result before computing; one bad item at the end
+    # must release what was reserved for the others.
+    items = [10**5] * 200 + ["x"]
+    for _ in range(3):
+        call_ignoring_input_errors(parpy.fib_batch, items)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(30):
+            call_ignoring_input_errors(parpy.fib_batch, items)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024
+    assert parpy.fib_batch([10**5]) == [fib_exact(10**5)]
