@@ -5,9 +5,35 @@ that run whole batches of them on native threads, side by side with
 threading and multiprocessing.
 """
 
-from parpy import reference
-from parpy._batch import fib_batch, get_num_threads, map, set_num_threads
-from parpy._core import Kernel, fib, fib_iterative, fib_mod, fib_recursive
+import os as _os
+
+
+def _load_core() -> None:
+    """Import parpy._core, by default with GNU OpenMP's passive wait policy.
+
+    libgomp reads its settings once, when it is loaded with the extension. Its
+    default lets idle team threads spin for a while after every parallel
+    region; parpy's teams sit idle between batches, where spinning takes a
+    core from the Python thread, and a woken thread queued behind a spinning
+    one delays a small batch by a scheduler tick (milliseconds). Unless the
+    user chose a policy, the extension is loaded with OMP_WAIT_POLICY=passive,
+    which is then removed again so that child processes do not inherit it.
+    """
+    if "OMP_WAIT_POLICY" in _os.environ or "GOMP_SPINCOUNT" in _os.environ:
+        from parpy import _core  # noqa: F401
+        return
+    _os.environ["OMP_WAIT_POLICY"] = "passive"
+    try:
+        from parpy import _core  # noqa: F401
+    finally:
+        del _os.environ["OMP_WAIT_POLICY"]
+
+
+_load_core()
+
+from parpy import reference  # noqa: E402
+from parpy._batch import fib_batch, get_num_threads, map, set_num_threads  # noqa: E402
+from parpy._core import Kernel, fib, fib_iterative, fib_mod, fib_recursive  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -11,6 +11,7 @@ cannot fit) are their own.
 from __future__ import annotations
 
 import operator
+from typing import SupportsIndex
 
 __all__ = ["fib", "fib_iterative", "fib_recursive", "fib_mod"]
 
@@ -19,7 +20,7 @@ FIB_U64_MAX_N = 93  # F(93) is the largest Fibonacci number below 2**64
 
 
 def _check(value: object, name: str) -> int:
-    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+    if isinstance(value, bool) or not isinstance(value, SupportsIndex):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     value = operator.index(value)
     if value < 0:

@@ -1,0 +1,161 @@
+"""Measure, in one run, the ratios the README quotes.
+
+    python benchmarks/ratios.py [--json] [--budget SECONDS]
+
+(with parpy importable: installed, or PYTHONPATH=. from the repository root)
+
+Each target times two calls on the same inputs (workloads.py): parpy's and the
+one it is compared with. After a warm-up run of each, their runs alternate
+(A B, B A, A B, ...) for about --budget seconds, at least 7 rounds, and the
+ratio is the median over the rounds of other's time / parpy's time: how many
+times faster parpy is. Parallel speedups need idle cores: the last column
+says how many CPUs other processes used meanwhile (from /proc/stat), and a
+target measured while they did is marked "noisy".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from workloads import BALANCED, ITERATIVE, SKEWED, TINY, WORKERS, candidates, gmpy2
+
+import parpy
+from parpy.compare import measure
+
+MIN_ROUNDS, MAX_ROUNDS = 7, 51
+MIN_SAMPLE = 0.01  # seconds: quicker calls are timed this many at a time
+
+
+class Target(NamedTuple):
+    label: str
+    workload: dict[str, Callable[[], object]]
+    parpy: str  # the names of the two calls in the workload
+    other: str
+    goal: float  # the least acceptable other / parpy
+    goal_text: str
+
+
+def targets() -> list[Target]:
+    balanced, skewed = candidates(BALANCED), candidates(SKEWED)
+    iterative, tiny = candidates(ITERATIVE, "iterative"), candidates(TINY)
+    w = WORKERS
+    return [
+        Target(f"balanced, workers={w} vs workers=1", balanced, "parpy", "parpy-serial",
+               1.85, ">= 1.85x"),
+        Target(f"skewed, workers={w} vs workers=1", skewed, "parpy", "parpy-serial",
+               1.8, ">= 1.8x"),
+        Target("balanced, workers=1 vs gmpy2.fib loop", balanced, "parpy-serial",
+               "gmpy2.fib-loop", 1 / 1.1, "within 10%"),
+        Target(f"balanced, workers={w} vs gmpy2.fib loop", balanced, "parpy",
+               "gmpy2.fib-loop", 1.8, ">= 1.8x"),
+        Target(f"iterative, workers={w} vs Pool({w}).map", iterative, "parpy",
+               "multiprocessing", 4.0, ">= 4x"),
+        Target("100 tiny n, fib_batch vs parpy.fib loop", tiny, "parpy", "parpy.fib-loop",
+               1.0, "not slower"),
+    ]  # fmt: skip
+
+
+def measure_ratio(target: Target, budget: float) -> dict[str, Any]:
+    """Time the target's two calls interleaved; return the ratio and how it was measured."""
+    calls = {"parpy": target.workload[target.parpy], "other": target.workload[target.other]}
+    warm = measure(calls, 1)  # also the cost of one call of each, to size the runs
+    one_call = warm["parpy"][0] + warm["other"][0]
+    number = math.ceil(MIN_SAMPLE / min(warm["parpy"][0], warm["other"][0]))
+    rounds = int(budget / (one_call * number)) | 1  # odd: the median is a run
+    rounds = min(max(rounds, MIN_ROUNDS), MAX_ROUNDS)
+    start, t0 = cpu_seconds(), time.perf_counter()
+    times = measure(calls, rounds, number=number)
+    others = others_busy(start, time.perf_counter() - t0)
+    ratio = statistics.median(o / p for o, p in zip(times["other"], times["parpy"], strict=True))
+    return {
+        "target": target.label,
+        "parpy": target.parpy,
+        "other": target.other,
+        "parpy_seconds": statistics.median(times["parpy"]),
+        "other_seconds": statistics.median(times["other"]),
+        "ratio": ratio,
+        "goal": target.goal,
+        "ok": ratio >= target.goal,
+        "rounds": rounds,
+        "calls_per_run": number,
+        "others_busy_cpus": others,  # CPUs that other processes used meanwhile
+    }
+
+
+def cpu_seconds() -> tuple[float, float] | None:
+    """Return the CPU seconds that every process, and that this one and its
+    reaped children, have spent so far; None where /proc/stat is missing."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(t) for t in f.readline().split()[1:8]]
+    except (OSError, ValueError):
+        return None
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+    own = sum(os.times()[:4])  # user and system, of this process and its children
+    return busy, own
+
+
+def others_busy(start: tuple[float, float] | None, wall: float) -> float | None:
+    """Return how many CPUs other processes kept busy since ``start = cpu_seconds()``."""
+    end = cpu_seconds()
+    if start is None or end is None:
+        return None
+    return max(0.0, ((end[0] - start[0]) - (end[1] - start[1])) / wall)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print a JSON report")
+    parser.add_argument(
+        "--budget", type=float, default=6.0, help="seconds of timed runs per target (default: 6)"
+    )
+    args = parser.parse_args()
+
+    cpus = len(os.sched_getaffinity(0))
+    machine = {
+        "cpus": cpus,
+        "gmp": parpy._core.gmp_version,
+        "gmpy2": None if gmpy2 is None else gmpy2.version(),
+        "python": sys.version.split()[0],
+    }
+
+    results = []
+    if not args.json:
+        print(f"{'target':<44} | {'ratio':>8} | {'goal':<10} | ok     | others' load")
+    for target in targets():
+        if target.other not in target.workload:
+            results.append({"target": target.label, "skipped": "gmpy2 is not installed"})
+        else:
+            results.append(measure_ratio(target, args.budget))
+        if not args.json:
+            print(_row(results[-1], target.goal_text), flush=True)
+
+    if args.json:
+        print(json.dumps({"machine": machine, "targets": results}, indent=2))
+    else:
+        print(
+            f"({cpus} CPUs, GMP {machine['gmp']}, gmpy2 {machine['gmpy2']}, "
+            f"Python {machine['python']}; ratio = other's median time / parpy's)"
+        )
+    return 0
+
+
+def _row(result: dict[str, Any], goal: str) -> str:
+    if "skipped" in result:
+        return f"{result['target']:<44} | {'-':>8} | {goal:<10} | skipped: {result['skipped']}"
+    ok = "ok" if result["ok"] else "MISSED"
+    busy = result["others_busy_cpus"]
+    load = "?" if busy is None else f"{busy:.2f} CPUs" + (" (noisy)" if busy > 0.1 else "")
+    return f"{result['target']:<44} | {result['ratio']:>7.2f}x | {goal:<10} | {ok:<6} | {load}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
