@@ -21,7 +21,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-_Thread_local jmp_buf *parpy_gmp_recover = NULL;
+_Thread_local jmp_buf *parpy_gmp_recover PARPY_TLS_MODEL = NULL;
 
 /* GMP's default allocation functions (exported by libgmp, declared only in
    its internal headers). */

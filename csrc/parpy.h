@@ -18,6 +18,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* ---- ThreadSanitizer annotations ---------------------------------------- */
+
+/* Happens-before edges that TSan cannot see by itself: GNU OpenMP's region
+   entry and exit are futexes and atomics inside uninstrumented libgomp.
+   What a thread did before PARPY_HAPPENS_BEFORE(addr) happens before what
+   another thread does after a later PARPY_HAPPENS_AFTER(addr) on the same
+   address. No-ops unless built with PARPY_SANITIZE=thread. */
+#ifdef PARPY_TSAN
+#include <sanitizer/tsan_interface.h>
+#define PARPY_HAPPENS_BEFORE(addr) __tsan_release((void *)(addr))
+#define PARPY_HAPPENS_AFTER(addr) __tsan_acquire((void *)(addr))
+/* Leaves a function (and the OpenMP regions outlined from it) out of TSan's
+   instrumentation. Only for the hand-off of a region's arguments. */
+#define PARPY_NO_TSAN __attribute__((no_sanitize("thread")))
+#else
+#define PARPY_HAPPENS_BEFORE(addr) ((void)(addr))
+#define PARPY_HAPPENS_AFTER(addr) ((void)(addr))
+#define PARPY_NO_TSAN
+#endif
+
 /* ---- error codes recorded by native code, per item --------------------- */
 
 enum {
@@ -120,8 +140,11 @@ void parpy_gmp_memory_init(void);
 uint64_t parpy_memory_budget(void);
 
 #include <setjmp.h>
+/* Static TLS: one slot per thread, no dynamic TLS block (which also keeps
+   LeakSanitizer's scan of dynamic TLS, broken on recent glibc, away). */
+#define PARPY_TLS_MODEL __attribute__((tls_model("initial-exec")))
 /* Per-thread recovery point for a failed GMP allocation; NULL when none. */
-extern _Thread_local jmp_buf *parpy_gmp_recover;
+extern _Thread_local jmp_buf *parpy_gmp_recover PARPY_TLS_MODEL;
 
 /* ---- int conversion (intconv.c) ----------------------------------------- */
 

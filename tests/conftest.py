@@ -8,6 +8,7 @@ so every correctness and bad-input test checks both.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 
 import pytest
@@ -24,7 +25,45 @@ settings.register_profile(
     max_examples=100,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-settings.load_profile("parpy")
+# A bounded fuzzing run for CI; HYPOTHESIS_PROFILE=long for a local soak.
+settings.register_profile("long", parent=settings.get_profile("parpy"), max_examples=5000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "parpy"))
+
+# Set by .ci/sanitize to "address" or "thread" when parpy is built with a
+# sanitizer and its runtime is preloaded.
+SANITIZER = os.environ.get("PARPY_SANITIZER", "")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "memory_limits: sets resource limits or measures process memory; meaningless under a "
+        "sanitizer runtime (shadow memory, quarantine), deselected when PARPY_SANITIZER is set",
+    )
+    config.addinivalue_line(
+        "markers",
+        "unsafe_under(*sanitizers, reason): cannot run under these sanitizer runtimes for a "
+        "reason of the runtime's own (stated); deselected there",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under a sanitizer, deselects (and lists) the tests that cannot run there."""
+    if not SANITIZER:
+        return
+    keep, drop = [], []
+    for item in items:
+        unsafe = item.get_closest_marker("unsafe_under")
+        if item.get_closest_marker("memory_limits") or (unsafe and SANITIZER in unsafe.args):
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+        print(f"\nparpy: {len(drop)} tests deselected under PARPY_SANITIZER={SANITIZER}:")
+        for item in drop:
+            print(f"  {item.nodeid}")
 
 
 @dataclasses.dataclass(frozen=True)

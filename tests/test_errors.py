@@ -445,6 +445,7 @@ def _limit_id(key) -> str:
     return f"{impl_name}-{kernel}-{case}-{'batch' if batch else 'call'}"
 
 
+@pytest.mark.memory_limits
 @pytest.mark.parametrize("key", LIMIT_KEYS, ids=_limit_id)
 def test_size_limits_raise_at_once(key, limit_children):
     impl_name, kernel, case, batch = key
@@ -471,6 +472,7 @@ def test_size_limits_raise_at_once(key, limit_children):
     assert lines["AFTER"] == ["True"]
 
 
+@pytest.mark.memory_limits
 def test_gmp_allocation_failure_is_memory_error():
     # Sizes that pass the up-front check but cannot be allocated: with the
     # address space capped just above what the process already maps, GMP's

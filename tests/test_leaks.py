@@ -186,6 +186,7 @@ def test_traced_memory_is_flat():
     assert max(readings[1:]) - min(readings[1:]) < 32 * 1024, readings
 
 
+@pytest.mark.memory_limits
 def test_native_memory_is_flat():
     # GMP and the batch driver allocate with malloc, which tracemalloc does not
     # see: watch the resident set of a child instead. A leaked F(10**5) per
