@@ -27,12 +27,12 @@
 
 /* ---- tuning ------------------------------------------------------------- */
 
-#define SINGLE_RELEASE_NS 2.0e3 /* one item: release the GIL above this */
-#define INLINE_GIL_NS 2.0e4     /* batch: keep the GIL below this */
-#define DISPATCH_NS 5.0e6       /* serial work above this is made interruptible */
-#define THREAD_MIN_NS 5.0e4     /* a thread is worth starting for this much work */
-#define GRAIN_MIN_NS 2.0e4      /* smallest chunk of the default schedule */
-#define WAIT_SLICE_NS 20000000L /* the calling thread checks signals this often */
+#define SINGLE_RELEASE_NS 2.0e3     /* one item: release the GIL above this */
+#define INLINE_GIL_NS     2.0e4     /* batch: keep the GIL below this */
+#define DISPATCH_NS       5.0e6     /* serial work above this is made interruptible */
+#define THREAD_MIN_NS     5.0e4     /* a thread is worth starting for this much work */
+#define GRAIN_MIN_NS      2.0e4     /* smallest chunk of the default schedule */
+#define WAIT_SLICE_NS     20000000L /* the calling thread checks signals this often */
 
 /* ---- jobs --------------------------------------------------------------- */
 
@@ -43,17 +43,17 @@ typedef struct {
 
 typedef struct {
     const parpy_kernel *kernel;
-    char *items;            /* n items of kernel->item_size bytes */
+    char *items; /* n items of kernel->item_size bytes */
     Py_ssize_t n;
-    unsigned char *status;  /* per item: PARPY_OK or the error code */
-    double *costs;          /* per item, for the default schedule */
+    unsigned char *status; /* per item: PARPY_OK or the error code */
+    double *costs;         /* per item, for the default schedule */
     double total_cost;
     int nthreads;
     int schedule;
     Py_ssize_t chunksize;
     atomic_int cancel;
     /* default schedule: chunk c covers order[bounds[c] .. bounds[c + 1]) */
-    Py_ssize_t *order;      /* NULL means input order */
+    Py_ssize_t *order; /* NULL means input order */
     Py_ssize_t *bounds;
     Py_ssize_t nchunks;
     atomic_size_t next_chunk;
@@ -219,7 +219,7 @@ job_execute(job_t *job)
 
 typedef struct driver {
     pthread_cond_t cv;
-    job_t *job;         /* guarded by pool_mu */
+    job_t *job; /* guarded by pool_mu */
     struct driver *next_idle;
 } driver_t;
 
@@ -377,9 +377,9 @@ job_run(job_t *job, double release_ns)
     }
     if (job->nthreads <= 1 && job->total_cost < DISPATCH_NS) {
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < job->n; i++) {
-            run_item(job, i, &ctx);
-        }
+            for (Py_ssize_t i = 0; i < job->n; i++) {
+                run_item(job, i, &ctx);
+            }
         Py_END_ALLOW_THREADS
         return 0;
     }

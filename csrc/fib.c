@@ -7,12 +7,12 @@
 
 /* ---- limits ------------------------------------------------------------- */
 
-#define LOG2_PHI 0.69424191363061737991 /* F(n) has about n * LOG2_PHI bits */
-#define FIB_U64_MAX_N 93                /* largest n with F(n) < 2**64 */
+#define LOG2_PHI      0.69424191363061737991 /* F(n) has about n * LOG2_PHI bits */
+#define FIB_U64_MAX_N 93                     /* largest n with F(n) < 2**64 */
 
 /* mpz sizes are ints counting 64-bit limbs: stay well inside 2**37 bits. */
 #define FIB_MAX_BITS ((UINT64_C(1) << 37) - (UINT64_C(1) << 24))
-#define FIB_MAX_N ((uint64_t)(FIB_MAX_BITS / LOG2_PHI))
+#define FIB_MAX_N    ((uint64_t)(FIB_MAX_BITS / LOG2_PHI))
 
 /* Working memory of one computation, in multiples of the result's size:
    GMP's operands and scratch plus the Python int being written. */
@@ -50,8 +50,7 @@ int
 parpy_parse_u64(PyObject *obj, const char *name, uint64_t *out)
 {
     if (PyBool_Check(obj) || !(PyLong_Check(obj) || PyIndex_Check(obj))) {
-        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.200s", name,
-                     Py_TYPE(obj)->tp_name);
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.200s", name, Py_TYPE(obj)->tp_name);
         return -1;
     }
     PyObject *value = PyNumber_Index(obj); /* strong reference */
@@ -393,12 +392,13 @@ fib_mod_compute(void *p, const parpy_ctx *ctx)
 
 const parpy_kernel parpy_kernel_fib = {
     .name = "fib",
-    .doc = "fib(n, /)\n--\n\n"
-           "Return the n-th Fibonacci number F(n) exactly, by fast doubling on GMP.\n\n"
-           "F(0) = 0, F(1) = 1. The GIL is released while large values are computed.\n"
-           "Raises TypeError for a non-int (bool and float included), ValueError for\n"
-           "n < 0, OverflowError or MemoryError when F(n) cannot be represented or\n"
-           "does not fit in memory.",
+    .doc =
+        "fib(n, /)\n--\n\n"
+        "Return the n-th Fibonacci number F(n) exactly, by fast doubling on GMP.\n\n"
+        "F(0) = 0, F(1) = 1. The GIL is released while large values are computed.\n"
+        "Raises TypeError for a non-int (bool and float included), ValueError for\n"
+        "n < 0, OverflowError or MemoryError when F(n) cannot be represented or\n"
+        "does not fit in memory.",
     .signature = "(n, /)",
     .arity = 1,
     .item_size = sizeof(big_item),
@@ -411,10 +411,11 @@ const parpy_kernel parpy_kernel_fib = {
 
 const parpy_kernel parpy_kernel_fib_iterative = {
     .name = "fib_iterative",
-    .doc = "fib_iterative(n, /)\n--\n\n"
-           "Return F(n) by the loop a, b = b, a + b, run n times on GMP integers.\n\n"
-           "Linear in n additions: the like-for-like twin of the pure-Python loop.\n"
-           "Interruptible with Ctrl-C. Same errors as fib().",
+    .doc =
+        "fib_iterative(n, /)\n--\n\n"
+        "Return F(n) by the loop a, b = b, a + b, run n times on GMP integers.\n\n"
+        "Linear in n additions: the like-for-like twin of the pure-Python loop.\n"
+        "Interruptible with Ctrl-C. Same errors as fib().",
     .signature = "(n, /)",
     .arity = 1,
     .item_size = sizeof(big_item),
@@ -427,11 +428,12 @@ const parpy_kernel parpy_kernel_fib_iterative = {
 
 const parpy_kernel parpy_kernel_fib_recursive = {
     .name = "fib_recursive",
-    .doc = "fib_recursive(n, /)\n--\n\n"
-           "Return F(n) by the naive recursion fib(n - 1) + fib(n - 2) on 64-bit\n"
-           "integers: exponential time, the classic CPU-bound demonstration.\n\n"
-           "0 <= n <= 93 (F(93) is the largest value below 2**64); larger n raise\n"
-           "OverflowError. Interruptible with Ctrl-C.",
+    .doc =
+        "fib_recursive(n, /)\n--\n\n"
+        "Return F(n) by the naive recursion fib(n - 1) + fib(n - 2) on 64-bit\n"
+        "integers: exponential time, the classic CPU-bound demonstration.\n\n"
+        "0 <= n <= 93 (F(93) is the largest value below 2**64); larger n raise\n"
+        "OverflowError. Interruptible with Ctrl-C.",
     .signature = "(n, /)",
     .arity = 1,
     .item_size = sizeof(u64_item),
@@ -444,9 +446,10 @@ const parpy_kernel parpy_kernel_fib_recursive = {
 
 const parpy_kernel parpy_kernel_fib_mod = {
     .name = "fib_mod",
-    .doc = "fib_mod(n, m, /)\n--\n\n"
-           "Return F(n) mod m for 0 <= n < 2**64 and 1 <= m < 2**64, in O(log n).\n\n"
-           "In batches each item is an (n, m) pair.",
+    .doc =
+        "fib_mod(n, m, /)\n--\n\n"
+        "Return F(n) mod m for 0 <= n < 2**64 and 1 <= m < 2**64, in O(log n).\n\n"
+        "In batches each item is an (n, m) pair.",
     .signature = "(n, m, /)",
     .arity = 2,
     .item_size = sizeof(u64_item),

@@ -146,8 +146,7 @@ static PyGetSetDef kernel_getset[] = {
 };
 
 static PyMemberDef kernel_members[] = {
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(parpy_KernelObject, vectorcall), READONLY,
-     NULL},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(parpy_KernelObject, vectorcall), READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -28,13 +28,13 @@
 #ifdef PARPY_TSAN
 #include <sanitizer/tsan_interface.h>
 #define PARPY_HAPPENS_BEFORE(addr) __tsan_release((void *)(addr))
-#define PARPY_HAPPENS_AFTER(addr) __tsan_acquire((void *)(addr))
+#define PARPY_HAPPENS_AFTER(addr)  __tsan_acquire((void *)(addr))
 /* Leaves a function (and the OpenMP regions outlined from it) out of TSan's
    instrumentation. Only for the hand-off of a region's arguments. */
 #define PARPY_NO_TSAN __attribute__((no_sanitize("thread")))
 #else
 #define PARPY_HAPPENS_BEFORE(addr) ((void)(addr))
-#define PARPY_HAPPENS_AFTER(addr) ((void)(addr))
+#define PARPY_HAPPENS_AFTER(addr)  ((void)(addr))
 #define PARPY_NO_TSAN
 #endif
 
@@ -66,9 +66,9 @@ parpy_cancelled(const parpy_ctx *ctx)
 
 typedef struct parpy_kernel {
     const char *name;
-    const char *doc;        /* "name(sig)\n--\n\n..." */
-    const char *signature;  /* "(n, /)" */
-    int arity;              /* Python arguments per item: 1, or 2 (items are tuples in batches) */
+    const char *doc;       /* "name(sig)\n--\n\n..." */
+    const char *signature; /* "(n, /)" */
+    int arity;             /* Python arguments per item: 1, or 2 (items are tuples in batches) */
     size_t item_size;
     /* Fills *item from args[0..arity). Returns 0, or -1 with an exception set
        and nothing left to clear. */
@@ -115,8 +115,8 @@ enum {
 
 /* Runs kernel over items, a sequence. Returns a new list, or NULL with an
    exception set (bad item, MemoryError, KeyboardInterrupt, ...). */
-PyObject *parpy_run_batch(const parpy_kernel *kernel, PyObject *items, int workers,
-                          int schedule, Py_ssize_t chunksize);
+PyObject *parpy_run_batch(const parpy_kernel *kernel, PyObject *items, int workers, int schedule,
+                          Py_ssize_t chunksize);
 
 /* Runs one item already parsed into item: computes it (releasing the GIL,
    interruptibly when it is long) and builds the result. Returns a new
@@ -151,10 +151,10 @@ extern _Thread_local jmp_buf *parpy_gmp_recover PARPY_TLS_MODEL;
 /* A Python int being written without the GIL. Create it with the GIL held,
    fill it from an mpz without the GIL, finish or discard it with the GIL. */
 typedef struct {
-    void *handle;         /* owned: the int (or PyLongWriter) under construction */
-    void *digits;         /* its digit array, least significant first */
-    size_t capacity;      /* in digits */
-    size_t used;          /* digits filled by parpy_intbuf_store */
+    void *handle;    /* owned: the int (or PyLongWriter) under construction */
+    void *digits;    /* its digit array, least significant first */
+    size_t capacity; /* in digits */
+    size_t used;     /* digits filled by parpy_intbuf_store */
 } parpy_intbuf;
 
 /* Reserves room for a non-negative int of at most nbits bits. Returns 0, or
@@ -175,7 +175,6 @@ PyObject *parpy_int_from_mpz(mpz_srcptr z);
 /* ---- Fibonacci kernels (fib.c) ------------------------------------------ */
 
 void parpy_fib_init(void); /* once, from module exec */
-
 
 /* Parses a Python int into a uint64 argument named name. bool, float and
    other non-ints raise TypeError, negatives ValueError, values of 2**64 and

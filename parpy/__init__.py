@@ -21,6 +21,7 @@ def _load_core() -> None:
     """
     if "OMP_WAIT_POLICY" in _os.environ or "GOMP_SPINCOUNT" in _os.environ:
         from parpy import _core  # noqa: F401
+
         return
     _os.environ["OMP_WAIT_POLICY"] = "passive"
     try:

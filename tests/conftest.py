@@ -53,8 +53,8 @@ def pytest_collection_modifyitems(config, items):
         return
     keep, drop = [], []
     for item in items:
-        unsafe = item.get_closest_marker("unsafe_under")
-        if item.get_closest_marker("memory_limits") or (unsafe and SANITIZER in unsafe.args):
+        unsafe = any(SANITIZER in mark.args for mark in item.iter_markers("unsafe_under"))
+        if item.get_closest_marker("memory_limits") or unsafe:
             drop.append(item)
         else:
             keep.append(item)

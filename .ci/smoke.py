@@ -1,0 +1,90 @@
+"""A smoke run of every public function of parpy, for valgrind's memcheck.
+
+Small inputs, every path: values of each size class, every schedule,
+concurrent callers, bad input of every kind, a GMP allocation failure.
+Exits non-zero if any result is wrong.
+"""
+
+import pickle
+import random
+import threading
+
+import parpy
+from parpy import reference as ref
+from parpy.compare import compare
+
+rng = random.Random(0)
+ns = [0, 1, 2, 93, 94, 95, 1000, 4321, 20000] + [int(10 ** rng.uniform(1, 4.3)) for _ in range(60)]
+expected = [ref.fib(n) for n in ns]
+
+for n in ns:
+    assert parpy.fib(n) == ref.fib(n) == parpy.fib_iterative(n), n
+for n in range(25):
+    assert parpy.fib_recursive(n) == ref.fib(n)
+for _ in range(50):
+    n, m = rng.randrange(2**64), rng.randrange(1, 2**64)
+    assert parpy.fib_mod(n, m) == ref.fib_mod(n, m)
+
+for schedule in (None, "static", "dynamic", "guided"):
+    for workers in (1, 2, 3):
+        for algorithm in ("doubling", "iterative"):
+            got = parpy.fib_batch(ns, workers=workers, schedule=schedule, algorithm=algorithm)
+            assert got == expected, (schedule, workers, algorithm)
+assert parpy.fib_batch(range(20), algorithm="recursive") == expected[:0] + [
+    ref.fib(n) for n in range(20)
+]
+assert parpy.map(parpy.fib_mod, [(n, 97) for n in ns], workers=2, chunksize=3) == [
+    e % 97 for e in expected
+]
+assert parpy.fib_batch([]) == []
+parpy.set_num_threads(3)
+assert parpy.get_num_threads() == 3
+parpy.set_num_threads(None)
+assert pickle.loads(pickle.dumps(parpy.fib)) is parpy.fib
+
+errors = []
+
+
+def caller(seed):
+    local = random.Random(seed)
+    xs = [local.randrange(10_000) for _ in range(50)]
+    if parpy.fib_batch(xs, workers=2) != [ref.fib(x) for x in xs]:
+        errors.append(seed)
+
+
+threads = [threading.Thread(target=caller, args=(i,)) for i in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(120)
+assert not errors and not any(t.is_alive() for t in threads)
+
+bad_calls = [
+    lambda: parpy.fib(-1),
+    lambda: parpy.fib(1.0),
+    lambda: parpy.fib(True),
+    lambda: parpy.fib("1"),
+    lambda: parpy.fib(2**64),
+    lambda: parpy.fib(10**12),
+    lambda: parpy.fib_recursive(94),
+    lambda: parpy.fib_mod(5, 0),
+    lambda: parpy.fib_batch([1, None]),
+    lambda: parpy.fib_batch(5),
+    lambda: parpy.map(parpy.fib_mod, [(1, 2), (3,)]),
+    lambda: parpy.fib_batch([1], workers=0),
+    lambda: parpy.fib_batch([1], schedule="sometimes"),
+    lambda: parpy.map(abs, [1]),
+]
+for call in bad_calls:
+    try:
+        call()
+    except (TypeError, ValueError, OverflowError, MemoryError):
+        pass
+    else:
+        raise AssertionError("no exception")
+
+report = compare(
+    "iterative", [10, 500, 2000], backends="serial,threading,parpy", workers=2, repeat=1
+)
+assert len(report.rows) == 3
+print("smoke ok")

@@ -1,0 +1,112 @@
+"""Load: several Python threads run batches and single kernels at once while
+the main thread's batches are cancelled again and again by a signal handler
+that raises (as Ctrl-C does). Every result must be right, every cancellation
+must surface as the handler's exception, and memory must stay bounded.
+
+Bounded for CI (PARPY_SOAK_SECONDS, default 3); set it higher locally.
+"""
+
+from __future__ import annotations
+
+import os
+
+from _util import run_python
+
+SOAK_SECONDS = float(os.environ.get("PARPY_SOAK_SECONDS", "3"))
+
+SOAK_CHILD = """
+import os, random, signal, threading, time
+import parpy
+from parpy import reference
+
+SECONDS = {seconds}
+TABLE = [reference.fib(n) for n in range(4000)]
+
+class Cancel(Exception):
+    pass
+
+def on_signal(signum, frame):
+    raise Cancel
+
+signal.signal(signal.SIGUSR1, on_signal)
+stop = threading.Event()
+errors, done = [], [0]
+
+def worker(seed):
+    rng = random.Random(seed)
+    while not stop.is_set():
+        ns = [rng.randrange(4000) for _ in range(rng.randrange(1, 300))]
+        kind = rng.randrange(4)
+        expected = [TABLE[n] for n in ns]
+        if kind == 0:
+            got = parpy.fib_batch(ns, workers=rng.randrange(1, 4))
+        elif kind == 1:
+            got = parpy.fib_batch(ns, algorithm="iterative", schedule="dynamic", chunksize=3)
+        elif kind == 2:
+            got, expected = [parpy.fib(n) for n in ns[:20]], expected[:20]
+        else:
+            got = parpy.map(parpy.fib_mod, [(n, 1000003) for n in ns])
+            expected = [value % 1000003 for value in expected]
+        if got != expected:
+            errors.append((kind, ns))
+        done[0] += 1
+
+def rss_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+
+threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(3)]
+for t in threads:
+    t.start()
+
+def interrupter():
+    rng = random.Random(99)
+    while not stop.is_set():
+        time.sleep(rng.uniform(0.005, 0.05))
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+big = [20000 + i for i in range(400)]
+expected_big = [reference.fib(n) for n in big]
+parpy.fib_batch(big, workers=2)  # warm-up before the baseline of memory
+rss_start = rss_mib()
+cancelled = completed = 0
+start = time.monotonic()
+killer = threading.Thread(target=interrupter, daemon=True)
+killer.start()
+# The handler's exception can land on any line of the main thread: every
+# line of this loop is inside the try, including the way out.
+while True:
+    try:
+        if time.monotonic() - start >= SECONDS:
+            stop.set()
+            killer.join(60)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # a signal still pending is dropped
+            break
+        if parpy.fib_batch(big, workers=2) != expected_big:
+            errors.append("main batch")
+        completed += 1
+    except Cancel:
+        cancelled += 1
+for t in threads + [killer]:
+    t.join(60)
+print("ALIVE", sum(t.is_alive() for t in threads + [killer]))
+print("ERRORS", len(errors), errors[:3])
+print("COUNTS", cancelled, completed, done[0])
+print("RSS_GROWTH_MIB", rss_mib() - rss_start)
+print("AFTER", parpy.fib_batch(range(100), workers=2) == TABLE[:100])
+"""
+
+
+def test_soak_threads_and_cancellations():
+    proc = run_python(SOAK_CHILD.format(seconds=SOAK_SECONDS), timeout=SOAK_SECONDS + 120)
+    assert proc.returncode == 0, proc.stderr
+    out = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    assert out["ALIVE"] == "0"
+    assert out["ERRORS"].startswith("0 "), out["ERRORS"]
+    cancelled, completed, others = map(int, out["COUNTS"].split())
+    assert cancelled > 0 and others > 0, out["COUNTS"]
+    assert out["AFTER"] == "True"
+    if not os.environ.get("PARPY_SANITIZER"):  # sanitizers keep freed memory in quarantine
+        assert int(out["RSS_GROWTH_MIB"]) < 64, out["RSS_GROWTH_MIB"]
