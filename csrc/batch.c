@@ -21,6 +21,7 @@
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -565,7 +566,7 @@ parpy_run_batch(const parpy_kernel *kernel, PyObject *items, int workers, int sc
     PyObject *seq = NULL, *result = NULL;
     job_t job = {.kernel = kernel, .schedule = schedule, .chunksize = chunksize};
     atomic_init(&job.cancel, 0);
-    Py_ssize_t parsed = 0;
+    Py_ssize_t prepared = 0; /* items [0, prepared) hold reserved results */
 
     /* A tuple, not the caller's list: parsing may run __index__, which may
        change the list under us. */
@@ -586,15 +587,33 @@ parpy_run_batch(const parpy_kernel *kernel, PyObject *items, int workers, int sc
         goto done;
     }
     PyObject **elements = &PyTuple_GET_ITEM(seq, 0);
-    for (; parsed < n; parsed++) {
-        if (parse_element(kernel, elements[parsed], ITEM(&job, parsed)) < 0) {
-            prefix_item_error(parsed);
+    uint64_t results = 0, largest = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (parse_element(kernel, elements[i], ITEM(&job, i)) < 0) {
+            prefix_item_error(i);
             goto done;
         }
-        job.costs[parsed] = kernel->cost(ITEM(&job, parsed));
-        job.total_cost += job.costs[parsed];
+        job.costs[i] = kernel->cost(ITEM(&job, i));
+        job.total_cost += job.costs[i];
+        uint64_t bytes = kernel->result_bytes ? kernel->result_bytes(ITEM(&job, i)) : 0;
+        results += bytes;
+        largest = bytes > largest ? bytes : largest;
     }
     job.nthreads = choose_threads(&job, workers);
+
+    /* Every result at once, plus the scratch of the items in flight: refused
+       before anything is reserved. */
+    char what[96];
+    snprintf(what, sizeof(what), "a batch of %zd %s results", n, kernel->name);
+    if (parpy_check_memory(what, results + largest * PARPY_SCRATCH_FACTOR * job.nthreads) < 0) {
+        goto done;
+    }
+    for (; kernel->prepare != NULL && prepared < n; prepared++) {
+        if (kernel->prepare(ITEM(&job, prepared)) < 0) {
+            goto done;
+        }
+    }
+    prepared = n;
 
     int interrupted = job_run(&job, INLINE_GIL_NS) < 0;
     if (job_check(&job, interrupted, 0) < 0) {
@@ -610,15 +629,15 @@ parpy_run_batch(const parpy_kernel *kernel, PyObject *items, int workers, int sc
         if (value == NULL) {
             Py_CLEAR(result);
             clear_items(&job, i + 1, n);
-            parsed = 0;
+            prepared = 0;
             goto done;
         }
         PyList_SET_ITEM(result, i, value);
     }
-    parsed = 0;
+    prepared = 0;
 
 done:
-    clear_items(&job, 0, parsed); /* items parsed but neither built nor cleared */
+    clear_items(&job, 0, prepared); /* reserved but neither built nor cleared */
     job_free(&job);
     free(job.items);
     Py_XDECREF(seq);

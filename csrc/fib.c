@@ -4,6 +4,7 @@
 #include "parpy.h"
 
 #include <math.h>
+#include <stdio.h>
 
 /* ---- limits ------------------------------------------------------------- */
 
@@ -13,10 +14,6 @@
 /* mpz sizes are ints counting 64-bit limbs: stay well inside 2**37 bits. */
 #define FIB_MAX_BITS ((UINT64_C(1) << 37) - (UINT64_C(1) << 24))
 #define FIB_MAX_N    ((uint64_t)(FIB_MAX_BITS / LOG2_PHI))
-
-/* Working memory of one computation, in multiples of the result's size:
-   GMP's operands and scratch plus the Python int being written. */
-#define FIB_WORK_FACTOR 5
 
 /* Calls of fib_recursive at or above this n poll for cancellation. */
 #define RECURSIVE_POLL_N 24
@@ -96,16 +93,9 @@ check_fib_size(const char *func, uint64_t n)
                      (unsigned long long)FIB_MAX_N, (unsigned long long)n);
         return -1;
     }
-    uint64_t need = fib_bits(n) / 8 * FIB_WORK_FACTOR;
-    uint64_t budget = parpy_memory_budget();
-    if (need > budget) {
-        PyErr_Format(PyExc_MemoryError,
-                     "%s(%llu) needs about %llu MiB of working memory; this process may use "
-                     "%llu MiB",
-                     func, (unsigned long long)n, (unsigned long long)(need >> 20),
-                     (unsigned long long)(budget >> 20));
-        return -1;
-    }
+    char what[64];
+    snprintf(what, sizeof(what), "%s(%llu)", func, (unsigned long long)n);
+    return parpy_check_memory(what, fib_bits(n) / 8 * (1 + PARPY_SCRATCH_FACTOR));
     return 0;
 }
 
@@ -128,10 +118,21 @@ big_parse(const char *func, PyObject *const *args, void *p)
     if (it->n <= FIB_U64_MAX_N) {
         return 0;
     }
-    if (check_fib_size(func, it->n) < 0) {
-        return -1;
-    }
-    return parpy_intbuf_alloc(&it->out, fib_bits(it->n));
+    return check_fib_size(func, it->n);
+}
+
+static uint64_t
+big_result_bytes(const void *p)
+{
+    const big_item *it = p;
+    return it->n <= FIB_U64_MAX_N ? 0 : fib_bits(it->n) / 8;
+}
+
+static int
+big_prepare(void *p)
+{
+    big_item *it = p;
+    return it->n <= FIB_U64_MAX_N ? 0 : parpy_intbuf_alloc(&it->out, fib_bits(it->n));
 }
 
 static PyObject *
@@ -403,6 +404,8 @@ const parpy_kernel parpy_kernel_fib = {
     .arity = 1,
     .item_size = sizeof(big_item),
     .parse = fib_parse,
+    .result_bytes = big_result_bytes,
+    .prepare = big_prepare,
     .cost = fib_cost,
     .compute = fib_compute,
     .build = big_build,
@@ -420,6 +423,8 @@ const parpy_kernel parpy_kernel_fib_iterative = {
     .arity = 1,
     .item_size = sizeof(big_item),
     .parse = fib_iterative_parse,
+    .result_bytes = big_result_bytes,
+    .prepare = big_prepare,
     .cost = fib_iterative_cost,
     .compute = fib_iterative_compute,
     .build = big_build,

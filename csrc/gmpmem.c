@@ -108,3 +108,16 @@ parpy_memory_budget(void)
     }
     return budget;
 }
+
+int
+parpy_check_memory(const char *what, uint64_t need)
+{
+    uint64_t budget = parpy_memory_budget();
+    if (need <= budget) {
+        return 0;
+    }
+    PyErr_Format(PyExc_MemoryError,
+                 "%s needs about %llu MiB of memory; this process may use %llu MiB", what,
+                 (unsigned long long)(need >> 20), (unsigned long long)(budget >> 20));
+    return -1;
+}

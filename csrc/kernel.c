@@ -26,7 +26,7 @@ kernel_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject
         max_align_t align;
     } item;
     assert(k->item_size <= sizeof(item));
-    if (k->parse(args, &item) < 0) {
+    if (k->parse(args, &item) < 0 || (k->prepare != NULL && k->prepare(&item) < 0)) {
         return NULL;
     }
     return parpy_run_one(k, &item);

@@ -2,10 +2,12 @@
  *
  * A kernel is a table of functions over one C item:
  *   parse   (GIL held)  Python argument(s) -> C item, validating everything;
+ *   prepare (GIL held)  reserve the result's memory (after a whole batch is
+ *                       parsed and its total size checked);
  *   cost    (no GIL)    estimated nanoseconds, used for scheduling;
  *   compute (no GIL)    the work itself: pure C, no Python API;
  *   build   (GIL held)  C item -> Python result;
- *   clear   (GIL held)  release what parse allocated when build will not run.
+ *   clear   (GIL held)  release what prepare reserved when build will not run.
  * The batch driver (batch.c) runs compute over many items on native threads.
  */
 #ifndef PARPY_H
@@ -64,22 +66,31 @@ parpy_cancelled(const parpy_ctx *ctx)
 
 #define PARPY_ITEM_MAX 64 /* bytes; every kernel's item fits */
 
+/* GMP's operands and scratch while one item computes, in multiples of the
+   size of its result. */
+#define PARPY_SCRATCH_FACTOR 4
+
 typedef struct parpy_kernel {
     const char *name;
     const char *doc;       /* "name(sig)\n--\n\n..." */
     const char *signature; /* "(n, /)" */
     int arity;             /* Python arguments per item: 1, or 2 (items are tuples in batches) */
     size_t item_size;
-    /* Fills *item from args[0..arity). Returns 0, or -1 with an exception set
-       and nothing left to clear. */
+    /* Fills *item from args[0..arity), validating everything; allocates
+       nothing. Returns 0, or -1 with an exception set. */
     int (*parse)(PyObject *const *args, void *item);
+    /* Bytes the result will take (0 for results of 64 bits). May be NULL. */
+    uint64_t (*result_bytes)(const void *item);
+    /* Reserves the result's memory, after parse. Returns 0, or -1 with an
+       exception set and nothing to clear. May be NULL. */
+    int (*prepare)(void *item);
     double (*cost)(const void *item);
     /* Returns PARPY_OK or an error code. Called at most once per item. */
     int (*compute)(void *item, const parpy_ctx *ctx);
     /* Returns a new reference, or NULL with an exception set. Either way the
        item's resources are released. */
     PyObject *(*build)(void *item);
-    /* May be NULL when parse allocates nothing. */
+    /* Releases what prepare reserved, when build will not run. May be NULL. */
     void (*clear)(void *item);
 } parpy_kernel;
 
@@ -134,6 +145,10 @@ int parpy_batch_init(void);        /* once per process; -1 with an exception set
    allocation (GMP itself aborts). Does nothing if someone else already
    replaced GMP's defaults. */
 void parpy_gmp_memory_init(void);
+
+/* Raises MemoryError, naming what, if need bytes exceed the memory budget.
+   Returns 0, or -1 with the exception set. */
+int parpy_check_memory(const char *what, uint64_t need);
 
 /* Returns the memory, in bytes, that one computation may reasonably use:
    the smaller of physical memory and the address-space/data limits. */

@@ -576,3 +576,38 @@ def test_items_mutated_during_validation_do_not_crash(mutation):
     assert proc.returncode == 0, f"child crashed ({proc.returncode}): {proc.stderr[-2000:]}"
     assert proc.stdout.split()[0] in ("RAISED", "RETURNED"), proc.stdout
     assert proc.stdout.split() != ["RETURNED", "False"], "wrong results after the mutation"
+
+
+# ---- a batch whose results together cannot fit --------------------------------
+
+
+def test_a_batch_too_large_for_memory_is_refused_at_once():
+    # Every item fits on its own; all of their results together exceed
+    # physical memory, so the batch is refused before anything is reserved.
+    n = 10**9
+    per_result = n * LOG2_PHI / 8
+    count = math.ceil(_physical_memory() / per_result) + 1
+    start = time.monotonic()
+    with pytest.raises(MemoryError, match=rf"a batch of {count} fib results needs about"):
+        parpy.fib_batch([n] * count, workers=2)
+    assert time.monotonic() - start < 60  # a hang guard, not a speed claim
+
+
+@pytest.mark.memory_limits
+def test_a_batch_too_large_for_the_address_space_is_refused():
+    proc = run_python(
+        """
+        import parpy
+        try:
+            parpy.fib_batch([10**8] * 200, workers=2)
+        except MemoryError as exc:
+            print("MemoryError", exc)
+        print("AFTER", parpy.fib_batch([10**5] * 4, workers=2) == [parpy.fib(10**5)] * 4)
+        """,
+        rlimits={"RLIMIT_AS": 1 << 30},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "GNU MP" not in proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("MemoryError a batch of 200 fib results needs about"), lines
+    assert lines[1] == "AFTER True"
