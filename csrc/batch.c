@@ -603,10 +603,13 @@ parpy_run_batch(const parpy_kernel *kernel, PyObject *items, int workers, int sc
 
     /* Every result at once, plus the scratch of the items in flight: refused
        before anything is reserved. */
-    char what[96];
-    snprintf(what, sizeof(what), "a batch of %zd %s results", n, kernel->name);
-    if (parpy_check_memory(what, results + largest * PARPY_SCRATCH_FACTOR * job.nthreads) < 0) {
-        goto done;
+    uint64_t need = results + largest * PARPY_SCRATCH_FACTOR * job.nthreads;
+    if (need >= PARPY_MEMORY_CHECK_MIN) {
+        char what[96];
+        snprintf(what, sizeof(what), "a batch of %zd %s results", n, kernel->name);
+        if (parpy_check_memory(what, need) < 0) {
+            goto done;
+        }
     }
     for (; kernel->prepare != NULL && prepared < n; prepared++) {
         if (kernel->prepare(ITEM(&job, prepared)) < 0) {

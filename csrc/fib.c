@@ -93,9 +93,13 @@ check_fib_size(const char *func, uint64_t n)
                      (unsigned long long)FIB_MAX_N, (unsigned long long)n);
         return -1;
     }
+    uint64_t need = fib_bits(n) / 8 * (1 + PARPY_SCRATCH_FACTOR);
+    if (need < PARPY_MEMORY_CHECK_MIN) {
+        return 0;
+    }
     char what[64];
     snprintf(what, sizeof(what), "%s(%llu)", func, (unsigned long long)n);
-    return parpy_check_memory(what, fib_bits(n) / 8 * (1 + PARPY_SCRATCH_FACTOR));
+    return parpy_check_memory(what, need);
     return 0;
 }
 

@@ -112,6 +112,12 @@ parpy_memory_budget(void)
 int
 parpy_check_memory(const char *what, uint64_t need)
 {
+    /* Below this no process that can run Python is refused: skip the
+       system calls. A real shortfall there still ends in MemoryError, from
+       the allocator or through parpy_gmp_recover. */
+    if (need < PARPY_MEMORY_CHECK_MIN) {
+        return 0;
+    }
     uint64_t budget = parpy_memory_budget();
     if (need <= budget) {
         return 0;

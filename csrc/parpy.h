@@ -146,6 +146,8 @@ int parpy_batch_init(void);        /* once per process; -1 with an exception set
    replaced GMP's defaults. */
 void parpy_gmp_memory_init(void);
 
+#define PARPY_MEMORY_CHECK_MIN (UINT64_C(16) << 20)
+
 /* Raises MemoryError, naming what, if need bytes exceed the memory budget.
    Returns 0, or -1 with the exception set. */
 int parpy_check_memory(const char *what, uint64_t need);
