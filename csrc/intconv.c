@@ -166,21 +166,6 @@ parpy_intbuf_discard(parpy_intbuf *buf)
     buf->digits = NULL;
 }
 
-PyObject *
-parpy_int_from_mpz(mpz_srcptr z)
-{
-    if (mpz_sizeinbase(z, 2) <= 64 && mpz_sgn(z) >= 0) {
-        uint64_t v = mpz_size(z) ? (uint64_t)mpz_getlimbn(z, 0) : 0;
-        return PyLong_FromUnsignedLongLong(v);
-    }
-    parpy_intbuf buf;
-    if (parpy_intbuf_alloc(&buf, (uint64_t)mpz_sizeinbase(z, 2)) < 0) {
-        return NULL;
-    }
-    parpy_intbuf_store(&buf, z);
-    return parpy_intbuf_finish(&buf);
-}
-
 int
 parpy_intconv_init(void)
 {

@@ -186,8 +186,6 @@ void parpy_intbuf_discard(parpy_intbuf *buf);
 /* Checks at import that CPython's int layout is the one assumed here.
    Returns 0, or -1 with an exception set. */
 int parpy_intconv_init(void);
-/* Returns a new reference to the int equal to z (GIL held). */
-PyObject *parpy_int_from_mpz(mpz_srcptr z);
 
 /* ---- Fibonacci kernels (fib.c) ------------------------------------------ */
 
