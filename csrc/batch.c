@@ -53,6 +53,8 @@ typedef struct {
     int schedule;
     Py_ssize_t chunksize;
     atomic_int cancel;
+    const atomic_int *stop;  /* the caller's parpy_control: cancelled from outside, or NULL */
+    atomic_size_t *progress; /* the caller's parpy_control: items finished, or NULL */
     /* default schedule: chunk c covers order[bounds[c] .. bounds[c + 1]) */
     Py_ssize_t *order; /* NULL means input order */
     Py_ssize_t *bounds;
@@ -69,7 +71,8 @@ typedef struct {
 static void
 run_item(job_t *job, Py_ssize_t i, const parpy_ctx *ctx)
 {
-    if (atomic_load_explicit(&job->cancel, memory_order_relaxed)) {
+    if (atomic_load_explicit(&job->cancel, memory_order_relaxed) ||
+        (job->stop != NULL && atomic_load_explicit(job->stop, memory_order_relaxed))) {
         job->status[i] = PARPY_ECANCELLED;
         return;
     }
@@ -78,6 +81,28 @@ run_item(job_t *job, Py_ssize_t i, const parpy_ctx *ctx)
     if (rc != PARPY_OK) {
         atomic_store(&job->cancel, 1); /* the call fails: stop the others */
     }
+}
+
+/* Counts n finished items for a progress display. */
+static inline void
+job_progress(job_t *job, size_t n)
+{
+    if (job->progress != NULL && n > 0) {
+        atomic_fetch_add_explicit(job->progress, n, memory_order_relaxed);
+    }
+}
+
+/* Runs items [0, n) in order on the current thread. */
+static void
+run_serial(job_t *job, const parpy_ctx *ctx)
+{
+    for (Py_ssize_t i = 0; i < job->n; i++) {
+        run_item(job, i, ctx);
+        if ((i & 63) == 63) {
+            job_progress(job, 64);
+        }
+    }
+    job_progress(job, (size_t)(job->n & 63));
 }
 
 static int
@@ -168,12 +193,14 @@ team_main(job_t *job, int planned)
             for (Py_ssize_t k = job->bounds[c]; k < job->bounds[c + 1]; k++) {
                 run_item(job, job->order ? job->order[k] : k, &ctx);
             }
+            job_progress(job, (size_t)(job->bounds[c + 1] - job->bounds[c]));
         }
     }
     else {
 #pragma omp for schedule(runtime) nowait
         for (Py_ssize_t i = 0; i < job->n; i++) {
             run_item(job, i, &ctx);
+            job_progress(job, 1);
         }
     }
     PARPY_HAPPENS_BEFORE(job);
@@ -197,11 +224,8 @@ static void
 job_execute(job_t *job)
 {
     parpy_ctx ctx = {.cancel = &job->cancel};
-    Py_ssize_t n = job->n;
     if (job->nthreads <= 1) {
-        for (Py_ssize_t i = 0; i < n; i++) {
-            run_item(job, i, &ctx);
-        }
+        run_serial(job, &ctx);
         return;
     }
     int planned = job->schedule == PARPY_SCHED_AUTO && plan_default(job) == 0;
@@ -346,6 +370,9 @@ job_run_interruptibly(job_t *job, PyThreadState **ts)
         clock_gettime(CLOCK_MONOTONIC, &deadline);
         add_ns(&deadline, WAIT_SLICE_NS);
         int rc = pthread_cond_timedwait(&job->cv, &job->mu, &deadline);
+        if (rc == ETIMEDOUT && job->stop != NULL && atomic_load(job->stop)) {
+            atomic_store(&job->cancel, 1); /* cancelled from another thread */
+        }
         if (rc == ETIMEDOUT && !job->done && !interrupted) {
             pthread_mutex_unlock(&job->mu);
             PyEval_RestoreThread(*ts);
@@ -371,16 +398,12 @@ job_run(job_t *job, double release_ns)
 {
     parpy_ctx ctx = {.cancel = &job->cancel};
     if (job->nthreads <= 1 && job->total_cost < release_ns) {
-        for (Py_ssize_t i = 0; i < job->n; i++) {
-            run_item(job, i, &ctx);
-        }
+        run_serial(job, &ctx);
         return 0;
     }
     if (job->nthreads <= 1 && job->total_cost < DISPATCH_NS) {
         Py_BEGIN_ALLOW_THREADS
-            for (Py_ssize_t i = 0; i < job->n; i++) {
-                run_item(job, i, &ctx);
-            }
+            run_serial(job, &ctx);
         Py_END_ALLOW_THREADS
         return 0;
     }
@@ -443,7 +466,7 @@ job_free(job_t *job)
 /* ---- one item ----------------------------------------------------------- */
 
 PyObject *
-parpy_run_one(const parpy_kernel *kernel, void *item)
+parpy_run_one(const parpy_kernel *kernel, void *item, parpy_control *control)
 {
     unsigned char status = PARPY_OK;
     job_t job = {
@@ -453,6 +476,7 @@ parpy_run_one(const parpy_kernel *kernel, void *item)
         .status = &status,
         .total_cost = kernel->cost(item),
         .nthreads = 1,
+        .stop = control != NULL ? &control->cancel : NULL,
     };
     atomic_init(&job.cancel, 0);
     int interrupted = job_run(&job, SINGLE_RELEASE_NS) < 0;
@@ -469,11 +493,11 @@ parpy_run_one(const parpy_kernel *kernel, void *item)
 
 /* Re-raises the pending exception with "items[i]: " before its message when
    it is one of the validation errors; other exceptions pass unchanged. */
-static void
-prefix_item_error(Py_ssize_t i)
+PyObject *
+parpy_fetch_exception(void)
 {
 #if PY_VERSION_HEX >= 0x030C0000
-    PyObject *exc = PyErr_GetRaisedException();
+    return PyErr_GetRaisedException();
 #else
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
@@ -483,8 +507,14 @@ prefix_item_error(Py_ssize_t i)
     }
     Py_XDECREF(type);
     Py_XDECREF(tb);
-    PyObject *exc = value;
+    return value;
 #endif
+}
+
+static void
+prefix_item_error(Py_ssize_t i)
+{
+    PyObject *exc = parpy_fetch_exception();
     PyObject *cls = (PyObject *)Py_TYPE(exc);
     if (cls == PyExc_TypeError || cls == PyExc_ValueError || cls == PyExc_OverflowError ||
         cls == PyExc_MemoryError) {
@@ -561,11 +591,17 @@ choose_threads(const job_t *job, int workers)
 
 PyObject *
 parpy_run_batch(const parpy_kernel *kernel, PyObject *items, int workers, int schedule,
-                Py_ssize_t chunksize)
+                Py_ssize_t chunksize, parpy_control *control)
 {
     PyObject *seq = NULL, *result = NULL;
     job_t job = {.kernel = kernel, .schedule = schedule, .chunksize = chunksize};
     atomic_init(&job.cancel, 0);
+    job.stop = control != NULL ? &control->cancel : NULL;
+    job.progress = control != NULL ? &control->done : NULL;
+    if (control != NULL && atomic_load(&control->cancel)) {
+        PyErr_SetString(PyExc_RuntimeError, "the batch was cancelled before it started");
+        return NULL;
+    }
     Py_ssize_t prepared = 0; /* items [0, prepared) hold reserved results */
 
     /* A tuple, not the caller's list: parsing may run __index__, which may

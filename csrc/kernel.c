@@ -29,7 +29,7 @@ kernel_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject
     if (k->parse(args, &item) < 0 || (k->prepare != NULL && k->prepare(&item) < 0)) {
         return NULL;
     }
-    return parpy_run_one(k, &item);
+    return parpy_run_one(k, &item, NULL);
 }
 
 static void

@@ -12,10 +12,11 @@ get_state(PyObject *module)
 /* ---- functions ---------------------------------------------------------- */
 
 PyDoc_STRVAR(run_batch_doc,
-             "run_batch(kernel, items, workers, schedule, chunksize, /)\n--\n\n"
+             "run_batch(kernel, items, workers, schedule, chunksize, control=None, /)\n--\n\n"
              "Run kernel over items on native threads; return the results in input order.\n\n"
              "workers >= 1; schedule 0 (default), 1 (static), 2 (dynamic) or 3 (guided);\n"
-             "chunksize >= 0 (0: OpenMP's default). Validated by parpy.map.");
+             "chunksize >= 0 (0: OpenMP's default); control, a Control that cancels the\n"
+             "batch from another thread and counts finished items. Validated by parpy.map.");
 
 /* Returns the int value of obj, or -1 with an exception set. */
 static int
@@ -36,11 +37,20 @@ as_int(PyObject *obj, int *out)
 static PyObject *
 run_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_Format(PyExc_TypeError, "run_batch() takes exactly 5 arguments (%zd given)", nargs);
+    if (nargs != 5 && nargs != 6) {
+        PyErr_Format(PyExc_TypeError, "run_batch() takes 5 or 6 arguments (%zd given)", nargs);
         return NULL;
     }
     parpy_state *st = get_state(module);
+    parpy_control *control = NULL;
+    if (nargs == 6 && args[5] != Py_None) {
+        if (!Py_IS_TYPE(args[5], st->control_type)) {
+            PyErr_Format(PyExc_TypeError, "control must be a Control or None, not %.200s",
+                         Py_TYPE(args[5])->tp_name);
+            return NULL;
+        }
+        control = (parpy_control *)args[5];
+    }
     if (!Py_IS_TYPE(args[0], st->kernel_type)) {
         PyErr_Format(PyExc_TypeError, "kernel must be a parpy kernel, not %.200s",
                      Py_TYPE(args[0])->tp_name);
@@ -60,7 +70,41 @@ run_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     return parpy_run_batch(((parpy_KernelObject *)args[0])->kernel, args[1], workers, schedule,
-                           chunksize);
+                           chunksize, control);
+}
+
+PyDoc_STRVAR(call_doc,
+             "call(kernel, args, control, /)\n--\n\n"
+             "kernel(*args), cancelled when control is (parpy.Pool.terminate).");
+
+static PyObject *
+call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "call() takes exactly 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    parpy_state *st = get_state(module);
+    if (!Py_IS_TYPE(args[0], st->kernel_type) || !PyTuple_Check(args[1]) ||
+        !Py_IS_TYPE(args[2], st->control_type)) {
+        PyErr_SetString(PyExc_TypeError, "call(kernel, tuple, Control)");
+        return NULL;
+    }
+    const parpy_kernel *k = ((parpy_KernelObject *)args[0])->kernel;
+    if (PyTuple_GET_SIZE(args[1]) != k->arity) {
+        PyErr_Format(PyExc_TypeError, "%s() takes exactly %d argument%s (%zd given)", k->name,
+                     k->arity, k->arity == 1 ? "" : "s", PyTuple_GET_SIZE(args[1]));
+        return NULL;
+    }
+    union {
+        char bytes[PARPY_ITEM_MAX];
+        max_align_t align;
+    } item;
+    if (k->parse(&PyTuple_GET_ITEM(args[1], 0), &item) < 0 ||
+        (k->prepare != NULL && k->prepare(&item) < 0)) {
+        return NULL;
+    }
+    return parpy_run_one(k, &item, (parpy_control *)args[2]);
 }
 
 PyDoc_STRVAR(set_num_threads_doc,
@@ -91,6 +135,7 @@ get_num_threads(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 
 static PyMethodDef module_methods[] = {
     {"run_batch", (PyCFunction)(void (*)(void))run_batch, METH_FASTCALL, run_batch_doc},
+    {"call", (PyCFunction)(void (*)(void))call, METH_FASTCALL, call_doc},
     {"set_num_threads", set_num_threads, METH_O, set_num_threads_doc},
     {"get_num_threads", get_num_threads, METH_NOARGS, get_num_threads_doc},
     {NULL, NULL, 0, NULL},
@@ -123,6 +168,22 @@ module_exec(PyObject *module)
     if (st->kernel_type == NULL || PyModule_AddType(module, st->kernel_type) < 0) {
         return -1;
     }
+    st->control_type = parpy_control_type_new(module);
+    if (st->control_type == NULL || PyModule_AddType(module, st->control_type) < 0) {
+        return -1;
+    }
+    st->queue_type = parpy_queue_type_new(module);
+    if (st->queue_type == NULL || PyModule_AddType(module, st->queue_type) < 0) {
+        return -1;
+    }
+    st->str_set_running = PyUnicode_InternFromString("set_running_or_notify_cancel");
+    st->str_set_result = PyUnicode_InternFromString("set_result");
+    st->str_set_exception = PyUnicode_InternFromString("set_exception");
+    st->str_cancel = PyUnicode_InternFromString("cancel");
+    if (st->str_set_running == NULL || st->str_set_result == NULL ||
+        st->str_set_exception == NULL || st->str_cancel == NULL) {
+        return -1;
+    }
     if (add_kernel(module, &parpy_kernel_fib) < 0 ||
         add_kernel(module, &parpy_kernel_fib_iterative) < 0 ||
         add_kernel(module, &parpy_kernel_fib_recursive) < 0 ||
@@ -139,14 +200,24 @@ module_exec(PyObject *module)
 static int
 module_traverse(PyObject *module, visitproc visit, void *arg)
 {
-    Py_VISIT(get_state(module)->kernel_type);
+    parpy_state *st = get_state(module);
+    Py_VISIT(st->kernel_type);
+    Py_VISIT(st->control_type);
+    Py_VISIT(st->queue_type);
     return 0;
 }
 
 static int
 module_clear(PyObject *module)
 {
-    Py_CLEAR(get_state(module)->kernel_type);
+    parpy_state *st = get_state(module);
+    Py_CLEAR(st->kernel_type);
+    Py_CLEAR(st->control_type);
+    Py_CLEAR(st->queue_type);
+    Py_CLEAR(st->str_set_running);
+    Py_CLEAR(st->str_set_result);
+    Py_CLEAR(st->str_set_exception);
+    Py_CLEAR(st->str_cancel);
     return 0;
 }
 

@@ -103,7 +103,29 @@ extern const parpy_kernel parpy_kernel_fib_mod;
 
 typedef struct {
     PyTypeObject *kernel_type;
+    PyTypeObject *control_type;
+    PyTypeObject *queue_type;
+    /* interned names of the concurrent.futures.Future methods */
+    PyObject *str_set_running;
+    PyObject *str_set_result;
+    PyObject *str_set_exception;
+    PyObject *str_cancel;
 } parpy_state;
+
+/* ---- per-call control (control.c) --------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    atomic_int cancel;  /* set from any thread: the call's workers stop */
+    atomic_size_t done; /* items finished, counted by the workers */
+    PyObject *weakrefs; /* the pool that started the call keeps a weak set */
+} parpy_control;
+
+PyTypeObject *parpy_control_type_new(PyObject *module);
+
+/* ---- work queue (queue.c) ----------------------------------------------- */
+
+PyTypeObject *parpy_queue_type_new(PyObject *module);
 
 typedef struct {
     PyObject_HEAD
@@ -124,15 +146,22 @@ enum {
     PARPY_SCHED_GUIDED = 3,
 };
 
-/* Runs kernel over items, a sequence. Returns a new list, or NULL with an
-   exception set (bad item, MemoryError, KeyboardInterrupt, ...). */
+/* Runs kernel over items, a sequence. control (may be NULL) cancels the
+   batch from another thread and counts its finished items. Returns a new
+   list, or NULL with an exception set (bad item, MemoryError,
+   KeyboardInterrupt, RuntimeError when cancelled, ...). */
 PyObject *parpy_run_batch(const parpy_kernel *kernel, PyObject *items, int workers, int schedule,
-                          Py_ssize_t chunksize);
+                          Py_ssize_t chunksize, parpy_control *control);
+
+/* Takes the raised exception: returns a new reference to it, normalised
+   and carrying its traceback, and clears the error indicator. */
+PyObject *parpy_fetch_exception(void);
 
 /* Runs one item already parsed into item: computes it (releasing the GIL,
-   interruptibly when it is long) and builds the result. Returns a new
-   reference, or NULL with an exception set; the item is always consumed. */
-PyObject *parpy_run_one(const parpy_kernel *kernel, void *item);
+   interruptibly when it is long) and builds the result. control (may be
+   NULL) cancels it from another thread. Returns a new reference, or NULL
+   with an exception set; the item is always consumed. */
+PyObject *parpy_run_one(const parpy_kernel *kernel, void *item, parpy_control *control);
 
 /* Threads a batch uses when workers is not given. */
 int parpy_default_threads(void);

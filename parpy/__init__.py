@@ -35,11 +35,15 @@ _load_core()
 from parpy import reference  # noqa: E402
 from parpy._batch import fib_batch, get_num_threads, map, set_num_threads  # noqa: E402
 from parpy._core import Kernel, fib, fib_iterative, fib_mod, fib_recursive  # noqa: E402
+from parpy.executor import ThreadPoolExecutor  # noqa: E402
+from parpy.pool import Pool  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Kernel",
+    "Pool",
+    "ThreadPoolExecutor",
     "fib",
     "fib_batch",
     "fib_iterative",

@@ -1,0 +1,86 @@
+"""Progress bars for map-style calls (``progress=True``), on tqdm.
+
+Native workers count finished items in a ``_core.Control`` without the GIL;
+a small thread reads that counter a few times a second and moves the bar.
+``tqdm.auto`` picks the notebook bar in Jupyter and the text bar elsewhere.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from parpy import _core
+
+_POLL_SECONDS = 0.1
+
+
+def require(progress: object) -> bool:
+    """Return whether a bar is wanted; raise ImportError now if tqdm is missing."""
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, not {type(progress).__name__}")
+    if progress:
+        _tqdm()
+    return progress
+
+
+def _tqdm() -> Any:
+    try:
+        from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:
+        raise ImportError(
+            "progress=True needs tqdm: pip install tqdm (or pip install 'parpy[progress]')"
+        ) from None
+    return tqdm
+
+
+def total_of(iterable: object) -> int | None:
+    """The number of items, when the input knows it without being consumed."""
+    try:
+        return len(iterable)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def total_of_all(iterables: tuple[object, ...]) -> int | None:
+    """The number of tuples zip(*iterables) gives, when every input knows its length."""
+    totals = [total_of(iterable) for iterable in iterables]
+    if not totals or None in totals:
+        return None
+    return min(t for t in totals if t is not None)
+
+
+class Progress:
+    """A bar that follows ``control.done`` until :meth:`close`."""
+
+    def __init__(self, control: _core.Control, total: int | None, desc: str) -> None:
+        self._control = control
+        self._bar = _tqdm()(total=total, desc=desc, unit="item", dynamic_ncols=True)
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._poll, name="parpy-progress", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._closed.wait(_POLL_SECONDS):
+            self._update()
+
+    def _update(self) -> None:
+        with self._lock:
+            done = self._control.done
+            if done > self._bar.n:
+                self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        """Show the final count and close the bar; safe to call twice."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        self._update()
+        self._bar.close()
+
+
+def start(progress: bool, control: _core.Control, total: int | None, desc: str) -> Progress | None:
+    return Progress(control, total, desc) if progress else None

@@ -1,0 +1,281 @@
+"""parpy.ThreadPoolExecutor: concurrent.futures on parpy's native work queue.
+
+Futures are real ``concurrent.futures.Future`` objects, so ``wait()`` and
+``as_completed()`` work. A parpy kernel submitted with its argument is
+validated at once and computed by a worker without the GIL; the worker
+completes its future from C, taking the GIL once for a run of such tasks.
+Other callables run on the worker threads with the GIL, as in the stdlib.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, _base
+from concurrent.futures.thread import BrokenThreadPool
+from typing import Any
+
+from parpy import _core, _progress
+from parpy._core import Kernel
+
+__all__ = ["ThreadPoolExecutor"]
+
+# Worker threads and their queues, for the interpreter-exit hook (as in
+# concurrent.futures.thread): at exit every queue is closed and every worker
+# joined once the work already submitted is done.
+_threads_queues: weakref.WeakKeyDictionary[threading.Thread, _core.WorkQueue] = (
+    weakref.WeakKeyDictionary()
+)
+_global_shutdown = False
+_global_shutdown_lock = threading.Lock()
+
+
+def _python_exit() -> None:
+    global _global_shutdown
+    with _global_shutdown_lock:
+        _global_shutdown = True
+    items = list(_threads_queues.items())
+    for _, queue in items:
+        queue.close()
+    try:
+        for thread, _ in items:
+            thread.join()
+    except KeyboardInterrupt:
+        # Ctrl-C at exit: drop the pending work, cancel the kernel
+        # computations in progress, and wait only for Python calls to end.
+        for _, queue in items:
+            for future in queue.stop():
+                future.cancel()
+        for thread, _ in items:
+            thread.join()
+
+
+threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+
+
+def _worker(
+    executor_ref: weakref.ref[ThreadPoolExecutor],
+    queue: _core.WorkQueue,
+    initializer: Callable[..., object] | None,
+    initargs: tuple[Any, ...],
+) -> None:
+    if initializer is not None:
+        try:
+            initializer(*initargs)
+        except BaseException:
+            _base.LOGGER.critical("Exception in initializer:", exc_info=True)
+            executor = executor_ref()
+            if executor is not None:
+                executor._initializer_failed()
+            return
+    queue.run(0)
+
+
+def _call_chunk(
+    fn: Callable[..., Any], chunk: list[tuple[Any, ...]], control: _core.Control
+) -> list[Any]:
+    values = [fn(*args) for args in chunk]
+    control.add(len(values))
+    return values
+
+
+def _result_or_cancel(future: Future[Any], timeout: float | None = None) -> Any:
+    try:
+        try:
+            return future.result(timeout)
+        finally:
+            future.cancel()
+    finally:
+        del future  # no reference cycle through the traceback
+
+
+class ThreadPoolExecutor(_base.Executor):
+    """concurrent.futures.ThreadPoolExecutor on native threads.
+
+    Same constructor, methods and lifecycle as the stdlib's; ``map`` also
+    takes ``buffersize`` (as in Python 3.14) and ``progress``, and uses
+    ``chunksize`` (items per task).
+    """
+
+    _counter = itertools.count().__next__
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        thread_name_prefix: str = "",
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+    ) -> None:
+        if max_workers is None:
+            max_workers = min(32, (os.cpu_count() or 1) + 4)
+        if max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        self._max_workers = max_workers
+        self._queue = _core.WorkQueue()
+        self._threads: set[threading.Thread] = set()
+        self._broken: str | bool = False
+        self._shutdown = False
+        self._shutdown_lock = threading.Lock()
+        self._thread_name_prefix = thread_name_prefix or f"ThreadPoolExecutor-{self._counter()}"
+        self._initializer = initializer
+        self._initargs = initargs
+        # A collected executor lets its workers leave, as the stdlib's does.
+        weakref.finalize(self, self._queue.close)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._shutdown_lock, _global_shutdown_lock:
+            if self._broken:
+                raise BrokenThreadPool(self._broken)
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            if _global_shutdown:
+                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+            future: Future[Any] = Future()
+            busy = self._queue.submit(future, fn, args, kwargs or None)
+            if busy and len(self._threads) < self._max_workers:
+                self._start_worker()
+            return future
+
+    submit.__doc__ = _base.Executor.submit.__doc__
+
+    def _start_worker(self) -> None:
+        name = f"{self._thread_name_prefix}_{len(self._threads)}"
+        thread = threading.Thread(
+            name=name,
+            target=_worker,
+            args=(weakref.ref(self), self._queue, self._initializer, self._initargs),
+        )
+        thread.start()
+        self._threads.add(thread)
+        _threads_queues[thread] = self._queue
+
+    def _initializer_failed(self) -> None:
+        with self._shutdown_lock:
+            self._broken = "A thread initializer failed, the thread pool is not usable anymore"
+            for future in self._queue.drain():
+                if not future.done():
+                    future.set_exception(BrokenThreadPool(self._broken))
+
+    def map(  # type: ignore[override]
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+        progress: bool = False,
+    ) -> Iterator[Any]:
+        """Return an iterator of ``fn(*args)`` over the zipped iterables, in order.
+
+        As ``Executor.map``: calls are submitted at once (or, with
+        ``buffersize``, at most that many ahead of the consumer, so an endless
+        input is read lazily); ``timeout`` counts from this call; an exception
+        is raised when its result is reached. ``chunksize`` items go in one
+        task; a chunk of a parpy kernel runs as one native batch.
+        ``progress=True`` shows a progress bar (tqdm).
+        """
+        if isinstance(chunksize, bool) or not isinstance(chunksize, int):
+            raise TypeError("chunksize must be an int")
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        if buffersize is not None:
+            if isinstance(buffersize, bool) or not isinstance(buffersize, int):
+                raise TypeError("buffersize must be an integer or None")
+            if buffersize < 1:
+                raise ValueError("buffersize must be None or > 0")
+        show = _progress.require(progress)
+        end_time = None if timeout is None else timeout + time.monotonic()
+        control = _core.Control()
+        bar = _progress.start(show, control, _progress.total_of_all(iterables), "map")
+        native = isinstance(fn, Kernel) and fn.arity == len(iterables)
+        args_iter: Iterator[tuple[Any, ...]] = zip(*iterables)  # noqa: B905 - stops at the shortest
+        if chunksize == 1:
+            tasks = (self._submit_one(fn, args, bar, control) for args in args_iter)
+        else:
+            tasks = (
+                self._submit_chunk(fn, chunk, native, control)
+                for chunk in _chunks(args_iter, chunksize)
+            )
+        futures: deque[Future[Any]] = deque()
+        try:
+            futures.extend(tasks if buffersize is None else itertools.islice(tasks, buffersize))
+        except BaseException:  # bad input, or Ctrl-C while submitting: no work is left behind
+            for future in futures:
+                future.cancel()
+            if bar is not None:
+                bar.close()
+            raise
+        return self._results(futures, tasks, end_time, chunksize > 1, bar)
+
+    def _submit_one(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        bar: _progress.Progress | None,
+        control: _core.Control,
+    ) -> Future[Any]:
+        future = self.submit(fn, *args)
+        if bar is not None:
+            future.add_done_callback(lambda _: control.add(1))
+        return future
+
+    def _submit_chunk(
+        self,
+        fn: Callable[..., Any],
+        chunk: list[tuple[Any, ...]],
+        native: bool,
+        control: _core.Control,
+    ) -> Future[Any]:
+        if native:
+            items = [args[0] for args in chunk] if len(chunk[0]) == 1 else chunk
+            return self.submit(_core.run_batch, fn, items, 1, 0, 0, control)
+        return self.submit(_call_chunk, fn, chunk, control)
+
+    @staticmethod
+    def _results(
+        futures: deque[Future[Any]],
+        tasks: Iterator[Future[Any]],
+        end_time: float | None,
+        chunked: bool,
+        bar: _progress.Progress | None,
+    ) -> Iterator[Any]:
+        # Without buffersize, tasks is already exhausted: islice gets nothing.
+        try:
+            while futures:
+                futures.extend(itertools.islice(tasks, 1))
+                remaining = None if end_time is None else end_time - time.monotonic()
+                # No local holds a result while suspended at yield (bpo-14406).
+                if chunked:
+                    yield from _result_or_cancel(futures.popleft(), remaining)
+                else:
+                    yield _result_or_cancel(futures.popleft(), remaining)
+        finally:
+            for future in futures:
+                future.cancel()
+            if bar is not None:
+                bar.close()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._shutdown_lock:
+            self._shutdown = True
+            if cancel_futures:
+                for future in self._queue.drain():
+                    future.cancel()
+            self._queue.close()
+        if wait:
+            for thread in list(self._threads):
+                thread.join()
+
+    shutdown.__doc__ = _base.Executor.shutdown.__doc__
+
+
+def _chunks(args_iter: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
+    while chunk := list(itertools.islice(args_iter, size)):
+        yield chunk
