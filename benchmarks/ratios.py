@@ -25,7 +25,16 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from workloads import BALANCED, ITERATIVE, SKEWED, TINY, WORKERS, candidates, gmpy2
+from workloads import (
+    BALANCED,
+    ITERATIVE,
+    SKEWED,
+    TINY,
+    WORKERS,
+    candidates,
+    gmpy2,
+    pool_candidates,
+)
 
 import parpy
 from parpy.compare import measure
@@ -41,11 +50,13 @@ class Target(NamedTuple):
     other: str
     goal: float  # the least acceptable other / parpy
     goal_text: str
+    min_rounds: int = MIN_ROUNDS
 
 
 def targets() -> list[Target]:
     balanced, skewed = candidates(BALANCED), candidates(SKEWED)
     iterative, tiny = candidates(ITERATIVE, "iterative"), candidates(TINY)
+    kernel_map = pool_candidates("map-kernel")
     w = WORKERS
     return [
         Target(f"balanced, workers={w} vs workers=1", balanced, "parpy", "parpy-serial",
@@ -60,6 +71,18 @@ def targets() -> list[Target]:
                "multiprocessing", 4.0, ">= 4x"),
         Target("100 tiny n, fib_batch vs parpy.fib loop", tiny, "parpy", "parpy.fib-loop",
                1.0, "not slower"),
+        Target(f"200k tiny n, Pool({w}).map(fib) vs mp.Pool({w}).map", kernel_map, "parpy.Pool",
+               "multiprocessing.Pool", 10.0, ">= 10x"),
+        Target("  ... vs mp.Pool.map, chunksize=1", kernel_map, "parpy.Pool",
+               "multiprocessing.Pool-chunksize-1", 200.0, ">= 200x", 3),
+        Target("  ... vs serial loop of the reference", kernel_map, "parpy.Pool",
+               "serial-reference", 15.0, ">= 15x"),
+        Target(f"Python fn, Pool({w}).map vs ThreadPool({w}).map", pool_candidates("map-python"),
+               "parpy.Pool", "ThreadPool", 1 / 1.1, "<= 1.1x"),
+        Target(f"Python fn, Pool({w}).imap vs ThreadPool({w})", pool_candidates("imap-python"),
+               "parpy.Pool", "ThreadPool", 1 / 1.1, "<= 1.1x"),
+        Target("executor.submit(fib) per task vs stdlib's", pool_candidates("submit-kernel"),
+               "parpy.ThreadPoolExecutor", "ThreadPoolExecutor", 1.0, "no more"),
     ]  # fmt: skip
 
 
@@ -70,7 +93,7 @@ def measure_ratio(target: Target, budget: float) -> dict[str, Any]:
     one_call = warm["parpy"][0] + warm["other"][0]
     number = math.ceil(MIN_SAMPLE / min(warm["parpy"][0], warm["other"][0]))
     rounds = int(budget / (one_call * number)) | 1  # odd: the median is a run
-    rounds = min(max(rounds, MIN_ROUNDS), MAX_ROUNDS)
+    rounds = min(max(rounds, target.min_rounds), MAX_ROUNDS)
     start, t0 = cpu_seconds(), time.perf_counter()
     times = measure(calls, rounds, number=number)
     others = others_busy(start, time.perf_counter() - t0)

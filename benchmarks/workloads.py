@@ -39,3 +39,84 @@ def candidates(ns: list[int], algorithm: str = "doubling") -> dict[str, Callable
         if gmpy2 is not None:
             calls["gmpy2.fib-loop"] = lambda: [gmpy2.fib(n) for n in ns]
     return calls
+
+
+# ---- pools and executors ---------------------------------------------------------
+
+# Pool.map of tiny items: the cost is turning Python ints into C values and back.
+POOL_TINY = make_ns(200_000, 0, 93, seed=5)
+# Python callables and single submits: per-task overhead.
+TASKS = make_ns(20_000, 0, 93, seed=6)
+
+_pools: dict[str, object] = {}
+
+
+def _pool(name: str):
+    """The long-lived pools the pool workloads run on, made on first use."""
+    if name not in _pools:
+        import atexit
+        import concurrent.futures
+        import multiprocessing
+        import multiprocessing.pool
+
+        make = {
+            "parpy.Pool": lambda: parpy.Pool(WORKERS),
+            "multiprocessing.Pool": lambda: multiprocessing.Pool(WORKERS),
+            "ThreadPool": lambda: multiprocessing.pool.ThreadPool(WORKERS),
+            "parpy.ThreadPoolExecutor": lambda: parpy.ThreadPoolExecutor(WORKERS),
+            "ThreadPoolExecutor": lambda: concurrent.futures.ThreadPoolExecutor(WORKERS),
+        }[name]
+        pool = _pools[name] = make()
+        atexit.register(pool.terminate if hasattr(pool, "terminate") else pool.shutdown)
+    return _pools[name]
+
+
+def _submit_all(executor, fn, ns) -> list[int]:
+    futures = [executor.submit(fn, n) for n in ns]
+    return [f.result() for f in futures]
+
+
+def pool_candidates(workload: str) -> dict[str, Callable[[], object]]:
+    """Return the calls compared for a pool workload, by name.
+
+    "map-kernel": POOL_TINY through parpy.Pool.map(parpy.fib), the reference
+    fib through multiprocessing.Pool.map (default chunksize and chunksize=1)
+    and a serial loop of it. "map-python" and "imap-python": the reference fib
+    over TASKS through parpy.Pool and multiprocessing.pool.ThreadPool.
+    "submit-kernel": parpy.fib submitted per item of TASKS to parpy's and the
+    stdlib's ThreadPoolExecutor, all results collected.
+    """
+    ref = parpy.reference.fib
+    if workload == "map-kernel":
+        ns = POOL_TINY
+        return {
+            "parpy.Pool": lambda: _pool("parpy.Pool").map(parpy.fib, ns),
+            "multiprocessing.Pool": lambda: _pool("multiprocessing.Pool").map(ref, ns),
+            "multiprocessing.Pool-chunksize-1": lambda: _pool("multiprocessing.Pool").map(
+                ref, ns, chunksize=1
+            ),
+            "serial-reference": lambda: [ref(n) for n in ns],
+        }
+    if workload == "map-python":
+        return {
+            "parpy.Pool": lambda: _pool("parpy.Pool").map(ref, TASKS),
+            "ThreadPool": lambda: _pool("ThreadPool").map(ref, TASKS),
+        }
+    if workload == "imap-python":
+        return {
+            "parpy.Pool": lambda: list(_pool("parpy.Pool").imap(ref, TASKS)),
+            "ThreadPool": lambda: list(_pool("ThreadPool").imap(ref, TASKS)),
+        }
+    if workload == "submit-kernel":
+        return {
+            "parpy.ThreadPoolExecutor": lambda: _submit_all(
+                _pool("parpy.ThreadPoolExecutor"), parpy.fib, TASKS
+            ),
+            "ThreadPoolExecutor": lambda: _submit_all(
+                _pool("ThreadPoolExecutor"), parpy.fib, TASKS
+            ),
+        }
+    raise ValueError(workload)
+
+
+POOL_WORKLOADS = ("map-kernel", "map-python", "imap-python", "submit-kernel")

@@ -31,7 +31,13 @@ def _tqdm() -> Any:
         raise ImportError(
             "progress=True needs tqdm: pip install tqdm (or pip install 'parpy[progress]')"
         ) from None
-    return tqdm
+
+    class Bar(tqdm):  # type: ignore[misc,valid-type,unused-ignore]
+        # parpy moves its bars itself: no tqdm monitor thread (a daemon
+        # thread that would outlive the call).
+        monitor_interval = 0
+
+    return Bar
 
 
 def total_of(iterable: object) -> int | None:

@@ -25,12 +25,13 @@ from parpy._core import Kernel
 
 __all__ = ["ThreadPoolExecutor"]
 
-# Worker threads and their queues, for the interpreter-exit hook (as in
-# concurrent.futures.thread): at exit every queue is closed and every worker
-# joined once the work already submitted is done.
-_threads_queues: weakref.WeakKeyDictionary[threading.Thread, _core.WorkQueue] = (
-    weakref.WeakKeyDictionary()
-)
+# Worker threads, their queues and the events they set when they leave, for
+# the interpreter-exit hook (as in concurrent.futures.thread): at exit every
+# queue is closed and every worker waited for once the work already
+# submitted is done.
+_threads_queues: weakref.WeakKeyDictionary[
+    threading.Thread, tuple[_core.WorkQueue, threading.Event]
+] = weakref.WeakKeyDictionary()
 _global_shutdown = False
 _global_shutdown_lock = threading.Lock()
 
@@ -39,20 +40,22 @@ def _python_exit() -> None:
     global _global_shutdown
     with _global_shutdown_lock:
         _global_shutdown = True
-    items = list(_threads_queues.items())
-    for _, queue in items:
+    workers = list(_threads_queues.values())
+    for queue, _ in workers:
         queue.close()
     try:
-        for thread, _ in items:
-            thread.join()
+        for _, left in workers:
+            left.wait()
     except KeyboardInterrupt:
         # Ctrl-C at exit: drop the pending work, cancel the kernel
         # computations in progress, and wait only for Python calls to end.
-        for _, queue in items:
+        # (Not Thread.join: interrupted, it can mark a running thread
+        # stopped, bpo-45274.)
+        for queue, _ in workers:
             for future in queue.stop():
                 future.cancel()
-        for thread, _ in items:
-            thread.join()
+        for _, left in workers:
+            left.wait()
 
 
 threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
@@ -63,17 +66,21 @@ def _worker(
     queue: _core.WorkQueue,
     initializer: Callable[..., object] | None,
     initargs: tuple[Any, ...],
+    left: threading.Event,
 ) -> None:
-    if initializer is not None:
-        try:
-            initializer(*initargs)
-        except BaseException:
-            _base.LOGGER.critical("Exception in initializer:", exc_info=True)
-            executor = executor_ref()
-            if executor is not None:
-                executor._initializer_failed()
-            return
-    queue.run(0)
+    try:
+        if initializer is not None:
+            try:
+                initializer(*initargs)
+            except BaseException:
+                _base.LOGGER.critical("Exception in initializer:", exc_info=True)
+                executor = executor_ref()
+                if executor is not None:
+                    executor._initializer_failed()
+                return
+        queue.run(0)
+    finally:
+        left.set()
 
 
 def _call_chunk(
@@ -147,14 +154,15 @@ class ThreadPoolExecutor(_base.Executor):
 
     def _start_worker(self) -> None:
         name = f"{self._thread_name_prefix}_{len(self._threads)}"
+        left = threading.Event()
         thread = threading.Thread(
             name=name,
             target=_worker,
-            args=(weakref.ref(self), self._queue, self._initializer, self._initargs),
+            args=(weakref.ref(self), self._queue, self._initializer, self._initargs, left),
         )
         thread.start()
         self._threads.add(thread)
-        _threads_queues[thread] = self._queue
+        _threads_queues[thread] = (self._queue, left)
 
     def _initializer_failed(self) -> None:
         with self._shutdown_lock:

@@ -23,6 +23,7 @@ import collections
 import itertools
 import operator
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -39,12 +40,15 @@ INIT, RUN, CLOSE, TERMINATE = "INIT", "RUN", "CLOSE", "TERMINATE"
 
 _job_counter = itertools.count()
 _live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+_worker_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # of every pool
 
 # kernel chunks of imap/imap_unordered grow 1, 2, 4, ... up to this
 _KERNEL_CHUNK_MAX = 1024
-# imap keeps at most this many chunks submitted ahead of the consumer
-_WINDOW_PER_WORKER = 4
-_WINDOW_MIN = 64
+# imap keeps at most this many items (and chunks) submitted ahead of the
+# consumer. A wide window matters for Python callables: the consumer and the
+# workers then take turns with the GIL once per half window, not per item.
+_WINDOW_ITEMS = 65536
+_WINDOW_CHUNKS = 1024
 
 
 def _terminated() -> RuntimeError:
@@ -167,13 +171,13 @@ class MapResult(ApplyResult):
         super()._finish(success, value)
 
     def _run_chunk(self, i: int, func: Callable[..., Any], chunk: list[Any], star: bool) -> None:
-        if self._finished:  # terminated, or abandoned by Ctrl-C
-            return
+        values: list[Any] = []
+        append = values.append
         try:
-            if star:
-                values = [func(*args) for args in chunk]
-            else:
-                values = [func(x) for x in chunk]
+            for x in chunk:
+                if self._finished:  # terminated, or abandoned by Ctrl-C
+                    return
+                append(func(*x) if star else func(x))
         except BaseException as exc:
             self._set_chunk(i, None, exc)
             return
@@ -242,8 +246,11 @@ class IMapIterator:
         self._ordered = ordered
         self._bar = bar
         self._control = control
-        self._window = max(_WINDOW_PER_WORKER * pool._processes, _WINDOW_MIN)
-        self._cond = threading.Condition(threading.Lock())
+        largest = _KERNEL_CHUNK_MAX if self._grow else chunksize
+        self._window = max(2 * pool._processes, min(_WINDOW_CHUNKS, _WINDOW_ITEMS // largest))
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
+        self._waiting = 0  # consumers waiting on _cond
         self._feed_lock = threading.Lock()
         self._submitted = 0  # chunks submitted
         self._length: int | None = None  # chunks in all, once the input is exhausted
@@ -295,7 +302,7 @@ class IMapIterator:
         func = self._func
         if self._kernel and isinstance(func, Kernel):
             try:
-                values = _core.run_batch(func, chunk, 1, 0, 0, self._control)
+                batch = _core.run_batch(func, chunk, 1, 0, 0, self._control)
             except Exception:
                 if self._control.cancelled:
                     self._set(index, "raise", _terminated())
@@ -304,21 +311,28 @@ class IMapIterator:
                 self._control.add(len(chunk))
                 self._set(index, "items", outcome)
             else:
-                self._set(index, "values", values)
+                self._set(index, "values", batch)
             return
+        values: list[Any] = []
+        append = values.append
         try:
-            values = [func(x) for x in chunk]
+            for x in chunk:
+                if self._ended:  # terminated
+                    return
+                append(func(x))
         except BaseException as exc:
             self._set(index, "raise", exc)
             return
-        self._control.add(len(values))
+        if self._bar is not None:
+            self._control.add(len(values))
         self._set(index, "values", values)
 
     def _set(self, index: int, kind: str, value: Any) -> None:
-        with self._cond:
+        with self._mutex:  # _cond's lock, without Condition's Python-level wrappers
             self._done[index] = (kind, value)
             self._arrivals.append(index)
-            self._cond.notify_all()
+            if self._waiting:
+                self._cond.notify_all()
 
     def _cancel(self) -> None:
         """The pool was terminated: what is not finished fails."""
@@ -348,7 +362,8 @@ class IMapIterator:
     def _advance(self, timeout: float | None) -> None:
         """Make the next finished chunk current, feeding the workers first.
         Raises StopIteration at the end, TimeoutError after timeout."""
-        self._feed(self._window)
+        if self._submitted - self._consumed <= self._window // 2:
+            self._feed(self._window)  # refill in bursts: fewer trips through the lock
         with self._cond:
             while not self._load_chunk():
                 if self._length is not None and self._consumed >= self._length:
@@ -357,21 +372,29 @@ class IMapIterator:
                 if self._ended:
                     self._close()
                     raise _terminated()
-                if not self._cond.wait(timeout):
+                self._waiting += 1
+                try:
+                    woken = self._cond.wait(timeout)
+                finally:
+                    self._waiting -= 1
+                if not woken:
                     raise TimeoutError
 
-    def _load_chunk(self) -> bool:
-        """Make the next finished chunk current. Called with _cond held."""
+    def _next_index(self) -> int | None:
+        """The chunk to consume next, if it has finished. Called with _cond held."""
         if self._ordered:
-            index = self._consumed
-            if index not in self._done:
-                return False
-        else:
-            while self._arrivals and self._arrivals[0] not in self._done:
-                self._arrivals.popleft()
-            if not self._arrivals:
-                return False
-            index = self._arrivals.popleft()
+            return self._consumed if self._consumed in self._done else None
+        while self._arrivals and self._arrivals[0] not in self._done:
+            self._arrivals.popleft()
+        return self._arrivals.popleft() if self._arrivals else None
+
+    def _load_chunk(self) -> bool:
+        """Make the next finished chunk current, together with the plain-value
+        chunks finished right after it (fewer trips through the lock per
+        item). Called with _cond held."""
+        index = self._next_index()
+        if index is None:
+            return False
         kind, value = self._done.pop(index)
         self._consumed += 1
         self._pairs = kind != "values"
@@ -380,6 +403,19 @@ class IMapIterator:
             if self._chunksize > 1:  # the stdlib's chained iterator ends here
                 self._length = self._consumed
                 self._ended = True
+        elif kind == "values":
+            runs = [value]
+            while (self._consumed in self._done if self._ordered else self._arrivals) and (
+                index := self._next_index()
+            ) is not None:
+                if self._done[index][0] != "values":
+                    if not self._ordered:
+                        self._arrivals.appendleft(index)
+                    break
+                runs.append(self._done.pop(index)[1])
+                self._consumed += 1
+            if len(runs) > 1:
+                value = itertools.chain.from_iterable(runs)
         self._current = iter(value)
         return True
 
@@ -473,6 +509,7 @@ class Pool:
         )
         with self._lock:
             self._threads.append(thread)
+        _worker_threads.add(thread)
         thread.start()
 
     def _replace_worker(self) -> None:
@@ -804,9 +841,20 @@ def _chunksize(chunksize: int | None) -> int:
     return chunksize
 
 
+_EXIT_JOIN_SECONDS = 2.0
+
+
 @atexit.register
 def _terminate_pools() -> None:
-    """At interpreter exit, as multiprocessing does: terminate running pools."""
+    """At interpreter exit, as multiprocessing does: terminate running pools.
+
+    Then wait a little for their workers: native work is cancelled, so they
+    leave at once unless a Python call is still running. A worker left
+    behind is a daemon thread, as in the stdlib's pools.
+    """
     for pool in list(_live_pools):
         if pool._state != TERMINATE:
             pool.terminate()
+    deadline = time.monotonic() + _EXIT_JOIN_SECONDS
+    for thread in list(_worker_threads):  # also those of pools collected already
+        thread.join(max(0.0, deadline - time.monotonic()))

@@ -505,7 +505,8 @@ except KeyboardInterrupt:
     print("INTERRUPTED", flush=True)
 pool.terminate()
 ns = range(50)
-print("NEXT", parpy.Pool(2).map(parpy.fib, ns) == [parpy.reference.fib(n) for n in ns], flush=True)
+with parpy.Pool(2) as again:
+    print("NEXT", again.map(parpy.fib, ns) == [parpy.reference.fib(n) for n in ns], flush=True)
 """
 
 
