@@ -83,6 +83,32 @@ for call in bad_calls:
     else:
         raise AssertionError("no exception")
 
+# Pools and executors: kernels and Python callables, futures completed from C,
+# bad input, terminate with work in flight.
+ns = [n % 200 for n in range(300)]
+want = [parpy.reference.fib(n) for n in ns]
+with parpy.Pool(2) as pool:
+    assert pool.map(parpy.fib, ns) == want
+    assert pool.map(parpy.reference.fib, ns, chunksize=7) == want
+    assert pool.map_async(parpy.fib, ns).get(60) == want
+    assert list(pool.imap(parpy.fib, ns)) == want
+    assert sorted(pool.imap_unordered(parpy.reference.fib, ns)) == sorted(want)
+    assert pool.starmap(parpy.fib_mod, [(n, 97) for n in ns]) == [w % 97 for w in want]
+    assert pool.apply(parpy.fib, (90,)) == parpy.reference.fib(90)
+    try:
+        pool.map(parpy.fib, [1, -1])
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("no exception")
+    pool.map_async(parpy.fib_recursive, [60] * 4)  # cancelled by terminate
+with parpy.ThreadPoolExecutor(2) as executor:
+    futures = [executor.submit(parpy.fib, n) for n in ns]
+    assert [f.result(60) for f in futures] == want
+    assert list(executor.map(parpy.fib, ns, chunksize=16)) == want
+    assert type(executor.submit(parpy.fib, -1).exception(60)) is ValueError
+    assert executor.submit(pow, 3, 4).result(60) == 81
+
 report = compare(
     "iterative", [10, 500, 2000], backends="serial,threading,parpy", workers=2, repeat=1
 )
