@@ -265,20 +265,19 @@ class IMapIterator:
 
     # -- feeding (the consumer's thread, or join()) ---------------------------
 
-    def _next_chunk_size(self) -> int:
-        if not self._grow:
-            return self._chunksize
-        return min(1 << min(self._submitted, 10), _KERNEL_CHUNK_MAX)
-
     def _feed(self, window: int | None) -> None:
         """Submit chunks until window of them are ahead of the consumer."""
+        submit, run, islice = self._pool._queue.submit, self._run_chunk, itertools.islice
         with self._feed_lock:
             while self._length is None and not self._ended:
-                if window is not None and self._submitted - self._consumed >= window:
-                    return
                 index = self._submitted
+                if window is not None and index - self._consumed >= window:
+                    return
+                size = self._chunksize
+                if self._grow:
+                    size = min(1 << min(index, 10), _KERNEL_CHUNK_MAX)
                 try:
-                    chunk = list(itertools.islice(self._input, self._next_chunk_size()))
+                    chunk = list(islice(self._input, size))
                 except BaseException as exc:
                     self._set(index, "raise", exc)
                     self._length = index + 1
@@ -286,8 +285,10 @@ class IMapIterator:
                 if not chunk:
                     self._length = index
                     break
-                self._submitted += 1
-                if not self._pool._submit(self._run_chunk, (index, chunk)):
+                self._submitted = index + 1
+                try:
+                    submit(None, run, (index, chunk), None)
+                except RuntimeError:  # the pool was terminated
                     self._set(index, "raise", _terminated())
                     self._length = index + 1
                     break
@@ -312,6 +313,16 @@ class IMapIterator:
                 self._set(index, "items", outcome)
             else:
                 self._set(index, "values", batch)
+            return
+        if len(chunk) == 1:  # imap's default: the per-item path, kept short
+            try:
+                value = func(chunk[0])
+            except BaseException as exc:
+                self._set(index, "raise", exc)
+                return
+            if self._bar is not None:
+                self._control.add(1)
+            self._set(index, "values", [value])
             return
         values: list[Any] = []
         append = values.append
