@@ -22,6 +22,10 @@
    work, before it takes the GIL to complete their futures. */
 #define BATCH_MAX 64
 #define BATCH_NS  5.0e4
+/* A kernel task whose result takes at least this much memory reserves it
+   when a worker takes the task, not when it is submitted: a thousand
+   pending fib(10**8) must not hold a thousand results' memory. */
+#define DEFER_BYTES (UINT64_C(64) << 10)
 
 typedef struct task {
     struct task *next;
@@ -32,6 +36,7 @@ typedef struct task {
     const parpy_kernel *kernel;
     double cost;
     int status;
+    int deferred; /* the kernel's prepare runs when a worker takes the task */
     union {
         char bytes[PARPY_ITEM_MAX];
         max_align_t align;
@@ -195,10 +200,10 @@ take(queue_object *self, task_t **batch, int limit, int wait)
     }
     if (self->head != NULL && !atomic_load(&self->stop)) {
         batch[n++] = pop_locked(self);
-        if (batch[0]->kernel != NULL) {
+        if (batch[0]->kernel != NULL && !batch[0]->deferred) {
             double cost = batch[0]->cost;
             while (n < limit && self->head != NULL && self->head->kernel != NULL &&
-                   cost < BATCH_NS) {
+                   !self->head->deferred && cost < BATCH_NS) {
                 cost += self->head->cost;
                 batch[n++] = pop_locked(self);
             }
@@ -247,18 +252,42 @@ queue_run(PyObject *op, PyObject *arg)
            costs more than the task. Nobody holds mu while waiting for the
            GIL, so taking it here cannot deadlock. */
         int n = take(self, batch, limit, 0);
+        int computed = 0;
         if (n == 0 || batch[0]->kernel != NULL) {
             Py_BEGIN_ALLOW_THREADS
                 if (n == 0) {
                     n = take(self, batch, limit, 1);
                 }
-                if (n > 0 && batch[0]->kernel != NULL) {
+                if (n > 0 && batch[0]->kernel != NULL && !batch[0]->deferred) {
                     compute(self, batch, n);
+                    computed = 1;
                 }
             Py_END_ALLOW_THREADS
         }
         if (n == 0) {
             Py_RETURN_FALSE;
+        }
+        if (batch[0]->kernel != NULL && !computed) {
+            /* One task with a large result (take() hands it out alone):
+               reserve the result now, then compute. */
+            task_t *t = batch[0];
+            if (t->kernel->prepare != NULL && t->kernel->prepare(&t->item) < 0) {
+                t->kernel = NULL; /* nothing was reserved */
+                PyObject *exc = parpy_fetch_exception();
+                if (start_future(st, t->future)) {
+                    Py_XDECREF(call_future(t->future, st->str_set_exception, exc));
+                }
+                Py_DECREF(exc);
+                task_free(t);
+                ran++;
+                if (max_tasks > 0 && ran >= max_tasks) {
+                    Py_RETURN_TRUE;
+                }
+                continue;
+            }
+            Py_BEGIN_ALLOW_THREADS
+                compute(self, batch, 1);
+            Py_END_ALLOW_THREADS
         }
         for (int i = 0; i < n; i++) {
             if (batch[i]->kernel != NULL) {
@@ -305,7 +334,9 @@ push(queue_object *self, task_t *t)
     return busy;
 }
 
-/* Parses a kernel task's item. Returns 0, or -1 with an exception set. */
+/* Parses (and validates) a kernel task's item, and reserves its result
+   unless that is large. Returns 0, or -1 with an exception set and nothing
+   reserved. */
 static int
 parse_kernel_task(task_t *t, PyObject *args)
 {
@@ -313,7 +344,8 @@ parse_kernel_task(task_t *t, PyObject *args)
     if (k->parse(&PyTuple_GET_ITEM(args, 0), &t->item) < 0) {
         return -1;
     }
-    if (k->prepare != NULL && k->prepare(&t->item) < 0) {
+    t->deferred = k->result_bytes != NULL && k->result_bytes(&t->item) >= DEFER_BYTES;
+    if (!t->deferred && k->prepare != NULL && k->prepare(&t->item) < 0) {
         return -1;
     }
     t->cost = k->cost(&t->item);

@@ -260,8 +260,6 @@ class IMapIterator:
         self._current: Iterator[Any] = iter(())
         self._pairs = False
         self._ended = False
-        self._job = next(_job_counter)
-        pool._cache[self._job] = self
 
     # -- feeding (the consumer's thread, or join()) ---------------------------
 
@@ -431,7 +429,6 @@ class IMapIterator:
         return True
 
     def _close(self) -> None:
-        self._pool._cache.pop(self._job, None)
         if self._bar is not None:
             self._bar.close()
 
@@ -494,7 +491,10 @@ class Pool:
         self._maxtasks = maxtasksperchild or 0
         self._cache: dict[int, Any] = {}
         self._controls: weakref.WeakSet[_core.Control] = weakref.WeakSet()
-        self._feeders: set[IMapIterator] = set()
+        # imap iterators (held weakly: one the consumer dropped goes away),
+        # and those still reading their input, which keeps the queue open
+        self._iterators: weakref.WeakSet[IMapIterator] = weakref.WeakSet()
+        self._feeders: weakref.WeakSet[IMapIterator] = weakref.WeakSet()
         self._lock = threading.RLock()
         self._threads: list[threading.Thread] = []
         self._broken: BaseException | None = None
@@ -541,11 +541,10 @@ class Pool:
     def _fail_pending(self, error: BaseException) -> None:
         for control in list(self._controls):
             control.cancel()
+        for iterator in list(self._iterators):
+            iterator._cancel()
         for result in list(self._cache.values()):
-            if isinstance(result, IMapIterator):
-                result._cancel()
-            else:
-                result._finish(False, error)
+            result._finish(False, error)
 
     def _submit(self, fn: Callable[..., None], args: tuple[Any, ...]) -> bool:
         """Queue a call; False if the pool no longer takes work."""
@@ -771,13 +770,17 @@ class Pool:
         bar = _progress.start(show, control, _progress.total_of(iterable), "imap")
         with self._lock:
             iterator = IMapIterator(self, func, iterable, size, ordered, bar, control)
+            self._iterators.add(iterator)
             self._feeders.add(iterator)
+        weakref.finalize(iterator, self._feeder_finished, None)
         iterator._feed(iterator._window)
         return iterator
 
-    def _feeder_finished(self, iterator: IMapIterator) -> None:
+    def _feeder_finished(self, iterator: IMapIterator | None) -> None:
+        """An iterator read all its input, or was dropped (None)."""
         with self._lock:
-            self._feeders.discard(iterator)
+            if iterator is not None:
+                self._feeders.discard(iterator)
             if self._state == CLOSE and not self._feeders:
                 self._queue.close()
 
@@ -796,7 +799,6 @@ class Pool:
         results not finished fail with RuntimeError."""
         with self._lock:
             self._state = TERMINATE
-            self._feeders.clear()
         self._queue.stop()
         self._fail_pending(_terminated())
 
@@ -812,6 +814,8 @@ class Pool:
             feeders = list(self._feeders)
         for iterator in feeders:
             iterator._feed(None)
+        if self._state == CLOSE:
+            self._queue.close()
         while True:
             with self._lock:
                 alive = [t for t in self._threads if t.is_alive()]

@@ -16,6 +16,7 @@ import sys
 import textwrap
 import threading
 import time
+import tracemalloc
 import warnings
 
 import pytest
@@ -179,6 +180,30 @@ def test_join_after_close_finishes_an_unconsumed_imap(pool):
     assert list(iterator) == expected(range(300))
 
 
+def _join_within(pool, timeout=T):
+    joiner = threading.Thread(target=pool.join, daemon=True)
+    joiner.start()
+    joiner.join(timeout)
+    assert not joiner.is_alive(), "join() did not return"
+
+
+@pytest.mark.parametrize("close_first", [False, True])
+def test_a_dropped_endless_imap_does_not_keep_the_pool_open(close_first):
+    pool = parpy.Pool(2)
+    iterator = pool.imap(reference.fib, itertools.count())
+    assert [iterator.next(timeout=T) for _ in range(5)] == expected(range(5))
+    threads = list(pool._threads)
+    if close_first:
+        pool.close()  # the iterator still reads: the queue stays open for it
+        assert all(t.is_alive() for t in threads)
+    del iterator
+    gc.collect()
+    if not close_first:
+        pool.close()
+    _join_within(pool)
+    assert not any(t.is_alive() for t in threads)
+
+
 # ---- terminate and cancellation ----------------------------------------------------------
 
 
@@ -290,6 +315,34 @@ def test_executor_completes_kernel_futures_from_c():
         bad = [executor.submit(parpy.fib, x) for x in (-1, "x", 2**64, 1.5)]
         kinds = [type(f.exception(T)) for f in bad]
         assert kinds == [ValueError, TypeError, OverflowError, TypeError]
+
+
+def test_executor_large_results_are_reserved_when_computed_not_when_submitted():
+    # 100 pending fib(10**7) would hold about 87 MB of results if reserved at
+    # submit; they hold none until a worker takes them.
+    executor = parpy.ThreadPoolExecutor(1)
+    gate = threading.Event()
+    tracemalloc.start()  # results are Python ints: their memory is traced
+    try:
+        executor.submit(gate.wait, T)
+        before = tracemalloc.get_traced_memory()[0]
+        futures = [executor.submit(parpy.fib, 10**7 + i) for i in range(100)]
+        grown = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        for future in futures[1:]:
+            future.cancel()
+        gate.set()
+        assert futures[0].result(T) == reference.fib(10**7)
+        assert all(f.cancelled() for f in futures[1:])
+    finally:
+        tracemalloc.stop()
+        gate.set()
+        executor.shutdown(wait=True)
+    assert grown < 8 * 2**20, f"{grown / 2**20:.0f} MiB allocated at submit"
+    # and the path that reserves late gives exact results, and MemoryError
+    with parpy.ThreadPoolExecutor(2) as executor:
+        ns = [10**6, 2 * 10**6, 93, 94, 10**6 + 1]
+        assert [f.result(T) for f in [executor.submit(parpy.fib, n) for n in ns]] == expected(ns)
 
 
 def test_executor_submits_from_many_threads():
