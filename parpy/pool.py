@@ -497,6 +497,7 @@ class Pool:
         self._feeders: weakref.WeakSet[IMapIterator] = weakref.WeakSet()
         self._lock = threading.RLock()
         self._threads: list[threading.Thread] = []
+        self._thread_numbers = itertools.count()
         self._broken: BaseException | None = None
         for _ in range(processes):
             self._start_worker()
@@ -507,7 +508,7 @@ class Pool:
 
     def _start_worker(self) -> None:
         thread = threading.Thread(
-            name=f"parpy.Pool-{id(self):x}-worker-{len(self._threads)}",
+            name=f"parpy.Pool-{id(self):x}-worker-{next(self._thread_numbers)}",
             target=_worker,
             args=(
                 self._queue,
@@ -519,6 +520,8 @@ class Pool:
             daemon=True,
         )
         with self._lock:
+            # maxtasksperchild replaces threads: forget those that left
+            self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
         _worker_threads.add(thread)
         thread.start()

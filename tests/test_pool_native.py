@@ -284,6 +284,16 @@ def test_maxtasksperchild_replaces_worker_threads():
     assert len({id(t) for t in threads}) == 20  # 40 tasks, 2 per thread
 
 
+def test_a_pool_cannot_be_pickled_and_says_its_state(pool):
+    import pickle
+
+    with pytest.raises(NotImplementedError):
+        pickle.dumps(pool)
+    assert "state=RUN pool_size=2" in repr(pool)
+    pool.close()
+    assert "state=CLOSE" in repr(pool)
+
+
 def test_a_failing_callback_does_not_stop_the_pool(pool):
     def bad_callback(value):
         raise ValueError("callback")
