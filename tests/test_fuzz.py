@@ -8,6 +8,8 @@ longer one locally.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from _util import FIB_GMP_MAX_N, U64, Index
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -193,3 +195,62 @@ def test_a_huge_batch_of_tiny_items():
     assert parpy.fib_batch(items, workers=2) == [table[n] for n in items]
     got = parpy.fib_batch(iter(items), workers=2, schedule="static", chunksize=997)
     assert got[-94:] == [table[n] for n in items[-94:]]
+
+
+# ---- pools and executors: every item's own outcome ---------------------------------------
+
+_POOL = None
+_EXECUTOR = None
+
+
+def _pools():
+    """One pool and one executor for every example (module-lifetime, closed at exit)."""
+    global _POOL, _EXECUTOR
+    if _POOL is None:
+        _POOL, _EXECUTOR = parpy.Pool(2), parpy.ThreadPoolExecutor(2)
+    return _POOL, _EXECUTOR
+
+
+def teardown_module():
+    if _POOL is not None:
+        _POOL.terminate()
+        _POOL.join()
+        _EXECUTOR.shutdown()
+
+
+def _each(iterator):
+    """Every item's outcome from an imap-style iterator that raises per item."""
+    outcomes = []
+    while True:
+        try:
+            outcomes.append(("value", iterator.next(timeout=60)))
+        except StopIteration:
+            return outcomes
+        except (TypeError, ValueError, OverflowError, MemoryError) as exc:
+            outcomes.append(("raises", type(exc)))
+
+
+@given(
+    items=st.lists(batch_items, max_size=40),
+    kernel=st.sampled_from(["fib", "fib_iterative"]),
+    chunksize=st.one_of(st.none(), st.integers(1, 50)),
+)
+def test_pool_and_executor_give_every_item_its_outcome(items, kernel, chunksize):
+    pool, executor = _pools()
+    native = KERNELS[kernel][0]
+    outcomes = [expected(kernel, (item,)) for item in items]
+    known = [o for o in outcomes if o[0] != "unknown"]
+    # map: the whole batch, or the first bad item's exception
+    got = run(lambda: pool.map(native, items, chunksize))
+    bad = [o for o in outcomes if o[0] != "value"]
+    if not bad:
+        assert got == ("value", [o[1] for o in outcomes])
+    elif bad[0][0] == "raises":
+        assert got == bad[0], items
+    # imap (default chunksize): each item's own value or exception, in order
+    if len(known) == len(outcomes):
+        assert _each(pool.imap(native, items)) == outcomes, items
+        futures = [executor.submit(native, item) for item in items]
+        assert [run(lambda f=f: f.result(60)) for f in futures] == outcomes, items
+        unordered = _each(pool.imap_unordered(native, items))
+        assert Counter(unordered) == Counter(outcomes), items

@@ -244,3 +244,81 @@ def test_failed_batches_release_their_reservations():
         tracemalloc.stop()
     assert grown < 64 * 1024
     assert parpy.fib_batch([10**5]) == [fib_exact(10**5)]
+
+
+# ---- pools and executors ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pools():
+    with parpy.Pool(2) as pool, parpy.ThreadPoolExecutor(2) as executor:
+        yield pool, executor
+
+
+def test_pool_and_executor_arguments(pools):
+    pool, executor = pools
+    n, big, index = fresh_int(50), fresh_int(3000), Index(fresh_int(40))
+    bad = fresh_int(-7)
+
+    def action():
+        pool.map(parpy.fib, [n, big, index])
+        pool.map(parpy.reference.fib, [n, big, index], chunksize=1)
+        list(pool.imap(parpy.fib, [n, bad, big]))  # the bad item raises mid-way
+        call_ignoring_input_errors(pool.map, parpy.fib, [n, bad])
+        pool.apply(parpy.fib, (big,))
+        futures = [executor.submit(parpy.fib, x) for x in (n, big, index, bad)]
+        futures.append(executor.submit(parpy.fib_mod, big, n))
+        futures.append(executor.submit(pow, n, 2))
+        for future in futures:
+            future.exception(60)
+        list(executor.map(parpy.fib, [n, big], chunksize=2))
+
+    def run():
+        try:
+            action()
+        except ValueError:  # from imap's bad item
+            pass
+
+    assert_refcounts_stable([parpy.fib, n, big, index, index.value, bad], run, repeat=50)
+
+
+def test_cancelled_kernel_futures_release_everything():
+    n = fresh_int(10**5)
+
+    def action():
+        executor = parpy.ThreadPoolExecutor(1)
+        gate = executor.submit(sys.getrefcount, 0)  # keep the worker busy for a moment
+        futures = [executor.submit(parpy.fib, n) for _ in range(20)]
+        executor.shutdown(wait=True, cancel_futures=True)
+        gate.result(60)
+        for future in futures:
+            assert future.cancelled() or future.result(60) == fib_exact(10**5)
+
+    assert_refcounts_stable([parpy.fib, n], action, repeat=20)
+
+
+def test_pool_traced_memory_is_flat(pools):
+    pool, executor = pools
+
+    def workload():
+        pool.map(parpy.fib, range(300))
+        pool.map(parpy.reference.fib, range(300))
+        list(pool.imap_unordered(parpy.fib, range(300)))
+        for future in [executor.submit(parpy.fib, i) for i in range(300)]:
+            future.result(60)
+        call_ignoring_input_errors(pool.map, parpy.fib, [1, "x"])
+
+    for _ in range(5):
+        workload()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        readings = []
+        for _ in range(4):
+            for _ in range(5):
+                workload()
+            gc.collect()
+            readings.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    assert max(readings[1:]) - min(readings[1:]) < 64 * 1024, readings
