@@ -110,3 +110,87 @@ def test_soak_threads_and_cancellations():
     assert out["AFTER"] == "True"
     if not os.environ.get("PARPY_SANITIZER"):  # sanitizers keep freed memory in quarantine
         assert int(out["RSS_GROWTH_MIB"]) < 64, out["RSS_GROWTH_MIB"]
+
+
+POOL_SOAK_CHILD = """
+import random, threading, time, concurrent.futures as cf
+import parpy
+from parpy import reference
+
+SECONDS = {seconds}
+TABLE = [reference.fib(n) for n in range(3000)]
+pool = parpy.Pool(3)
+executor = parpy.ThreadPoolExecutor(3)
+stop = threading.Event()
+errors, counts = [], [0] * 6
+
+def py_fib(n):
+    return TABLE[n]
+
+def client(seed):
+    rng = random.Random(seed)
+    while not stop.is_set():
+        ns = [rng.randrange(3000) for _ in range(rng.randrange(0, 200))]
+        want = [TABLE[n] for n in ns]
+        kind = rng.randrange(6)
+        if kind == 0:
+            got = pool.map(parpy.fib, ns, chunksize=rng.choice([None, 1, 7]))
+        elif kind == 1:
+            got = pool.map_async(py_fib, ns).get(60)
+        elif kind == 2:
+            got = list(pool.imap(rng.choice([parpy.fib, py_fib]), ns))
+        elif kind == 3:
+            got = sorted(pool.imap_unordered(parpy.fib, ns, rng.randrange(1, 9)))
+            want = sorted(want)
+        elif kind == 4:
+            futures = [executor.submit(parpy.fib, n) for n in ns]
+            # cancel some: each is then cancelled or right, never wrong
+            for f in futures[::5]:
+                f.cancel()
+            got = [TABLE[n] if f.cancelled() else f.result(60) for f, n in zip(futures, ns)]
+        else:
+            got = list(executor.map(rng.choice([parpy.fib, py_fib]), ns, chunksize=rng.randrange(1, 9)))
+        if got != want:
+            errors.append(kind)
+        counts[kind] += 1
+
+def short_lived(seed):
+    # pools terminated with work in flight, executors shut down with work queued
+    rng = random.Random(seed)
+    while not stop.is_set():
+        with parpy.Pool(2) as p:
+            r = p.map_async(parpy.fib_iterative, [rng.randrange(20000, 40000)] * 20)
+            time.sleep(rng.uniform(0, 0.01))
+        try:
+            r.get(60)
+        except RuntimeError:
+            pass
+        e = parpy.ThreadPoolExecutor(2)
+        fs = [e.submit(parpy.fib, rng.randrange(3000)) for _ in range(50)]
+        e.shutdown(wait=rng.random() < 0.5, cancel_futures=True)
+        for f in fs:
+            if not f.cancelled() and f.result(60) not in TABLE:
+                errors.append("short-lived")
+
+threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+threads.append(threading.Thread(target=short_lived, args=(9,)))
+for t in threads:
+    t.start()
+time.sleep(SECONDS)
+stop.set()
+for t in threads:
+    t.join(120)
+print("ALIVE", sum(t.is_alive() for t in threads))
+print("ERRORS", len(errors), errors[:5])
+print("COUNTS", *counts)
+pool.close(); pool.join(); executor.shutdown()
+"""
+
+
+def test_soak_pools_and_executors():
+    proc = run_python(POOL_SOAK_CHILD.format(seconds=SOAK_SECONDS), timeout=SOAK_SECONDS + 180)
+    assert proc.returncode == 0, proc.stderr
+    out = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    assert out["ALIVE"] == "0"
+    assert out["ERRORS"].startswith("0 "), out["ERRORS"]
+    assert all(int(c) > 0 for c in out["COUNTS"].split()), out["COUNTS"]
