@@ -149,7 +149,8 @@ def client(seed):
                 f.cancel()
             got = [TABLE[n] if f.cancelled() else f.result(60) for f, n in zip(futures, ns)]
         else:
-            got = list(executor.map(rng.choice([parpy.fib, py_fib]), ns, chunksize=rng.randrange(1, 9)))
+            func, size = rng.choice([parpy.fib, py_fib]), rng.randrange(1, 9)
+            got = list(executor.map(func, ns, chunksize=size))
         if got != want:
             errors.append(kind)
         counts[kind] += 1
