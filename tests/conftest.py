@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 
 import pytest
+from _parity import WORKS, Work
 from hypothesis import HealthCheck, settings
 
 import parpy
@@ -103,6 +104,13 @@ IMPLS = {impl.name: impl for impl in (NATIVE, REFERENCE)}
 def impl(request) -> Impl:
     """The native kernels, then their pure-Python twins."""
     return IMPLS[request.param]
+
+
+@pytest.fixture(params=list(WORKS))
+def work(request) -> Work:
+    """For the pool and executor tests: a plain Python function, parpy's
+    pure-Python twins, parpy's native kernels (see _parity.py)."""
+    return WORKS[request.param]
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ test if it does not return in time, and the module's timeout bounds the rest.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import dataclasses
 import functools
 import gc
 import re
@@ -32,52 +31,30 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable
 
 import pytest
+from _parity import (
+    SHORT,
+    TIMEOUT,
+    Token,
+    identity,
+    make_token,
+    mul,
+    sleepy_square,
+    square,
+    wait_until,
+    within,
+)
 
 import parpy
 import parpy.reference
 
 pytestmark = pytest.mark.timeout(60)
 
-TIMEOUT = 10.0  # seconds: any single wait that should succeed
-SHORT = 0.1  # seconds: a wait that is meant to time out, a small sleep
 WORKERS = 5  # as in CPython's ExecutorMixin
 
 
 # ---- helpers ------------------------------------------------------------------------
-
-
-def within(timeout, fn, *args, **kwargs):
-    """Returns fn(*args, **kwargs), called on a helper thread; fails if it takes > timeout."""
-    outcome = {}
-
-    def run():
-        try:
-            outcome["value"] = fn(*args, **kwargs)
-        except BaseException as exc:  # re-raised below, on the test's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    assert not thread.is_alive(), f"{fn!r} did not return within {timeout} s"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
-
-
-def wait_until(predicate, timeout=TIMEOUT):
-    """Polls predicate() (collecting garbage first) until it holds; returns whether it did."""
-    deadline = time.monotonic() + timeout
-    while True:
-        gc.collect()
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
 
 
 class Gate:
@@ -100,36 +77,8 @@ class Gate:
         self.opened.set()
 
 
-def square(x):
-    return x * x
-
-
-def mul(x, y):
-    return x * y
-
-
 def capture(*args, **kwargs):
     return args, kwargs
-
-
-def identity(x):
-    return x
-
-
-def sleepy_square(x, wait):
-    time.sleep(wait)
-    return x * x
-
-
-class Token:
-    """An object that can be weakly referenced."""
-
-    def method(self):
-        pass
-
-
-def make_token(_):
-    return Token()
 
 
 def call(task):
@@ -176,55 +125,6 @@ def executor(Executor):
     ex = Executor(max_workers=WORKERS)
     yield ex
     shut_down(ex, wait=True)
-
-
-@dataclasses.dataclass(frozen=True)
-class Work:
-    """A function of one item and one of two, their serial oracles, and an item they reject."""
-
-    name: str
-    func: Callable
-    oracle: Callable
-    func2: Callable
-    oracle2: Callable
-    bad_item: object
-    bad_error: type[Exception]
-
-    @staticmethod
-    def items(count):
-        return list(range(count))
-
-    def expected(self, items):
-        return [self.oracle(x) for x in items]
-
-
-WORKS = {
-    "python": Work("python", square, square, mul, mul, None, TypeError),
-    "reference": Work(
-        "reference",
-        parpy.reference.fib,
-        parpy.reference.fib,
-        parpy.reference.fib_mod,
-        parpy.reference.fib_mod,
-        -1,
-        ValueError,
-    ),
-    "kernel": Work(
-        "kernel",
-        parpy.fib,
-        parpy.reference.fib,
-        parpy.fib_mod,
-        parpy.reference.fib_mod,
-        -1,
-        ValueError,
-    ),
-}
-
-
-@pytest.fixture(params=list(WORKS))
-def work(request) -> Work:
-    """A plain Python function, parpy's pure-Python twins, parpy's native kernels."""
-    return WORKS[request.param]
 
 
 # ---- submit -------------------------------------------------------------------------

@@ -25,78 +25,36 @@ in time; the module's timeout bounds the calls that take none (``map``,
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import gc
-import itertools
 import multiprocessing
 import multiprocessing.pool
 import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable
 
 import pytest
+from _parity import (
+    SHORT,
+    TIMEOUT,
+    Token,
+    identity,
+    make_token,
+    mul,
+    sleepy_square,
+    square,
+    wait_until,
+    within,
+)
 
 import parpy
 import parpy.reference
 
 pytestmark = pytest.mark.timeout(60)
 
-TIMEOUT = 10.0  # seconds: any single wait that should succeed
-SHORT = 0.1  # seconds: a wait that is meant to time out, a small sleep
-
 
 # ---- helpers ------------------------------------------------------------------------
-
-
-def within(timeout, fn, *args, **kwargs):
-    """Returns fn(*args, **kwargs), called on a helper thread; fails if it takes > timeout."""
-    outcome = {}
-
-    def run():
-        try:
-            outcome["value"] = fn(*args, **kwargs)
-        except BaseException as exc:  # re-raised below, on the test's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    assert not thread.is_alive(), f"{fn!r} did not return within {timeout} s"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
-
-
-def wait_until(predicate, timeout=TIMEOUT):
-    """Polls predicate() (collecting garbage first) until it holds; returns whether it did."""
-    deadline = time.monotonic() + timeout
-    while True:
-        gc.collect()
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-
-
-def square(x):
-    return x * x
-
-
-def mul(x, y):
-    return x * y
-
-
-def identity(x):
-    return x
-
-
-def sleepy_square(x, wait):
-    time.sleep(wait)
-    return x * x
 
 
 def square_when_set(x, event):
@@ -104,14 +62,6 @@ def square_when_set(x, event):
     if not event.wait(TIMEOUT):
         raise AssertionError("event not set")
     return x * x
-
-
-class Token:
-    """An object that can be weakly referenced."""
-
-
-def make_token(_):
-    return Token()
 
 
 class SayWhenError(ValueError):
@@ -175,62 +125,6 @@ LIFETIME_POOLS = {
 def LifetimePool(request):
     """A pool class that takes maxtasksperchild: multiprocessing.pool.Pool (fork), parpy.Pool."""
     return LIFETIME_POOLS[request.param]()
-
-
-@dataclasses.dataclass(frozen=True)
-class Work:
-    """A function of one item and one of two, their serial oracles, and an item they reject."""
-
-    name: str
-    func: Callable
-    oracle: Callable
-    func2: Callable
-    oracle2: Callable
-    bad_item: object
-    bad_error: type[Exception]
-
-    @staticmethod
-    def items(count):
-        return list(range(count))
-
-    def expected(self, items):
-        return [self.oracle(x) for x in items]
-
-    @staticmethod
-    def pairs(count):
-        return [(n, m) for n, m in zip(range(count), range(count, 0, -1), strict=True)]
-
-    def expected2(self, pairs):
-        return list(itertools.starmap(self.oracle2, pairs))
-
-
-WORKS = {
-    "python": Work("python", square, square, mul, mul, None, TypeError),
-    "reference": Work(
-        "reference",
-        parpy.reference.fib,
-        parpy.reference.fib,
-        parpy.reference.fib_mod,
-        parpy.reference.fib_mod,
-        -1,
-        ValueError,
-    ),
-    "kernel": Work(
-        "kernel",
-        parpy.fib,
-        parpy.reference.fib,
-        parpy.fib_mod,
-        parpy.reference.fib_mod,
-        -1,
-        ValueError,
-    ),
-}
-
-
-@pytest.fixture(params=list(WORKS))
-def work(request) -> Work:
-    """A plain Python function, parpy's pure-Python twins, parpy's native kernels."""
-    return WORKS[request.param]
 
 
 # ---- results ------------------------------------------------------------------------
