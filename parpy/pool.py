@@ -248,14 +248,22 @@ class IMapIterator:
         self._control = control
         largest = _KERNEL_CHUNK_MAX if self._grow else chunksize
         self._window = max(2 * pool._processes, min(_WINDOW_CHUNKS, _WINDOW_ITEMS // largest))
-        self._mutex = threading.Lock()
-        self._cond = threading.Condition(self._mutex)
-        self._waiting = 0  # consumers waiting on _cond
+        # Queued chunks refer to the iterator weakly: one the consumer drops
+        # goes away at once, and its queued chunks are skipped.
+        self._weak = weakref.ref(self)
         self._feed_lock = threading.Lock()
         self._submitted = 0  # chunks submitted
         self._length: int | None = None  # chunks in all, once the input is exhausted
         self._consumed = 0  # chunks taken by the consumer
-        self._done: dict[int, tuple[str, Any]] = {}  # finished chunks not yet consumed
+        # Workers hand finished chunks over through a deque (append and
+        # popleft are atomic): no lock that a thread could hold while it
+        # waits for the GIL, which would make the others queue behind it.
+        # _cond is used only when the consumer has to sleep.
+        self._finished: collections.deque[tuple[int, str, Any]] = collections.deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._waiting = False  # the consumer sleeps on _cond
+        self._consumer_lock = threading.Lock()  # one consumer at a time in _advance
+        self._done: dict[int, tuple[str, Any]] = {}  # the consumer's: finished, not consumed
         self._arrivals: collections.deque[int] = collections.deque()  # unordered: finish order
         self._current: Iterator[Any] = iter(())
         self._pairs = False
@@ -265,7 +273,7 @@ class IMapIterator:
 
     def _feed(self, window: int | None) -> None:
         """Submit chunks until window of them are ahead of the consumer."""
-        submit, run, islice = self._pool._queue.submit, self._run_chunk, itertools.islice
+        submit, islice = self._pool._queue.submit, itertools.islice
         with self._feed_lock:
             while self._length is None and not self._ended:
                 index = self._submitted
@@ -285,15 +293,14 @@ class IMapIterator:
                     break
                 self._submitted = index + 1
                 try:
-                    submit(None, run, (index, chunk), None)
+                    submit(None, _run_imap_chunk, (self._weak, index, chunk), None)
                 except RuntimeError:  # the pool was terminated
                     self._set(index, "raise", _terminated())
                     self._length = index + 1
                     break
         # The input is exhausted (or failed), or the pool was terminated.
         self._pool._feeder_finished(self)
-        with self._cond:
-            self._cond.notify_all()
+        self._wake()
 
     # -- workers -------------------------------------------------------------
 
@@ -337,17 +344,18 @@ class IMapIterator:
         self._set(index, "values", values)
 
     def _set(self, index: int, kind: str, value: Any) -> None:
-        with self._mutex:  # _cond's lock, without Condition's Python-level wrappers
-            self._done[index] = (kind, value)
-            self._arrivals.append(index)
-            if self._waiting:
-                self._cond.notify_all()
+        self._finished.append((index, kind, value))
+        if self._waiting:
+            self._wake()
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
 
     def _cancel(self) -> None:
         """The pool was terminated: what is not finished fails."""
-        with self._cond:
-            self._ended = True
-            self._cond.notify_all()
+        self._ended = True
+        self._wake()
 
     # -- consumer ------------------------------------------------------------
 
@@ -373,7 +381,8 @@ class IMapIterator:
         Raises StopIteration at the end, TimeoutError after timeout."""
         if self._submitted - self._consumed <= self._window // 2:
             self._feed(self._window)  # refill in bursts: fewer trips through the lock
-        with self._cond:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._consumer_lock:
             while not self._load_chunk():
                 if self._length is not None and self._consumed >= self._length:
                     self._close()
@@ -381,16 +390,27 @@ class IMapIterator:
                 if self._ended:
                     self._close()
                     raise _terminated()
-                self._waiting += 1
-                try:
-                    woken = self._cond.wait(timeout)
-                finally:
-                    self._waiting -= 1
-                if not woken:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
                     raise TimeoutError
+                with self._cond:
+                    # A worker appends, then looks at _waiting: either it sees
+                    # it set and wakes us, or we see what it appended.
+                    self._waiting = True
+                    try:
+                        if not self._finished and not self._ended:
+                            self._cond.wait(left)
+                    finally:
+                        self._waiting = False
 
     def _next_index(self) -> int | None:
-        """The chunk to consume next, if it has finished. Called with _cond held."""
+        """The chunk to consume next, if it has finished."""
+        finished, done = self._finished, self._done
+        while finished:
+            index, kind, value = finished.popleft()
+            done[index] = (kind, value)
+            if not self._ordered:
+                self._arrivals.append(index)
         if self._ordered:
             return self._consumed if self._consumed in self._done else None
         while self._arrivals and self._arrivals[0] not in self._done:
@@ -400,7 +420,7 @@ class IMapIterator:
     def _load_chunk(self) -> bool:
         """Make the next finished chunk current, together with the plain-value
         chunks finished right after it (fewer trips through the lock per
-        item). Called with _cond held."""
+        item). Called by the consumer, with _consumer_lock held."""
         index = self._next_index()
         if index is None:
             return False
@@ -414,9 +434,7 @@ class IMapIterator:
                 self._ended = True
         elif kind == "values":
             runs = [value]
-            while (self._consumed in self._done if self._ordered else self._arrivals) and (
-                index := self._next_index()
-            ) is not None:
+            while (index := self._next_index()) is not None:
                 if self._done[index][0] != "values":
                     if not self._ordered:
                         self._arrivals.appendleft(index)
@@ -431,6 +449,12 @@ class IMapIterator:
     def _close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def _run_imap_chunk(ref: weakref.ref[IMapIterator], index: int, chunk: list[Any]) -> None:
+    iterator = ref()
+    if iterator is not None:
+        iterator._run_chunk(index, chunk)
 
 
 def _call_one(func: Callable[[Any], Any], x: Any) -> tuple[bool, Any]:

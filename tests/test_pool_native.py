@@ -281,7 +281,9 @@ def test_maxtasksperchild_replaces_worker_threads():
 
     with parpy.Pool(2, maxtasksperchild=2) as pool:
         assert pool.map(record, range(40), chunksize=1) == expected(range(40))
-    assert len({id(t) for t in threads}) == 20  # 40 tasks, 2 per thread
+    # 40 tasks, 2 per thread; the (at most 2) threads alive at the end may
+    # have run only one
+    assert 20 <= len({id(t) for t in threads}) <= 21
 
 
 def test_a_pool_cannot_be_pickled_and_says_its_state(pool):
