@@ -7,15 +7,10 @@
 
 #include <structmember.h>
 
-static PyObject *
-kernel_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+PyObject *
+parpy_kernel_call(const parpy_kernel *k, PyObject *const *args, Py_ssize_t nargs,
+                  parpy_control *control)
 {
-    const parpy_kernel *k = ((parpy_KernelObject *)self)->kernel;
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
-        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", k->name);
-        return NULL;
-    }
     if (nargs != k->arity) {
         PyErr_Format(PyExc_TypeError, "%s() takes exactly %d argument%s (%zd given)", k->name,
                      k->arity, k->arity == 1 ? "" : "s", nargs);
@@ -29,7 +24,18 @@ kernel_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject
     if (k->parse(args, &item) < 0 || (k->prepare != NULL && k->prepare(&item) < 0)) {
         return NULL;
     }
-    return parpy_run_one(k, &item, NULL);
+    return parpy_run_one(k, &item, control);
+}
+
+static PyObject *
+kernel_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    const parpy_kernel *k = ((parpy_KernelObject *)self)->kernel;
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", k->name);
+        return NULL;
+    }
+    return parpy_kernel_call(k, args, PyVectorcall_NARGS(nargsf), NULL);
 }
 
 static void

@@ -90,21 +90,8 @@ call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "call(kernel, tuple, Control)");
         return NULL;
     }
-    const parpy_kernel *k = ((parpy_KernelObject *)args[0])->kernel;
-    if (PyTuple_GET_SIZE(args[1]) != k->arity) {
-        PyErr_Format(PyExc_TypeError, "%s() takes exactly %d argument%s (%zd given)", k->name,
-                     k->arity, k->arity == 1 ? "" : "s", PyTuple_GET_SIZE(args[1]));
-        return NULL;
-    }
-    union {
-        char bytes[PARPY_ITEM_MAX];
-        max_align_t align;
-    } item;
-    if (k->parse(&PyTuple_GET_ITEM(args[1], 0), &item) < 0 ||
-        (k->prepare != NULL && k->prepare(&item) < 0)) {
-        return NULL;
-    }
-    return parpy_run_one(k, &item, (parpy_control *)args[2]);
+    return parpy_kernel_call(((parpy_KernelObject *)args[0])->kernel, &PyTuple_GET_ITEM(args[1], 0),
+                             PyTuple_GET_SIZE(args[1]), (parpy_control *)args[2]);
 }
 
 PyDoc_STRVAR(set_num_threads_doc,

@@ -136,6 +136,11 @@ typedef struct {
 /* kernel.c */
 PyTypeObject *parpy_kernel_type_new(PyObject *module);
 PyObject *parpy_kernel_new(PyTypeObject *type, const parpy_kernel *kernel);
+/* kernel(*args) on one item: checks the count, parses, runs (control, may be
+   NULL, cancels it from another thread). Returns a new reference, or NULL
+   with an exception set. */
+PyObject *parpy_kernel_call(const parpy_kernel *kernel, PyObject *const *args, Py_ssize_t nargs,
+                            parpy_control *control);
 
 /* ---- batch driver (batch.c) -------------------------------------------- */
 

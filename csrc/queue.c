@@ -109,34 +109,38 @@ start_future(parpy_state *st, PyObject *future)
     return run;
 }
 
-/* Builds a computed kernel task's result and completes its future. The item
-   is consumed (built or cleared). */
+/* Fails the future of a task that did not run with the raised exception
+   (cleared), unless the future was cancelled. */
+static void
+reject(parpy_state *st, PyObject *future)
+{
+    PyObject *exc = parpy_fetch_exception(); /* first: the calls below need no error set */
+    if (start_future(st, future)) {
+        Py_XDECREF(call_future(future, st->str_set_exception, exc));
+    }
+    Py_DECREF(exc);
+}
+
+/* Builds a computed kernel task's result and completes its future. An item
+   that is not built is left to task_free to clear. */
 static void
 complete_kernel(parpy_state *st, task_t *t)
 {
-    const parpy_kernel *k = t->kernel;
-    t->kernel = NULL;                    /* the item is consumed here */
     if (t->status == PARPY_ECANCELLED) { /* the queue was stopped */
-        if (k->clear != NULL) {
-            k->clear(&t->item);
-        }
         Py_XDECREF(call_future(t->future, st->str_cancel, NULL));
         return;
     }
-    if (!start_future(st, t->future)) {
-        if (k->clear != NULL) {
-            k->clear(&t->item);
-        }
-        return;
-    }
     if (t->status != PARPY_OK) {
-        if (k->clear != NULL) {
-            k->clear(&t->item);
-        }
-        PyErr_Format(PyExc_MemoryError, "%s: out of memory (GMP allocation failed)", k->name);
-        fail_future(st, t->future);
+        PyErr_Format(PyExc_MemoryError, "%s: out of memory (GMP allocation failed)",
+                     t->kernel->name);
+        reject(st, t->future);
         return;
     }
+    if (!start_future(st, t->future)) {
+        return;
+    }
+    const parpy_kernel *k = t->kernel;
+    t->kernel = NULL; /* build consumes the item */
     PyObject *value = k->build(&t->item);
     if (value == NULL) {
         fail_future(st, t->future);
@@ -252,48 +256,38 @@ queue_run(PyObject *op, PyObject *arg)
            costs more than the task. Nobody holds mu while waiting for the
            GIL, so taking it here cannot deadlock. */
         int n = take(self, batch, limit, 0);
-        int computed = 0;
-        if (n == 0 || batch[0]->kernel != NULL) {
+        if (n == 0 || (batch[0]->kernel != NULL && !batch[0]->deferred)) {
             Py_BEGIN_ALLOW_THREADS
                 if (n == 0) {
                     n = take(self, batch, limit, 1);
                 }
                 if (n > 0 && batch[0]->kernel != NULL && !batch[0]->deferred) {
                     compute(self, batch, n);
-                    computed = 1;
                 }
             Py_END_ALLOW_THREADS
         }
         if (n == 0) {
             Py_RETURN_FALSE;
         }
-        if (batch[0]->kernel != NULL && !computed) {
+        if (batch[0]->deferred) {
             /* One task with a large result (take() hands it out alone):
-               reserve the result now, then compute. */
+               reserve the result now, with the GIL, then compute. */
             task_t *t = batch[0];
             if (t->kernel->prepare != NULL && t->kernel->prepare(&t->item) < 0) {
-                t->kernel = NULL; /* nothing was reserved */
-                PyObject *exc = parpy_fetch_exception();
-                if (start_future(st, t->future)) {
-                    Py_XDECREF(call_future(t->future, st->str_set_exception, exc));
-                }
-                Py_DECREF(exc);
-                task_free(t);
-                ran++;
-                if (max_tasks > 0 && ran >= max_tasks) {
-                    Py_RETURN_TRUE;
-                }
-                continue;
+                reject(st, t->future);
+                t->kernel = NULL; /* nothing was reserved, nothing to run */
             }
-            Py_BEGIN_ALLOW_THREADS
-                compute(self, batch, 1);
-            Py_END_ALLOW_THREADS
+            else {
+                Py_BEGIN_ALLOW_THREADS
+                    compute(self, batch, 1);
+                Py_END_ALLOW_THREADS
+            }
         }
         for (int i = 0; i < n; i++) {
             if (batch[i]->kernel != NULL) {
                 complete_kernel(st, batch[i]);
             }
-            else {
+            else if (batch[i]->fn != NULL) { /* a rejected task has neither */
                 complete_call(st, batch[i]);
             }
             task_free(batch[i]);
@@ -384,13 +378,8 @@ queue_submit(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         PyTuple_GET_SIZE(fargs) == ((parpy_KernelObject *)fn)->kernel->arity) {
         t->kernel = ((parpy_KernelObject *)fn)->kernel;
         if (parse_kernel_task(t, fargs) < 0) {
-            /* Bad input fails this future, as the call itself would. */
-            t->kernel = NULL; /* nothing was reserved */
-            PyObject *exc = parpy_fetch_exception();
-            if (start_future(st, future)) {
-                Py_XDECREF(call_future(future, st->str_set_exception, exc));
-            }
-            Py_DECREF(exc);
+            reject(st, future); /* bad input fails this future, as the call itself would */
+            t->kernel = NULL;   /* nothing was reserved */
             task_free(t);
             Py_RETURN_FALSE;
         }

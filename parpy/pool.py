@@ -31,7 +31,7 @@ from multiprocessing import TimeoutError
 from typing import Any
 
 from parpy import _core, _progress
-from parpy._batch import get_num_threads
+from parpy._batch import _SCHEDULES, get_num_threads
 from parpy._core import Kernel
 
 __all__ = ["AsyncResult", "Pool", "TimeoutError"]
@@ -206,8 +206,9 @@ class MapResult(ApplyResult):
             else:
                 self._finish(True, self._value)
 
-    def _run_batch(self, kernel: Kernel, items: list[Any], workers: int, chunksize: int) -> None:
-        schedule = 2 if chunksize else 0
+    def _run_batch(self, kernel: Kernel, items: Any, workers: int, chunksize: int) -> None:
+        # as parpy.map: a chunksize means OpenMP's dynamic schedule
+        schedule = _SCHEDULES["dynamic" if chunksize else None]
         try:
             values = _core.run_batch(kernel, items, workers, schedule, chunksize, self._control)
         except BaseException as exc:
@@ -263,8 +264,7 @@ class IMapIterator:
         self._cond = threading.Condition(threading.Lock())
         self._waiting = False  # the consumer sleeps on _cond
         self._consumer_lock = threading.Lock()  # one consumer at a time in _advance
-        self._done: dict[int, tuple[str, Any]] = {}  # the consumer's: finished, not consumed
-        self._arrivals: collections.deque[int] = collections.deque()  # unordered: finish order
+        self._done: dict[int, tuple[str, Any]] = {}  # imap's: finished, waiting for their turn
         self._current: Iterator[Any] = iter(())
         self._pairs = False
         self._ended = False
@@ -403,28 +403,33 @@ class IMapIterator:
                     finally:
                         self._waiting = False
 
-    def _next_index(self) -> int | None:
-        """The chunk to consume next, if it has finished."""
-        finished, done = self._finished, self._done
+    def _take(self) -> tuple[int, str, Any] | None:
+        """The next finished chunk to consume, if there is one: the next in
+        input order (imap), or the first to finish (imap_unordered)."""
+        finished = self._finished
+        if not self._ordered:
+            return finished.popleft() if finished else None
+        done = self._done
         while finished:
             index, kind, value = finished.popleft()
             done[index] = (kind, value)
-            if not self._ordered:
-                self._arrivals.append(index)
+        entry = done.pop(self._consumed, None)
+        return None if entry is None else (self._consumed, *entry)
+
+    def _put_back(self, entry: tuple[int, str, Any]) -> None:
         if self._ordered:
-            return self._consumed if self._consumed in self._done else None
-        while self._arrivals and self._arrivals[0] not in self._done:
-            self._arrivals.popleft()
-        return self._arrivals.popleft() if self._arrivals else None
+            self._done[entry[0]] = entry[1:]
+        else:
+            self._finished.appendleft(entry)
 
     def _load_chunk(self) -> bool:
         """Make the next finished chunk current, together with the plain-value
-        chunks finished right after it (fewer trips through the lock per
-        item). Called by the consumer, with _consumer_lock held."""
-        index = self._next_index()
-        if index is None:
+        chunks that can follow it (fewer trips through _advance per item).
+        Called by the consumer, with _consumer_lock held."""
+        entry = self._take()
+        if entry is None:
             return False
-        kind, value = self._done.pop(index)
+        _, kind, value = entry
         self._consumed += 1
         self._pairs = kind != "values"
         if kind == "raise":
@@ -434,12 +439,11 @@ class IMapIterator:
                 self._ended = True
         elif kind == "values":
             runs = [value]
-            while (index := self._next_index()) is not None:
-                if self._done[index][0] != "values":
-                    if not self._ordered:
-                        self._arrivals.appendleft(index)
+            while (entry := self._take()) is not None:
+                if entry[1] != "values":
+                    self._put_back(entry)
                     break
-                runs.append(self._done.pop(index)[1])
+                runs.append(entry[2])
                 self._consumed += 1
             if len(runs) > 1:
                 value = itertools.chain.from_iterable(runs)
@@ -675,13 +679,14 @@ class Pool:
         """Asynchronous :meth:`starmap`: return an AsyncResult of the list."""
         return self._map_async(func, iterable, chunksize, True, callback, error_callback, progress)
 
-    def _native(self, func: object, star: bool) -> bool:
-        """Whether func runs as one native batch: a kernel taking each item as
+    @staticmethod
+    def _native(func: object, star: bool) -> Kernel | None:
+        """func, if it runs as one native batch: a kernel taking each item as
         its single argument (map), or each item's values as its arguments
-        (starmap of a kernel of several arguments)."""
-        if not isinstance(func, Kernel):
-            return False
-        return func.arity > 1 if star else func.arity == 1
+        (starmap of a kernel of several arguments); else None."""
+        if isinstance(func, Kernel) and (func.arity > 1 if star else func.arity == 1):
+            return func
+        return None
 
     def _map(
         self,
@@ -691,26 +696,14 @@ class Pool:
         star: bool,
         progress: bool,
     ) -> list[Any]:
-        if not isinstance(func, Kernel) or not self._native(func, star):
-            result = self._map_async(func, iterable, chunksize, star, None, None, progress)
-            try:
-                return result.get()
-            except KeyboardInterrupt:
-                result._cancel()
-                raise
-        # A kernel: the whole batch in C, from this thread (Ctrl-C cancels it).
-        self._check_running()
-        show = _progress.require(progress)
-        items = list(iterable)
-        chunk = _chunksize(chunksize)
-        control = self._new_control()
-        bar = _progress.start(show, control, len(items), "map")
+        # A kernel's batch runs right here, on the calling thread (Ctrl-C
+        # cancels it); Python calls go to the workers.
+        result = self._map_async(func, iterable, chunksize, star, None, None, progress, True)
         try:
-            return _core.run_batch(func, items, self._processes, 2 if chunk else 0, chunk, control)
-        finally:
-            self._controls.discard(control)
-            if bar is not None:
-                bar.close()
+            return result.get()
+        except KeyboardInterrupt:
+            result._cancel()
+            raise
 
     def _map_async(
         self,
@@ -721,14 +714,15 @@ class Pool:
         callback: Callable[[Any], object] | None,
         error_callback: Callable[[BaseException], object] | None,
         progress: bool,
+        inline: bool = False,
     ) -> MapResult:
         self._check_running()
         show = _progress.require(progress)
-        items = iterable if hasattr(iterable, "__len__") else list(iterable)
+        items = iterable if hasattr(iterable, "__len__") else tuple(iterable)
         n = len(items)  # type: ignore[arg-type]
-        native = self._native(func, star)
-        if native:
-            size = 1
+        kernel = self._native(func, star)
+        if kernel is not None:
+            size = 1  # the whole batch is one task
             chunk = _chunksize(chunksize)
         elif chunksize is None:
             size, extra = divmod(n, self._processes * 4)
@@ -737,11 +731,16 @@ class Pool:
             size = _chunksize(chunksize)
         control = self._new_control()
         bar = _progress.start(show, control, n, "map")
-        result = MapResult(self, size if n else 0, n, callback, error_callback, control, bar)
+        length = n if kernel is None else min(n, 1)  # a batch is one task
+        result = MapResult(self, size if n else 0, length, callback, error_callback, control, bar)
         if n == 0:
             return result
-        if native:
-            submitted = self._submit(result._run_batch, (func, list(items), self._processes, chunk))
+        if kernel is not None:
+            if inline:
+                result._run_batch(kernel, items, self._processes, chunk)
+                return result
+            args = (kernel, tuple(items), self._processes, chunk)  # a snapshot of the items now
+            submitted = self._submit(result._run_batch, args)
         else:
             seq = items if isinstance(items, (list, tuple)) else list(items)
             submitted = all(

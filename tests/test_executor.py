@@ -388,27 +388,24 @@ def _names_of_all_workers(executor, count):
     return [f.result(timeout=TIMEOUT) for f in futures]
 
 
-def test_thread_names_assigned(Executor):
-    executor = Executor(max_workers=WORKERS, thread_name_prefix="SpecialPool")
+@pytest.mark.parametrize(
+    ("prefix", "pattern"),
+    [
+        ("SpecialPool", r"SpecialPool_[0-4]"),
+        # reasonably sane and unique when no thread_name_prefix was supplied
+        ("", r".*ThreadPoolExecutor-\d+_[0-4]"),
+    ],
+    ids=["assigned", "default"],
+)
+def test_thread_names(Executor, prefix, pattern):
+    executor = Executor(max_workers=WORKERS, thread_name_prefix=prefix)
     try:
         names = _names_of_all_workers(executor, WORKERS)
     finally:
         shut_down(executor, wait=True)
     assert len(set(names)) == WORKERS
     for name in names:
-        assert re.fullmatch(r"SpecialPool_[0-4]", name), name
-
-
-def test_thread_names_default(Executor):
-    executor = Executor(max_workers=WORKERS)
-    try:
-        names = _names_of_all_workers(executor, WORKERS)
-    finally:
-        shut_down(executor, wait=True)
-    assert len(set(names)) == WORKERS
-    for name in names:
-        # Reasonably sane and unique when no thread_name_prefix was supplied.
-        assert re.search(r"ThreadPoolExecutor-\d+_[0-4]$", name), name
+        assert re.fullmatch(pattern, name), name
 
 
 def test_initializer(Executor):

@@ -168,22 +168,27 @@ def _workload():
     call_ignoring_input_errors(parpy.fib_batch, [1], workers=0)
 
 
-def test_traced_memory_is_flat():
-    for _ in range(10):
-        _workload()
+def assert_traced_memory_flat(workload, *, warmup, rounds, per_round, slack):
+    """Python-allocated memory stays within slack bytes from the second round on."""
+    for _ in range(warmup):
+        workload()
     gc.collect()
     tracemalloc.start()
     try:
         readings = []
-        for _ in range(5):
-            for _ in range(15):
-                _workload()
+        for _ in range(rounds):
+            for _ in range(per_round):
+                workload()
             gc.collect()
             readings.append(tracemalloc.get_traced_memory()[0])
     finally:
         tracemalloc.stop()
-    # After the first round, nothing accumulates (a few KiB of slack for caches).
-    assert max(readings[1:]) - min(readings[1:]) < 32 * 1024, readings
+    # After the first round, nothing accumulates (some slack for caches).
+    assert max(readings[1:]) - min(readings[1:]) < slack, readings
+
+
+def test_traced_memory_is_flat():
+    assert_traced_memory_flat(_workload, warmup=10, rounds=5, per_round=15, slack=32 * 1024)
 
 
 @pytest.mark.memory_limits
@@ -308,17 +313,4 @@ def test_pool_traced_memory_is_flat(pools):
             future.result(60)
         call_ignoring_input_errors(pool.map, parpy.fib, [1, "x"])
 
-    for _ in range(5):
-        workload()
-    gc.collect()
-    tracemalloc.start()
-    try:
-        readings = []
-        for _ in range(4):
-            for _ in range(5):
-                workload()
-            gc.collect()
-            readings.append(tracemalloc.get_traced_memory()[0])
-    finally:
-        tracemalloc.stop()
-    assert max(readings[1:]) - min(readings[1:]) < 64 * 1024, readings
+    assert_traced_memory_flat(workload, warmup=5, rounds=4, per_round=5, slack=64 * 1024)

@@ -104,12 +104,19 @@ print("AFTER", parpy.fib_batch(range(100), workers=2) == TABLE[:100])
 """
 
 
-def test_soak_threads_and_cancellations():
-    proc = run_python(SOAK_CHILD.format(seconds=SOAK_SECONDS), timeout=SOAK_SECONDS + 120)
+def run_soak(child: str, timeout: float) -> dict[str, str]:
+    """Runs a soak child; checks that it ended well, with every thread back
+    and no wrong result. Returns its "NAME value" report lines as a dict."""
+    proc = run_python(child.format(seconds=SOAK_SECONDS), timeout=SOAK_SECONDS + timeout)
     assert proc.returncode == 0, proc.stderr
     out = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
     assert out["ALIVE"] == "0"
     assert out["ERRORS"].startswith("0 "), out["ERRORS"]
+    return out
+
+
+def test_soak_threads_and_cancellations():
+    out = run_soak(SOAK_CHILD, timeout=120)
     cancelled, completed, others = map(int, out["COUNTS"].split())
     assert cancelled > 0 and others > 0, out["COUNTS"]
     assert out["AFTER"] == "True"
@@ -194,9 +201,5 @@ pool.close(); pool.join(); executor.shutdown()
 
 
 def test_soak_pools_and_executors():
-    proc = run_python(POOL_SOAK_CHILD.format(seconds=SOAK_SECONDS), timeout=SOAK_SECONDS + 180)
-    assert proc.returncode == 0, proc.stderr
-    out = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
-    assert out["ALIVE"] == "0"
-    assert out["ERRORS"].startswith("0 "), out["ERRORS"]
+    out = run_soak(POOL_SOAK_CHILD, timeout=180)
     assert all(int(c) > 0 for c in out["COUNTS"].split()), out["COUNTS"]
