@@ -217,6 +217,84 @@ class MapResult(ApplyResult):
             self._finish(True, values)
 
 
+class _ChunkRunner:
+    """The workers' side of an imap call: runs chunks and hands them over.
+
+    Queued chunks hold this, not the iterator: an iterator its consumer
+    dropped goes away at once (and then ``ended`` makes the queued chunks
+    no-ops). Finished chunks go through a deque (append and popleft are
+    atomic): no lock that a thread could hold while it waits for the GIL,
+    which would make the others queue behind it. ``cond`` is used only when
+    the consumer has to sleep.
+    """
+
+    def __init__(self, func: Callable[..., Any], control: _core.Control, counting: bool) -> None:
+        self.func = func
+        self.kernel = func if isinstance(func, Kernel) and func.arity == 1 else None
+        self.control = control
+        self.counting = counting  # a progress bar follows control.done
+        self.finished: collections.deque[tuple[int, str, Any]] = collections.deque()
+        self.cond = threading.Condition(threading.Lock())
+        self.waiting = False  # the consumer sleeps on cond
+        self.ended = False  # terminated, dropped, or ended by a failed chunk
+
+    def run(self, index: int, chunk: list[Any]) -> None:
+        """Computes one chunk (a worker's task)."""
+        if self.ended:
+            return
+        func, kernel, control = self.func, self.kernel, self.control
+        if kernel is not None:
+            try:
+                batch = _core.run_batch(kernel, chunk, 1, 0, 0, control)
+            except Exception:
+                if control.cancelled:
+                    self.set(index, "raise", _terminated())
+                    return
+                outcome = [_call_one(kernel, x) for x in chunk]
+                control.add(len(chunk))
+                self.set(index, "items", outcome)
+            else:
+                self.set(index, "values", batch)
+            return
+        if len(chunk) == 1:  # imap's default: the per-item path, kept short
+            try:
+                value = func(chunk[0])
+            except BaseException as exc:
+                self.set(index, "raise", exc)
+                return
+            if self.counting:
+                control.add(1)
+            self.set(index, "values", [value])
+            return
+        values: list[Any] = []
+        append = values.append
+        try:
+            for x in chunk:
+                if self.ended:
+                    return
+                append(func(x))
+        except BaseException as exc:
+            self.set(index, "raise", exc)
+            return
+        if self.counting:
+            control.add(len(values))
+        self.set(index, "values", values)
+
+    def set(self, index: int, kind: str, value: Any) -> None:
+        self.finished.append((index, kind, value))
+        if self.waiting:
+            self.wake()
+
+    def wake(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+
+    def end(self) -> None:
+        """No more chunks are wanted (terminated, or the iterator dropped)."""
+        self.ended = True
+        self.wake()
+
+
 class IMapIterator:
     """The iterator of ``imap``/``imap_unordered``.
 
@@ -239,43 +317,31 @@ class IMapIterator:
         control: _core.Control,
     ) -> None:
         self._pool = pool
-        self._func = func
-        self._kernel = isinstance(func, Kernel) and func.arity == 1
+        self._runner = _ChunkRunner(func, control, bar is not None)
         self._input = iter(iterable)
         self._chunksize = chunksize
-        self._grow = self._kernel and chunksize == 1
+        self._grow = self._runner.kernel is not None and chunksize == 1
         self._ordered = ordered
         self._bar = bar
-        self._control = control
         largest = _KERNEL_CHUNK_MAX if self._grow else chunksize
         self._window = max(2 * pool._processes, min(_WINDOW_CHUNKS, _WINDOW_ITEMS // largest))
-        # Queued chunks refer to the iterator weakly: one the consumer drops
-        # goes away at once, and its queued chunks are skipped.
-        self._weak = weakref.ref(self)
         self._feed_lock = threading.Lock()
         self._submitted = 0  # chunks submitted
         self._length: int | None = None  # chunks in all, once the input is exhausted
         self._consumed = 0  # chunks taken by the consumer
-        # Workers hand finished chunks over through a deque (append and
-        # popleft are atomic): no lock that a thread could hold while it
-        # waits for the GIL, which would make the others queue behind it.
-        # _cond is used only when the consumer has to sleep.
-        self._finished: collections.deque[tuple[int, str, Any]] = collections.deque()
-        self._cond = threading.Condition(threading.Lock())
-        self._waiting = False  # the consumer sleeps on _cond
         self._consumer_lock = threading.Lock()  # one consumer at a time in _advance
         self._done: dict[int, tuple[str, Any]] = {}  # imap's: finished, waiting for their turn
         self._current: Iterator[Any] = iter(())
         self._pairs = False
-        self._ended = False
 
     # -- feeding (the consumer's thread, or join()) ---------------------------
 
     def _feed(self, window: int | None) -> None:
         """Submit chunks until window of them are ahead of the consumer."""
+        runner = self._runner
         submit, islice = self._pool._queue.submit, itertools.islice
         with self._feed_lock:
-            while self._length is None and not self._ended:
+            while self._length is None and not runner.ended:
                 index = self._submitted
                 if window is not None and index - self._consumed >= window:
                     return
@@ -285,7 +351,7 @@ class IMapIterator:
                 try:
                     chunk = list(islice(self._input, size))
                 except BaseException as exc:
-                    self._set(index, "raise", exc)
+                    runner.set(index, "raise", exc)
                     self._length = index + 1
                     break
                 if not chunk:
@@ -293,69 +359,14 @@ class IMapIterator:
                     break
                 self._submitted = index + 1
                 try:
-                    submit(None, _run_imap_chunk, (self._weak, index, chunk), None)
+                    submit(None, runner.run, (index, chunk), None)
                 except RuntimeError:  # the pool was terminated
-                    self._set(index, "raise", _terminated())
+                    runner.set(index, "raise", _terminated())
                     self._length = index + 1
                     break
         # The input is exhausted (or failed), or the pool was terminated.
         self._pool._feeder_finished(self)
-        self._wake()
-
-    # -- workers -------------------------------------------------------------
-
-    def _run_chunk(self, index: int, chunk: list[Any]) -> None:
-        func = self._func
-        if self._kernel and isinstance(func, Kernel):
-            try:
-                batch = _core.run_batch(func, chunk, 1, 0, 0, self._control)
-            except Exception:
-                if self._control.cancelled:
-                    self._set(index, "raise", _terminated())
-                    return
-                outcome = [_call_one(func, x) for x in chunk]
-                self._control.add(len(chunk))
-                self._set(index, "items", outcome)
-            else:
-                self._set(index, "values", batch)
-            return
-        if len(chunk) == 1:  # imap's default: the per-item path, kept short
-            try:
-                value = func(chunk[0])
-            except BaseException as exc:
-                self._set(index, "raise", exc)
-                return
-            if self._bar is not None:
-                self._control.add(1)
-            self._set(index, "values", [value])
-            return
-        values: list[Any] = []
-        append = values.append
-        try:
-            for x in chunk:
-                if self._ended:  # terminated
-                    return
-                append(func(x))
-        except BaseException as exc:
-            self._set(index, "raise", exc)
-            return
-        if self._bar is not None:
-            self._control.add(len(values))
-        self._set(index, "values", values)
-
-    def _set(self, index: int, kind: str, value: Any) -> None:
-        self._finished.append((index, kind, value))
-        if self._waiting:
-            self._wake()
-
-    def _wake(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
-
-    def _cancel(self) -> None:
-        """The pool was terminated: what is not finished fails."""
-        self._ended = True
-        self._wake()
+        runner.wake()
 
     # -- consumer ------------------------------------------------------------
 
@@ -381,32 +392,33 @@ class IMapIterator:
         Raises StopIteration at the end, TimeoutError after timeout."""
         if self._submitted - self._consumed <= self._window // 2:
             self._feed(self._window)  # refill in bursts: fewer trips through the lock
+        runner = self._runner
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._consumer_lock:
             while not self._load_chunk():
                 if self._length is not None and self._consumed >= self._length:
                     self._close()
                     raise StopIteration
-                if self._ended:
+                if runner.ended:
                     self._close()
                     raise _terminated()
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError
-                with self._cond:
-                    # A worker appends, then looks at _waiting: either it sees
+                with runner.cond:
+                    # A worker appends, then looks at waiting: either it sees
                     # it set and wakes us, or we see what it appended.
-                    self._waiting = True
+                    runner.waiting = True
                     try:
-                        if not self._finished and not self._ended:
-                            self._cond.wait(left)
+                        if not runner.finished and not runner.ended:
+                            runner.cond.wait(left)
                     finally:
-                        self._waiting = False
+                        runner.waiting = False
 
     def _take(self) -> tuple[int, str, Any] | None:
         """The next finished chunk to consume, if there is one: the next in
         input order (imap), or the first to finish (imap_unordered)."""
-        finished = self._finished
+        finished = self._runner.finished
         if not self._ordered:
             return finished.popleft() if finished else None
         done = self._done
@@ -420,7 +432,7 @@ class IMapIterator:
         if self._ordered:
             self._done[entry[0]] = entry[1:]
         else:
-            self._finished.appendleft(entry)
+            self._runner.finished.appendleft(entry)
 
     def _load_chunk(self) -> bool:
         """Make the next finished chunk current, together with the plain-value
@@ -436,7 +448,7 @@ class IMapIterator:
             value = [(False, value)]
             if self._chunksize > 1:  # the stdlib's chained iterator ends here
                 self._length = self._consumed
-                self._ended = True
+                self._runner.end()
         elif kind == "values":
             runs = [value]
             while (entry := self._take()) is not None:
@@ -455,10 +467,9 @@ class IMapIterator:
             self._bar.close()
 
 
-def _run_imap_chunk(ref: weakref.ref[IMapIterator], index: int, chunk: list[Any]) -> None:
-    iterator = ref()
-    if iterator is not None:
-        iterator._run_chunk(index, chunk)
+def _dropped(runner: _ChunkRunner, feeder_finished: Callable[[None], None]) -> None:
+    runner.end()
+    feeder_finished(None)
 
 
 def _call_one(func: Callable[[Any], Any], x: Any) -> tuple[bool, Any]:
@@ -573,7 +584,7 @@ class Pool:
         for control in list(self._controls):
             control.cancel()
         for iterator in list(self._iterators):
-            iterator._cancel()
+            iterator._runner.end()
         for result in list(self._cache.values()):
             result._finish(False, error)
 
@@ -798,7 +809,9 @@ class Pool:
             iterator = IMapIterator(self, func, iterable, size, ordered, bar, control)
             self._iterators.add(iterator)
             self._feeders.add(iterator)
-        weakref.finalize(iterator, self._feeder_finished, None)
+        # Dropped by its consumer: its queued chunks are skipped, and a closed
+        # pool need not wait for it.
+        weakref.finalize(iterator, _dropped, iterator._runner, self._feeder_finished)
         iterator._feed(iterator._window)
         return iterator
 
