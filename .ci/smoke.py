@@ -109,6 +109,26 @@ with parpy.ThreadPoolExecutor(2) as executor:
     assert type(executor.submit(parpy.fib, -1).exception(60)) is ValueError
     assert executor.submit(pow, 3, 4).result(60) == 81
 
+# to_decimal, alone, in batches, through the pools, and fed by fib as a C value
+for x in [0, -1, 10**30, -(7**5000), parpy.fib(20000)]:
+    assert parpy.to_decimal(x) == ref.to_decimal(x)
+big = [7**3000 + i for i in range(40)]
+assert parpy.map(parpy.to_decimal, big, workers=2) == [ref.to_decimal(x) for x in big]
+assert parpy._core.chain((parpy.fib, parpy.to_decimal), (5000,)) == ref.to_decimal(ref.fib(5000))
+with parpy.Pool(2) as pool:
+    assert pool.map(parpy.to_decimal, big) == [ref.to_decimal(x) for x in big]
+    results = pool.imap(parpy.to_decimal, big + ["x"])
+    assert [next(results) for _ in big] == [ref.to_decimal(x) for x in big]
+    try:
+        next(results)
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("no exception")
+with parpy.ThreadPoolExecutor(2) as executor:
+    futures = [executor.submit(parpy.to_decimal, x) for x in big]
+    assert [f.result(60) for f in futures] == [ref.to_decimal(x) for x in big]
+
 report = compare(
     "iterative", [10, 500, 2000], backends="serial,threading,parpy", workers=2, repeat=1
 )

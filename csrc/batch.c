@@ -1,109 +1,190 @@
-/* The batch driver: runs a kernel's compute over many items on native
- * threads, with the GIL released once.
+/* parpy._core.Batch: many items of one kernel, parsed at once, computed on
+ * native threads, completed once.
  *
- * A call parses every item with the GIL held (so bad input fails before any
- * work), then picks where to run from the items' estimated cost:
- *   - tiny work runs on the calling thread with the GIL held;
- *   - short serial work runs on the calling thread with the GIL released;
- *   - anything else is handed to a driver thread, and the calling thread
- *     waits in short slices, re-taking the GIL to run signal handlers. On an
- *     exception (KeyboardInterrupt) it sets the job's cancel flag, which
- *     workers poll between items and inside long items, and waits for every
- *     worker to come to rest before it returns.
- * A driver is a long-lived pthread that is the OpenMP master of its own
- * team. Python threads never enter an OpenMP region themselves, so a child
- * forked after parpy ran (GNU OpenMP's pool does not survive fork) simply
- * starts fresh drivers with fresh teams.
+ * A batch is made with the GIL held: every item is parsed (bad input fails
+ * before any work, with the position in a note), the whole batch is checked
+ * against the memory budget, planned into chunks by estimated cost, and its
+ * results reserved (unless they are large: then when it starts). It is then
+ * computed in one of two ways, both without the GIL:
+ *   - run() (parpy.map): tiny work on the calling thread with the GIL held;
+ *     short serial work on the calling thread without it; anything else on
+ *     a driver thread that is the OpenMP master of its own team, while the
+ *     calling thread waits in short slices, re-taking the GIL to run signal
+ *     handlers. On an exception (KeyboardInterrupt) it cancels the batch,
+ *     which workers poll between items and inside long items, and waits for
+ *     every worker to come to rest before it returns. Python threads never
+ *     enter an OpenMP region themselves, so a child forked after parpy ran
+ *     (GNU OpenMP's pool does not survive fork) starts fresh drivers.
+ *   - queued (workqueue.c): the workers that take its helpers claim chunks
+ *     until none is left; the last to finish completes it.
+ * Its outcome is (True, value) or (False, exception): the list of results,
+ * or the first failure; with outcomes=True one value or exception per item;
+ * with call=True the one item's value or exception, exactly as the call.
+ * Every parsed item is built or released exactly once.
  */
 #include "parpy.h"
 
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- tuning ------------------------------------------------------------- */
 
-#define SINGLE_RELEASE_NS 2.0e3     /* one item: release the GIL above this */
-#define INLINE_GIL_NS     2.0e4     /* batch: keep the GIL below this */
-#define DISPATCH_NS       5.0e6     /* serial work above this is made interruptible */
-#define THREAD_MIN_NS     5.0e4     /* a thread is worth starting for this much work */
-#define GRAIN_MIN_NS      2.0e4     /* smallest chunk of the default schedule */
-#define WAIT_SLICE_NS     20000000L /* the calling thread checks signals this often */
+#define SINGLE_RELEASE_NS 2.0e3                /* one item: release the GIL above this */
+#define INLINE_GIL_NS     2.0e4                /* batch: keep the GIL below this */
+#define DISPATCH_NS       5.0e6                /* serial work above this is made interruptible */
+#define THREAD_MIN_NS     5.0e4                /* a thread is worth starting for this much work */
+#define GRAIN_MIN_NS      2.0e4                /* smallest chunk of the default schedule */
+#define WAIT_SLICE_NS     20000000L            /* the calling thread checks signals this often */
+#define DEFER_BYTES       (UINT64_C(64) << 10) /* results this large are reserved on start */
 
-/* ---- jobs --------------------------------------------------------------- */
+#define NOT_RUN      255 /* an item's code before compute */
+#define PARSE_FAILED 254 /* outcomes mode: the item's exception is in errors[] */
+
+struct parpy_batch {
+    PyObject_HEAD
+    const parpy_kernel *kernel;
+    parpy_state *st;
+    Py_ssize_t n;
+    char *items;          /* n items of kernel->item_size bytes */
+    unsigned char *held;  /* per item: parsed, not yet built or released */
+    unsigned char *codes; /* per item: compute's code, NOT_RUN or PARSE_FAILED */
+    PyObject **errors;    /* outcomes mode: per item, the exception parse raised */
+    double *costs;
+    double total_cost;
+    uint64_t result_bytes; /* all results */
+    int nthreads;          /* threads that compute it at once */
+    int schedule;
+    Py_ssize_t chunksize;
+    int call;            /* one call: its value or exception, as the call gives them */
+    int outcomes;        /* one outcome per item, instead of the first failure */
+    Py_ssize_t start;    /* position of items[0] in the caller's input */
+    atomic_int prepared; /* 1 once prepare ran, -1 if it failed */
+    PyObject *prepare_error;
+    int completed;          /* the outcome was taken: every item is built or released */
+    parpy_control *control; /* strong reference, or NULL */
+    atomic_int cancel;      /* the first failure stops the rest (not with outcomes) */
+    /* the plan: chunk c covers order[bounds[c] .. bounds[c + 1]) */
+    Py_ssize_t *order;  /* NULL: input order */
+    Py_ssize_t *bounds; /* n + 1 */
+    void *block;        /* owns items, costs, bounds, held and codes */
+    Py_ssize_t nchunks;
+    atomic_size_t next_chunk;
+    atomic_int helpers; /* queued helpers still to finish */
+    PyObject *target;   /* completion, set when queued: target._set(index, outcome) */
+    PyObject *index;
+    /* run(): the driver signals completion */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+};
+
+#define ITEM(b, i) ((void *)((b)->items + (size_t)(i) * (b)->kernel->item_size))
+
+/* ---- memory budget ------------------------------------------------------ */
+
+static uint64_t
+memory_budget(void)
+{
+    uint64_t budget = UINT64_MAX;
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long page_size = sysconf(_SC_PAGE_SIZE);
+    if (pages > 0 && page_size > 0) {
+        budget = (uint64_t)pages * (uint64_t)page_size;
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (uint64_t)rl.rlim_cur < budget) {
+        budget = (uint64_t)rl.rlim_cur;
+    }
+    if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (uint64_t)rl.rlim_cur < budget) {
+        budget = (uint64_t)rl.rlim_cur;
+    }
+    return budget;
+}
+
+int
+parpy_check_memory(const char *what, uint64_t need)
+{
+    /* Below this no process that can run Python is refused: skip the
+       system calls. A real shortfall there still ends in MemoryError. */
+    if (need < PARPY_MEMORY_CHECK_MIN) {
+        return 0;
+    }
+    uint64_t budget = memory_budget();
+    if (need <= budget) {
+        return 0;
+    }
+    PyErr_Format(PyExc_MemoryError,
+                 "%s needs about %llu MiB of memory; this process may use %llu MiB", what,
+                 (unsigned long long)(need >> 20), (unsigned long long)(budget >> 20));
+    return -1;
+}
+
+/* ---- computing items (no GIL) ------------------------------------------- */
+
+static void
+batch_ctx(parpy_batch *b, const atomic_int *stop, parpy_ctx *ctx)
+{
+    ctx->flags[0] = &b->cancel;
+    ctx->flags[1] = b->control != NULL ? &b->control->cancel : NULL;
+    ctx->flags[2] = stop;
+}
+
+static void
+compute_item(parpy_batch *b, Py_ssize_t i, const parpy_ctx *ctx)
+{
+    if (b->codes[i] == PARSE_FAILED) {
+        return;
+    }
+    if (parpy_cancelled(ctx)) {
+        b->codes[i] = PARPY_CANCELLED;
+        return;
+    }
+    int rc = b->kernel->compute(ITEM(b, i), ctx);
+    b->codes[i] = (unsigned char)rc;
+    if (rc != PARPY_OK && !b->outcomes) {
+        atomic_store(&b->cancel, 1); /* the batch fails: stop the others */
+    }
+}
+
+static inline void
+count_done(parpy_batch *b, size_t n)
+{
+    if (b->control != NULL && n > 0) {
+        atomic_fetch_add_explicit(&b->control->done, n, memory_order_relaxed);
+    }
+}
+
+/* Computes chunks until none is left. */
+static void
+compute_chunks(parpy_batch *b, const parpy_ctx *ctx)
+{
+    for (;;) {
+        size_t c = atomic_fetch_add_explicit(&b->next_chunk, 1, memory_order_relaxed);
+        if (c >= (size_t)b->nchunks) {
+            return;
+        }
+        for (Py_ssize_t k = b->bounds[c]; k < b->bounds[c + 1]; k++) {
+            compute_item(b, b->order ? b->order[k] : k, ctx);
+        }
+        count_done(b, (size_t)(b->bounds[c + 1] - b->bounds[c]));
+    }
+}
+
+/* ---- planning (GIL held, at construction) ------------------------------- */
 
 typedef struct {
     double cost;
     Py_ssize_t index;
 } cost_entry;
-
-typedef struct {
-    const parpy_kernel *kernel;
-    char *items; /* n items of kernel->item_size bytes */
-    Py_ssize_t n;
-    unsigned char *status; /* per item: PARPY_OK or the error code */
-    double *costs;         /* per item, for the default schedule */
-    double total_cost;
-    int nthreads;
-    int schedule;
-    Py_ssize_t chunksize;
-    atomic_int cancel;
-    const atomic_int *stop;  /* the caller's parpy_control: cancelled from outside, or NULL */
-    atomic_size_t *progress; /* the caller's parpy_control: items finished, or NULL */
-    /* default schedule: chunk c covers order[bounds[c] .. bounds[c + 1]) */
-    Py_ssize_t *order; /* NULL means input order */
-    Py_ssize_t *bounds;
-    Py_ssize_t nchunks;
-    atomic_size_t next_chunk;
-    /* completion, signalled by the driver */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int done;
-} job_t;
-
-#define ITEM(job, i) ((void *)((job)->items + (size_t)(i) * (job)->kernel->item_size))
-
-static void
-run_item(job_t *job, Py_ssize_t i, const parpy_ctx *ctx)
-{
-    if (atomic_load_explicit(&job->cancel, memory_order_relaxed) ||
-        (job->stop != NULL && atomic_load_explicit(job->stop, memory_order_relaxed))) {
-        job->status[i] = PARPY_ECANCELLED;
-        return;
-    }
-    int rc = job->kernel->compute(ITEM(job, i), ctx);
-    job->status[i] = (unsigned char)rc;
-    if (rc != PARPY_OK) {
-        atomic_store(&job->cancel, 1); /* the call fails: stop the others */
-    }
-}
-
-/* Counts n finished items for a progress display. */
-static inline void
-job_progress(job_t *job, size_t n)
-{
-    if (job->progress != NULL && n > 0) {
-        atomic_fetch_add_explicit(job->progress, n, memory_order_relaxed);
-    }
-}
-
-/* Runs items [0, n) in order on the current thread. */
-static void
-run_serial(job_t *job, const parpy_ctx *ctx)
-{
-    for (Py_ssize_t i = 0; i < job->n; i++) {
-        run_item(job, i, ctx);
-        if ((i & 63) == 63) {
-            job_progress(job, 64);
-        }
-    }
-    job_progress(job, (size_t)(job->n & 63));
-}
 
 static int
 compare_cost_desc(const void *a, const void *b)
@@ -114,55 +195,79 @@ compare_cost_desc(const void *a, const void *b)
 
 /* The default schedule: items in decreasing cost (longest first), cut into
    chunks whose cost shrinks with the work left (guided, by cost rather than
-   by count), handed out dynamically. Returns 0, or -1 if out of memory (the
-   caller then falls back to OpenMP's dynamic schedule). */
+   by count). With a chunksize: chunks of that many items in input order.
+   Returns 0, or -1 with MemoryError set. */
 static int
-plan_default(job_t *job)
+plan(parpy_batch *b)
 {
-    Py_ssize_t n = job->n;
+    Py_ssize_t n = b->n;
+    b->bounds[0] = 0;
+    Py_ssize_t c = 0;
+    if (b->schedule != PARPY_SCHED_AUTO) {
+        Py_ssize_t size = b->chunksize;
+        if (size <= 0) {
+            size = (n + 4 * b->nthreads - 1) / (4 * b->nthreads);
+        }
+        for (Py_ssize_t k = 0; k < n; k += size) {
+            b->bounds[++c] = k + size < n ? k + size : n;
+        }
+        b->nchunks = c;
+        return 0;
+    }
     double lo = INFINITY, hi = 0.0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        lo = fmin(lo, job->costs[i]);
-        hi = fmax(hi, job->costs[i]);
-    }
-    job->bounds = malloc(((size_t)n + 1) * sizeof(Py_ssize_t));
-    if (job->bounds == NULL) {
-        return -1;
+        lo = fmin(lo, b->costs[i]);
+        hi = fmax(hi, b->costs[i]);
     }
     if (hi > 2.0 * lo) {
         cost_entry *entries = malloc((size_t)n * sizeof(cost_entry));
-        job->order = malloc((size_t)n * sizeof(Py_ssize_t));
-        if (entries == NULL || job->order == NULL) {
+        b->order = malloc((size_t)n * sizeof(Py_ssize_t));
+        if (entries == NULL || b->order == NULL) {
             free(entries);
+            PyErr_NoMemory();
             return -1;
         }
         for (Py_ssize_t i = 0; i < n; i++) {
-            entries[i].cost = job->costs[i];
+            entries[i].cost = b->costs[i];
             entries[i].index = i;
         }
         qsort(entries, (size_t)n, sizeof(cost_entry), compare_cost_desc);
         for (Py_ssize_t i = 0; i < n; i++) {
-            job->order[i] = entries[i].index;
+            b->order[i] = entries[i].index;
         }
         free(entries);
     }
-    double remaining = job->total_cost;
-    Py_ssize_t c = 0, k = 0;
-    job->bounds[0] = 0;
+    double remaining = b->total_cost;
+    Py_ssize_t k = 0;
     while (k < n) {
-        double target = fmax(remaining / (2.0 * job->nthreads), GRAIN_MIN_NS);
+        double target = fmax(remaining / (2.0 * b->nthreads), GRAIN_MIN_NS);
         double chunk = 0.0;
         do {
-            chunk += job->costs[job->order ? job->order[k] : k];
+            chunk += b->costs[b->order ? b->order[k] : k];
             k++;
         } while (k < n && chunk < target);
         remaining -= chunk;
-        job->bounds[++c] = k;
+        b->bounds[++c] = k;
     }
-    job->nchunks = c;
-    atomic_init(&job->next_chunk, 0);
+    b->nchunks = c;
     return 0;
 }
+
+static int
+choose_threads(const parpy_batch *b, int workers)
+{
+    double by_work = floor(b->total_cost / THREAD_MIN_NS);
+    Py_ssize_t t = workers;
+    if (t > b->n) {
+        t = b->n;
+    }
+    if (b->schedule == PARPY_SCHED_AUTO && (double)t > by_work) {
+        t = by_work < 1.0 ? 1 : (Py_ssize_t)by_work;
+    }
+    return t < 1 ? 1 : (int)t;
+}
+
+/* ---- OpenMP teams on driver threads (run) ------------------------------- */
 
 static omp_sched_t
 omp_kind(int schedule)
@@ -177,74 +282,62 @@ omp_kind(int schedule)
     }
 }
 
-/* One team thread's part of the job: chunks of the default plan handed out
-   dynamically, or the items under OpenMP's runtime schedule. */
+/* One team thread's part: chunks of the plan handed out dynamically, or the
+   items under OpenMP's runtime schedule. */
 static void
-team_main(job_t *job, int planned)
+team_main(parpy_batch *b)
 {
-    parpy_ctx ctx = {.cancel = &job->cancel};
-    PARPY_HAPPENS_AFTER(job);
-    if (planned) {
-        for (;;) {
-            size_t c = atomic_fetch_add_explicit(&job->next_chunk, 1, memory_order_relaxed);
-            if (c >= (size_t)job->nchunks) {
-                break;
-            }
-            for (Py_ssize_t k = job->bounds[c]; k < job->bounds[c + 1]; k++) {
-                run_item(job, job->order ? job->order[k] : k, &ctx);
-            }
-            job_progress(job, (size_t)(job->bounds[c + 1] - job->bounds[c]));
-        }
+    parpy_ctx ctx;
+    batch_ctx(b, NULL, &ctx);
+    PARPY_HAPPENS_AFTER(b);
+    if (b->schedule == PARPY_SCHED_AUTO) {
+        compute_chunks(b, &ctx);
     }
     else {
 #pragma omp for schedule(runtime) nowait
-        for (Py_ssize_t i = 0; i < job->n; i++) {
-            run_item(job, i, &ctx);
-            job_progress(job, 1);
+        for (Py_ssize_t i = 0; i < b->n; i++) {
+            compute_item(b, i, &ctx);
+            count_done(b, 1);
         }
     }
-    PARPY_HAPPENS_BEFORE(job);
+    PARPY_HAPPENS_BEFORE(b);
 }
 
-/* Runs team_main on the current thread and its team. GCC hands job and
-   planned to the team through a block on this stack, written here and read
-   by each team thread with no edge TSan can see; so this function and its
-   outlined region are left uninstrumented, and team_main's annotations
-   order everything else. */
+/* Runs team_main on the current thread and its team. GCC hands b to the
+   team through a block on this stack, written here and read by each team
+   thread with no edge TSan can see; so this function and its outlined
+   region are left uninstrumented, and team_main's annotations order
+   everything else. */
 PARPY_NO_TSAN static void
-team_run(job_t *job, int planned)
+team_run(parpy_batch *b)
 {
-#pragma omp parallel num_threads(job->nthreads)
-    team_main(job, planned);
+#pragma omp parallel num_threads(b->nthreads)
+    team_main(b);
 }
 
-/* Runs every item of the job on the current thread and, when nthreads > 1,
-   its OpenMP team. Pure C: no Python API. */
+/* Computes every item on the current thread and, when nthreads > 1, its
+   OpenMP team. Pure C. */
 static void
-job_execute(job_t *job)
+batch_execute(parpy_batch *b)
 {
-    parpy_ctx ctx = {.cancel = &job->cancel};
-    if (job->nthreads <= 1) {
-        run_serial(job, &ctx);
+    if (b->nthreads <= 1) {
+        parpy_ctx ctx;
+        batch_ctx(b, NULL, &ctx);
+        compute_chunks(b, &ctx);
         return;
     }
-    int planned = job->schedule == PARPY_SCHED_AUTO && plan_default(job) == 0;
-    if (!planned) {
-        omp_set_schedule(omp_kind(job->schedule), (int)job->chunksize);
+    if (b->schedule != PARPY_SCHED_AUTO) {
+        omp_set_schedule(omp_kind(b->schedule), (int)b->chunksize);
     }
-    /* Region entry and exit, made visible to TSan: what the master did
-       happens before the team's work, the team's work before the master
-       goes on (the barriers are there, in libgomp, where TSan cannot see). */
-    PARPY_HAPPENS_BEFORE(job);
-    team_run(job, planned);
-    PARPY_HAPPENS_AFTER(job);
+    /* Region entry and exit, made visible to TSan. */
+    PARPY_HAPPENS_BEFORE(b);
+    team_run(b);
+    PARPY_HAPPENS_AFTER(b);
 }
-
-/* ---- driver threads ----------------------------------------------------- */
 
 typedef struct driver {
     pthread_cond_t cv;
-    job_t *job; /* guarded by pool_mu */
+    parpy_batch *job; /* guarded by pool_mu */
     struct driver *next_idle;
 } driver_t;
 
@@ -252,13 +345,13 @@ static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static driver_t *idle_drivers = NULL; /* guarded by pool_mu */
 
 static void
-job_finish(job_t *job)
+batch_finish(parpy_batch *b)
 {
-    pthread_mutex_lock(&job->mu);
-    job->done = 1;
-    pthread_cond_signal(&job->cv);
-    pthread_mutex_unlock(&job->mu);
-    /* The waiter may free the job from here on. */
+    pthread_mutex_lock(&b->mu);
+    b->done = 1;
+    pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    /* The waiter may go on from here: b is not touched again. */
 }
 
 static void *
@@ -270,10 +363,10 @@ driver_main(void *arg)
         while (d->job == NULL) {
             pthread_cond_wait(&d->cv, &pool_mu);
         }
-        job_t *job = d->job;
+        parpy_batch *b = d->job;
         pthread_mutex_unlock(&pool_mu);
 
-        job_execute(job);
+        batch_execute(b);
 
         /* Back on the idle list before the waiter wakes, so that the next
            call reuses this driver and its warm OpenMP team. */
@@ -282,22 +375,22 @@ driver_main(void *arg)
         d->next_idle = idle_drivers;
         idle_drivers = d;
         pthread_mutex_unlock(&pool_mu);
-        job_finish(job);
+        batch_finish(b);
         pthread_mutex_lock(&pool_mu);
     }
     return NULL;
 }
 
-/* Hands job to an idle driver, starting one if none is idle. Returns 0, or
-   -1 if no thread could be started. */
+/* Hands b to an idle driver, starting one if none is idle. Returns 0, or -1
+   if no thread could be started. */
 static int
-job_dispatch(job_t *job)
+dispatch(parpy_batch *b)
 {
     pthread_mutex_lock(&pool_mu);
     driver_t *d = idle_drivers;
     if (d != NULL) {
         idle_drivers = d->next_idle;
-        d->job = job;
+        d->job = b;
         pthread_cond_signal(&d->cv);
         pthread_mutex_unlock(&pool_mu);
         return 0;
@@ -309,7 +402,7 @@ job_dispatch(job_t *job)
         return -1;
     }
     pthread_cond_init(&d->cv, NULL);
-    d->job = job;
+    d->job = b;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -333,8 +426,6 @@ after_fork_child(void)
     idle_drivers = NULL;
 }
 
-/* ---- running a job ------------------------------------------------------ */
-
 static void
 add_ns(struct timespec *t, long ns)
 {
@@ -345,207 +436,345 @@ add_ns(struct timespec *t, long ns)
     }
 }
 
-/* Runs the job on a driver; the calling thread (GIL released, state *ts)
-   waits in slices and runs signal handlers between them. Returns 0, or -1
-   with the handlers' exception set, once every worker is at rest. */
+/* Runs b on a driver; the calling thread (GIL released, state *ts) waits in
+   slices and runs signal handlers between them. Returns 0, or -1 with the
+   handlers' exception set, once every worker is at rest. */
 static int
-job_run_interruptibly(job_t *job, PyThreadState **ts)
+run_interruptibly(parpy_batch *b, PyThreadState **ts)
 {
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&job->cv, &attr);
+    pthread_cond_init(&b->cv, &attr);
     pthread_condattr_destroy(&attr);
-    pthread_mutex_init(&job->mu, NULL);
-    job->done = 0;
+    pthread_mutex_init(&b->mu, NULL);
+    b->done = 0;
 
     int interrupted = 0;
-    if (job_dispatch(job) < 0) {
-        job_execute(job); /* no thread to be had: run here, uninterruptibly */
-        job->done = 1;
+    if (dispatch(b) < 0) {
+        batch_execute(b); /* no thread to be had: run here, uninterruptibly */
+        b->done = 1;
     }
-    pthread_mutex_lock(&job->mu);
-    while (!job->done) {
+    pthread_mutex_lock(&b->mu);
+    while (!b->done) {
         struct timespec deadline;
         clock_gettime(CLOCK_MONOTONIC, &deadline);
         add_ns(&deadline, WAIT_SLICE_NS);
-        int rc = pthread_cond_timedwait(&job->cv, &job->mu, &deadline);
-        if (rc == ETIMEDOUT && job->stop != NULL && atomic_load(job->stop)) {
-            atomic_store(&job->cancel, 1); /* cancelled from another thread */
-        }
-        if (rc == ETIMEDOUT && !job->done && !interrupted) {
-            pthread_mutex_unlock(&job->mu);
+        int rc = pthread_cond_timedwait(&b->cv, &b->mu, &deadline);
+        if (rc == ETIMEDOUT && !b->done && !interrupted) {
+            pthread_mutex_unlock(&b->mu);
             PyEval_RestoreThread(*ts);
             if (PyErr_CheckSignals() < 0) {
                 interrupted = 1;
-                atomic_store(&job->cancel, 1);
+                atomic_store(&b->cancel, 1);
             }
             *ts = PyEval_SaveThread();
-            pthread_mutex_lock(&job->mu);
+            pthread_mutex_lock(&b->mu);
         }
     }
-    pthread_mutex_unlock(&job->mu);
-    pthread_mutex_destroy(&job->mu);
-    pthread_cond_destroy(&job->cv);
+    pthread_mutex_unlock(&b->mu);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
     return interrupted ? -1 : 0;
 }
 
-/* Runs compute over the job's items where their cost says it should run.
-   Called and returns with the GIL held. Returns 0, or -1 with an exception
-   set (from a signal handler). */
+/* Computes b where its cost says it should run. Called and returns with the
+   GIL held. Returns 0, or -1 with an exception set (from a signal
+   handler). */
 static int
-job_run(job_t *job, double release_ns)
+execute(parpy_batch *b, double release_ns)
 {
-    parpy_ctx ctx = {.cancel = &job->cancel};
-    if (job->nthreads <= 1 && job->total_cost < release_ns) {
-        run_serial(job, &ctx);
+    if (b->nthreads <= 1 && b->total_cost < release_ns) {
+        batch_execute(b);
         return 0;
     }
-    if (job->nthreads <= 1 && job->total_cost < DISPATCH_NS) {
+    if (b->nthreads <= 1 && b->total_cost < DISPATCH_NS) {
         Py_BEGIN_ALLOW_THREADS
-            run_serial(job, &ctx);
+            batch_execute(b);
         Py_END_ALLOW_THREADS
         return 0;
     }
     PyThreadState *ts = PyEval_SaveThread();
-    int rc = job_run_interruptibly(job, &ts);
+    int rc = run_interruptibly(b, &ts);
     PyEval_RestoreThread(ts);
     return rc;
-}
-
-/* Turns the items' status into an exception after the GIL is retaken.
-   Returns 0 if every item succeeded, else -1 with an exception set. */
-static int
-job_check(job_t *job, int interrupted, int single)
-{
-    Py_ssize_t cancelled = -1;
-    for (Py_ssize_t i = 0; i < job->n; i++) {
-        switch (job->status[i]) {
-        case PARPY_OK:
-            break;
-        case PARPY_ENOMEM:
-            if (interrupted) {
-                PyErr_Clear();
-            }
-            if (single) {
-                PyErr_Format(PyExc_MemoryError, "%s: out of memory (GMP allocation failed)",
-                             job->kernel->name);
-            }
-            else {
-                PyErr_Format(PyExc_MemoryError,
-                             "%s: out of memory computing items[%zd] (GMP allocation failed)",
-                             job->kernel->name, i);
-            }
-            return -1;
-        default:
-            if (cancelled < 0) {
-                cancelled = i;
-            }
-        }
-    }
-    if (interrupted) {
-        return -1;
-    }
-    if (cancelled >= 0) {
-        PyErr_Format(PyExc_RuntimeError, "%s: items[%zd] was cancelled", job->kernel->name,
-                     cancelled);
-        return -1;
-    }
-    return 0;
-}
-
-static void
-job_free(job_t *job)
-{
-    free(job->order);
-    free(job->bounds);
-    free(job->costs);
-    free(job->status);
 }
 
 /* ---- one item ----------------------------------------------------------- */
 
 PyObject *
-parpy_run_one(const parpy_kernel *kernel, void *item, parpy_control *control)
+parpy_run_one(parpy_state *st, const parpy_kernel *kernel, void *item)
 {
-    unsigned char status = PARPY_OK;
-    job_t job = {
+    unsigned char code = NOT_RUN, held = 1;
+    Py_ssize_t bounds[2] = {0, 1};
+    parpy_batch b = {
         .kernel = kernel,
-        .items = item,
+        .st = st,
         .n = 1,
-        .status = &status,
-        .total_cost = kernel->cost(item),
+        .items = item,
+        .held = &held,
+        .codes = &code,
         .nthreads = 1,
-        .stop = control != NULL ? &control->cancel : NULL,
+        .bounds = bounds,
+        .nchunks = 1,
     };
-    atomic_init(&job.cancel, 0);
-    int interrupted = job_run(&job, SINGLE_RELEASE_NS) < 0;
-    if (job_check(&job, interrupted, 1) < 0) {
-        if (kernel->clear != NULL) {
-            kernel->clear(item);
+    atomic_init(&b.cancel, 0);
+    atomic_init(&b.next_chunk, 0);
+    b.total_cost = kernel->cost(item);
+    int interrupted = execute(&b, SINGLE_RELEASE_NS) < 0;
+    if (interrupted || code != PARPY_OK) {
+        if (!interrupted) {
+            parpy_raise_code(st, kernel, code);
+        }
+        if (kernel->release != NULL) {
+            kernel->release(item);
         }
         return NULL;
     }
     return kernel->build(item);
 }
 
-/* ---- batches ------------------------------------------------------------ */
+/* ---- outcomes (GIL held) ------------------------------------------------ */
 
-/* Re-raises the pending exception with "items[i]: " before its message when
-   it is one of the validation errors; other exceptions pass unchanged. */
-PyObject *
-parpy_fetch_exception(void)
+static void
+release_item(parpy_batch *b, Py_ssize_t i)
 {
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL) {
-        PyException_SetTraceback(value, tb);
+    if (b->held[i]) {
+        b->held[i] = 0;
+        if (b->kernel->release != NULL) {
+            b->kernel->release(ITEM(b, i));
+        }
     }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-#endif
 }
 
 static void
-prefix_item_error(Py_ssize_t i)
+release_all(parpy_batch *b)
 {
-    PyObject *exc = parpy_fetch_exception();
-    PyObject *cls = (PyObject *)Py_TYPE(exc);
-    if (cls == PyExc_TypeError || cls == PyExc_ValueError || cls == PyExc_OverflowError ||
-        cls == PyExc_MemoryError) {
-        PyObject *msg = PyObject_Str(exc);
-        if (msg != NULL) {
-            PyErr_Format(cls, "items[%zd]: %U", i, msg);
-            Py_DECREF(msg);
-            Py_DECREF(exc);
-            return;
-        }
-        PyErr_Clear();
+    if (b->held == NULL) {
+        return;
     }
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(Py_NewRef(cls), exc, PyException_GetTraceback(exc));
-#endif
+    for (Py_ssize_t i = 0; i < b->n; i++) {
+        release_item(b, i);
+    }
 }
 
-/* Parses one batch element into item. Kernels of arity > 1 take a tuple or
-   list of that many arguments. Returns 0 or -1 with an exception set. */
-static int
-parse_element(const parpy_kernel *kernel, PyObject *obj, void *item)
+/* Adds "parpy.<kernel>: items[i]" to the raised exception (not for calls). */
+static void
+note_position(parpy_batch *b, Py_ssize_t i)
 {
-    if (kernel->arity == 1) {
-        return kernel->parse(&obj, item);
+    if (!b->call) {
+        parpy_add_note(b->st, "parpy.%s: items[%zd]", b->kernel->name, b->start + i);
     }
-    if (!(PyTuple_Check(obj) || PyList_Check(obj)) ||
-        PySequence_Fast_GET_SIZE(obj) != kernel->arity) {
+}
+
+/* The outcome of item i: a new reference to its value, or NULL with its
+   exception set. Consumes the item. */
+static PyObject *
+item_outcome(parpy_batch *b, Py_ssize_t i)
+{
+    if (b->codes[i] == PARSE_FAILED) {
+        parpy_restore_exception(b->errors[i]);
+        b->errors[i] = NULL;
+        return NULL;
+    }
+    int code = b->codes[i] == NOT_RUN ? PARPY_CANCELLED : b->codes[i];
+    if (code != PARPY_OK) {
+        release_item(b, i);
+        parpy_raise_code(b->st, b->kernel, code);
+        note_position(b, i);
+        return NULL;
+    }
+    b->held[i] = 0; /* build consumes it */
+    PyObject *value = b->kernel->build(ITEM(b, i));
+    if (value == NULL) {
+        note_position(b, i);
+    }
+    return value;
+}
+
+/* The first failure, by input position: a kernel's own code before a
+   cancellation. Returns its index, or -1 if every item succeeded. */
+static Py_ssize_t
+first_failure(parpy_batch *b)
+{
+    Py_ssize_t cancelled = -1;
+    for (Py_ssize_t i = 0; i < b->n; i++) {
+        int code = b->codes[i];
+        if (code == PARPY_OK) {
+            continue;
+        }
+        if (code != PARPY_CANCELLED && code != NOT_RUN) {
+            return i;
+        }
+        if (cancelled < 0) {
+            cancelled = i;
+        }
+    }
+    return cancelled;
+}
+
+/* Returns (ok, value) as a new tuple, stealing value. */
+static PyObject *
+pair(int ok, PyObject *value)
+{
+    if (value == NULL) {
+        return NULL;
+    }
+    PyObject *t = PyTuple_Pack(2, ok ? Py_True : Py_False, value);
+    Py_DECREF(value);
+    return t;
+}
+
+static PyObject *
+raised_pair(void)
+{
+    return pair(0, parpy_fetch_exception());
+}
+
+PyObject *
+parpy_batch_outcome(parpy_batch *b)
+{
+    if (b->completed) {
+        PyErr_SetString(PyExc_RuntimeError, "the batch was completed already");
+        return NULL;
+    }
+    b->completed = 1;
+    if (atomic_load(&b->prepared) < 0) {
+        release_all(b);
+        return pair(0, Py_NewRef(b->prepare_error));
+    }
+    if (b->call) {
+        PyObject *value = item_outcome(b, 0);
+        return value != NULL ? pair(1, value) : raised_pair();
+    }
+    if (!b->outcomes) {
+        Py_ssize_t bad = first_failure(b);
+        if (bad >= 0) {
+            PyObject *exc = (item_outcome(b, bad), parpy_fetch_exception());
+            release_all(b);
+            return pair(0, exc);
+        }
+    }
+    PyObject *list = PyList_New(b->n);
+    if (list == NULL) {
+        release_all(b);
+        return raised_pair();
+    }
+    int ok = 1;
+    for (Py_ssize_t i = 0; i < b->n; i++) {
+        PyObject *value = item_outcome(b, i);
+        if (value == NULL) {
+            PyObject *exc = parpy_fetch_exception();
+            if (!b->outcomes) { /* a build failed: the batch fails */
+                Py_DECREF(list);
+                release_all(b);
+                return pair(0, exc);
+            }
+            ok = 0;
+            value = exc;
+        }
+        PyList_SET_ITEM(list, i, value);
+    }
+    return pair(ok, list);
+}
+
+/* ---- the queue's side --------------------------------------------------- */
+
+int
+parpy_batch_helpers(parpy_batch *b)
+{
+    Py_ssize_t h = b->nthreads < b->nchunks ? b->nthreads : b->nchunks;
+    return h < 1 ? 1 : (int)h;
+}
+
+double
+parpy_batch_cost(parpy_batch *b)
+{
+    return b->total_cost;
+}
+
+int
+parpy_batch_deferred(parpy_batch *b)
+{
+    return atomic_load(&b->prepared) == 0;
+}
+
+int
+parpy_batch_prepare(parpy_batch *b)
+{
+    int state = atomic_load(&b->prepared);
+    if (state != 0) {
+        return state > 0 ? 0 : -1;
+    }
+    for (Py_ssize_t i = 0; b->kernel->prepare != NULL && i < b->n; i++) {
+        if (b->held[i] && b->kernel->prepare(ITEM(b, i)) < 0) {
+            note_position(b, i);
+            b->prepare_error = parpy_fetch_exception();
+            atomic_store(&b->prepared, -1);
+            return -1;
+        }
+    }
+    atomic_store(&b->prepared, 1);
+    return 0;
+}
+
+int
+parpy_batch_help(parpy_batch *b, const atomic_int *stop)
+{
+    if (atomic_load(&b->prepared) > 0) {
+        parpy_ctx ctx;
+        batch_ctx(b, stop, &ctx);
+        compute_chunks(b, &ctx);
+    }
+    return atomic_fetch_sub(&b->helpers, 1) == 1;
+}
+
+int
+parpy_batch_abandon(parpy_batch *b)
+{
+    return atomic_fetch_sub(&b->helpers, 1) == 1;
+}
+
+void
+parpy_batch_set_target(parpy_batch *b, PyObject *target, PyObject *index)
+{
+    Py_XSETREF(b->target, Py_NewRef(target));
+    Py_XSETREF(b->index, Py_NewRef(index));
+    atomic_store(&b->helpers, parpy_batch_helpers(b));
+}
+
+PyObject *
+parpy_batch_target(parpy_batch *b)
+{
+    return b->target;
+}
+
+PyObject *
+parpy_batch_index(parpy_batch *b)
+{
+    return b->index;
+}
+
+/* ---- the type ----------------------------------------------------------- */
+
+/* Parses one element of a batch into item i. Kernels that take more than
+   one argument take a tuple or list of them (one that takes a single one
+   may also take it bare). Returns 0 or -1 with an exception set. */
+static int
+parse_element(parpy_batch *b, Py_ssize_t i, PyObject *obj)
+{
+    const parpy_kernel *k = b->kernel;
+    if (b->call) {
+        return parpy_parse_call(k, ITEM(b, i), &PyTuple_GET_ITEM(obj, 0), PyTuple_GET_SIZE(obj),
+                                NULL);
+    }
+    if (k->max_args == 1 || (k->min_args == 1 && !PyTuple_Check(obj) && !PyList_Check(obj))) {
+        PyObject *args[4] = {obj, NULL, NULL, NULL};
+        return k->parse(ITEM(b, i), args);
+    }
+    if (!(PyTuple_Check(obj) || PyList_Check(obj))) {
         PyErr_Format(PyExc_TypeError, "%s items must be tuples of %d arguments, not %.200s",
-                     kernel->name, kernel->arity, Py_TYPE(obj)->tp_name);
+                     k->name, k->min_args, Py_TYPE(obj)->tp_name);
         return -1;
     }
     /* A snapshot: parsing may run __index__, which may change a list. */
@@ -554,133 +783,304 @@ parse_element(const parpy_kernel *kernel, PyObject *obj, void *item)
         return -1;
     }
     int rc = -1;
-    if (PyTuple_GET_SIZE(args) == kernel->arity) {
-        rc = kernel->parse(&PyTuple_GET_ITEM(args, 0), item);
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+    if (nargs >= k->min_args && nargs <= k->max_args) {
+        rc = parpy_parse_call(k, ITEM(b, i), &PyTuple_GET_ITEM(args, 0), nargs, NULL);
+    }
+    else if (k->min_args == k->max_args) {
+        PyErr_Format(PyExc_TypeError, "%s items must be tuples of %d arguments, not %zd", k->name,
+                     k->min_args, nargs);
     }
     else {
-        PyErr_Format(PyExc_TypeError, "%s items must be tuples of %d arguments", kernel->name,
-                     kernel->arity);
+        PyErr_Format(PyExc_TypeError, "%s items must be tuples of %d to %d arguments, not %zd",
+                     k->name, k->min_args, k->max_args, nargs);
     }
     Py_DECREF(args);
     return rc;
 }
 
-static void
-clear_items(job_t *job, Py_ssize_t from, Py_ssize_t to)
+typedef struct {
+    int workers, schedule, call, outcomes;
+    Py_ssize_t chunksize, start;
+    PyObject *control; /* borrowed, or NULL */
+} batch_options;
+
+/* Makes a batch: parses every item, checks the memory, plans, prepares.
+   Returns a new reference, or NULL with an exception set (what was parsed
+   is released). */
+static PyObject *
+batch_make(PyTypeObject *type, const parpy_kernel *k, PyObject *items, const batch_options *o)
 {
-    if (job->kernel->clear != NULL) {
-        for (Py_ssize_t i = from; i < to; i++) {
-            job->kernel->clear(ITEM(job, i));
+    parpy_state *st = parpy_state_of(type);
+    parpy_batch *b = (parpy_batch *)type->tp_alloc(type, 0);
+    if (b == NULL) {
+        return NULL;
+    }
+    b->kernel = k;
+    b->st = st;
+    b->schedule = o->schedule;
+    b->chunksize = o->chunksize;
+    b->call = o->call;
+    b->outcomes = o->outcomes;
+    b->start = o->start;
+    b->control = (parpy_control *)Py_XNewRef(o->control);
+    atomic_init(&b->cancel, 0);
+    atomic_init(&b->prepared, 0);
+    atomic_init(&b->next_chunk, 0);
+    atomic_init(&b->helpers, 0);
+
+    /* A tuple, not the caller's list: parsing may run __index__, which may
+       change the list under us. A call's items are its one argument tuple. */
+    PyObject *seq = NULL;
+    if (o->call) {
+        seq = PyTuple_Pack(1, items);
+    }
+    else {
+        seq = PyTuple_CheckExact(items) ? Py_NewRef(items) : PySequence_Tuple(items);
+    }
+    if (seq == NULL) {
+        goto fail;
+    }
+    Py_ssize_t n = b->n = PyTuple_GET_SIZE(seq);
+    /* one block: items | costs | bounds | held | codes */
+    size_t count = n > 0 ? (size_t)n : 1;
+    size_t item_bytes = (k->item_size * count + 15) & ~(size_t)15;
+    size_t costs_at = item_bytes, bounds_at = costs_at + count * sizeof(double);
+    size_t held_at = bounds_at + (count + 1) * sizeof(Py_ssize_t), codes_at = held_at + count;
+    if (count > (SIZE_MAX / 4) / (k->item_size + 32) ||
+        (b->block = calloc(1, codes_at + count)) == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    char *block = b->block;
+    b->items = block;
+    b->costs = (double *)(void *)(block + costs_at);
+    b->bounds = (Py_ssize_t *)(void *)(block + bounds_at);
+    b->held = (unsigned char *)(block + held_at);
+    b->codes = (unsigned char *)(block + codes_at);
+    memset(b->codes, NOT_RUN, count);
+    uint64_t scratch = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (parse_element(b, i, PyTuple_GET_ITEM(seq, i)) < 0) {
+            note_position(b, i);
+            if (!o->outcomes) {
+                goto fail;
+            }
+            /* one outcome per item: this one is its exception */
+            if (b->errors == NULL && (b->errors = calloc(count, sizeof(PyObject *))) == NULL) {
+                PyErr_NoMemory();
+                goto fail;
+            }
+            b->errors[i] = parpy_fetch_exception();
+            b->codes[i] = PARSE_FAILED;
+            continue;
+        }
+        b->held[i] = 1;
+        void *item = ITEM(b, i);
+        b->costs[i] = k->cost(item);
+        b->total_cost += b->costs[i];
+        b->result_bytes += k->result_bytes ? k->result_bytes(item) : 0;
+        uint64_t sc = k->scratch_bytes ? k->scratch_bytes(item) : 0;
+        scratch = sc > scratch ? sc : scratch;
+    }
+    b->nthreads = choose_threads(b, o->workers);
+    /* Every result at once, plus the scratch of the items in flight: refused
+       before anything is reserved. */
+    uint64_t need = b->result_bytes + scratch * (uint64_t)b->nthreads;
+    if (need >= PARPY_MEMORY_CHECK_MIN) {
+        char what[96];
+        if (o->call) {
+            snprintf(what, sizeof(what), "%s", k->name);
+        }
+        else {
+            snprintf(what, sizeof(what), "a batch of %zd %s results", n, k->name);
+        }
+        if (parpy_check_memory(what, need) < 0) {
+            goto fail;
         }
     }
+    if (n > 0 && plan(b) < 0) {
+        goto fail;
+    }
+    if (b->result_bytes < DEFER_BYTES && parpy_batch_prepare(b) < 0) {
+        parpy_restore_exception(Py_NewRef(b->prepare_error));
+        goto fail;
+    }
+    Py_DECREF(seq);
+    return (PyObject *)b;
+
+fail:
+    Py_XDECREF(seq);
+    Py_DECREF(b); /* releases what was parsed */
+    return NULL;
 }
 
-static int
-choose_threads(const job_t *job, int workers)
+static PyObject *
+batch_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    double by_work = floor(job->total_cost / THREAD_MIN_NS);
-    Py_ssize_t t = workers;
-    if (t > job->n) {
-        t = job->n;
+    static char *names[] = {"kernel",  "items", "workers",  "schedule", "chunksize",
+                            "control", "call",  "outcomes", "start",    NULL};
+    parpy_state *st = parpy_state_of(type);
+    PyObject *kernel, *items, *control = Py_None;
+    batch_options o = {.workers = 1, .schedule = PARPY_SCHED_AUTO};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O|$iinOppn:Batch", names, st->kernel_type,
+                                     &kernel, &items, &o.workers, &o.schedule, &o.chunksize,
+                                     &control, &o.call, &o.outcomes, &o.start)) {
+        return NULL;
     }
-    if (job->schedule == PARPY_SCHED_AUTO && (double)t > by_work) {
-        t = by_work < 1.0 ? 1 : (Py_ssize_t)by_work;
+    if (control != Py_None && !Py_IS_TYPE(control, st->control_type)) {
+        PyErr_Format(PyExc_TypeError, "control must be a Control or None, not %.200s",
+                     Py_TYPE(control)->tp_name);
+        return NULL;
     }
-    return t < 1 ? 1 : (int)t;
+    if (o.workers < 1 || o.schedule < PARPY_SCHED_AUTO || o.schedule > PARPY_SCHED_GUIDED ||
+        o.chunksize < 0 || o.chunksize > INT_MAX || o.start < 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "Batch: workers, schedule, chunksize or start out of range");
+        return NULL;
+    }
+    if (o.call && !PyTuple_Check(items)) {
+        PyErr_SetString(PyExc_TypeError, "Batch: a call's items must be its argument tuple");
+        return NULL;
+    }
+    o.control = control != Py_None ? control : NULL;
+    return batch_make(type, ((parpy_KernelObject *)kernel)->kernel, items, &o);
 }
 
 PyObject *
-parpy_run_batch(const parpy_kernel *kernel, PyObject *items, int workers, int schedule,
-                Py_ssize_t chunksize, parpy_control *control)
+parpy_batch_call(parpy_state *st, PyObject *kernel, PyObject *args, PyObject *control)
 {
-    PyObject *seq = NULL, *result = NULL;
-    job_t job = {.kernel = kernel, .schedule = schedule, .chunksize = chunksize};
-    atomic_init(&job.cancel, 0);
-    job.stop = control != NULL ? &control->cancel : NULL;
-    job.progress = control != NULL ? &control->done : NULL;
-    if (control != NULL && atomic_load(&control->cancel)) {
-        PyErr_SetString(PyExc_RuntimeError, "the batch was cancelled before it started");
+    if (!Py_IS_TYPE(kernel, st->kernel_type) || !PyTuple_Check(args) ||
+        (control != NULL && !Py_IS_TYPE(control, st->control_type))) {
+        PyErr_SetString(PyExc_TypeError, "call(kernel, args: tuple, control=None)");
         return NULL;
     }
-    Py_ssize_t prepared = 0; /* items [0, prepared) hold reserved results */
+    batch_options o = {.workers = 1, .call = 1, .control = control};
+    return batch_make(st->batch_type, ((parpy_KernelObject *)kernel)->kernel, args, &o);
+}
 
-    /* A tuple, not the caller's list: parsing may run __index__, which may
-       change the list under us. */
-    seq = PyTuple_CheckExact(items) ? Py_NewRef(items) : PySequence_Tuple(items);
-    if (seq == NULL) {
-        goto done;
+static void
+batch_dealloc(PyObject *op)
+{
+    parpy_batch *b = (parpy_batch *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    if (!b->completed) {
+        release_all(b);
     }
-    Py_ssize_t n = job.n = PyTuple_GET_SIZE(seq);
-    if (n == 0) {
-        result = PyList_New(0);
-        goto done;
-    }
-    job.items = calloc((size_t)n, kernel->item_size);
-    job.status = calloc((size_t)n, 1);
-    job.costs = calloc((size_t)n, sizeof(double));
-    if (job.items == NULL || job.status == NULL || job.costs == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    PyObject **elements = &PyTuple_GET_ITEM(seq, 0);
-    uint64_t results = 0, largest = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (parse_element(kernel, elements[i], ITEM(&job, i)) < 0) {
-            prefix_item_error(i);
-            goto done;
+    free(b->block);
+    if (b->errors != NULL) {
+        for (Py_ssize_t i = 0; i < b->n; i++) {
+            Py_XDECREF(b->errors[i]);
         }
-        job.costs[i] = kernel->cost(ITEM(&job, i));
-        job.total_cost += job.costs[i];
-        uint64_t bytes = kernel->result_bytes ? kernel->result_bytes(ITEM(&job, i)) : 0;
-        results += bytes;
-        largest = bytes > largest ? bytes : largest;
+        free(b->errors);
     }
-    job.nthreads = choose_threads(&job, workers);
+    free(b->order);
+    Py_XDECREF(b->prepare_error);
+    Py_XDECREF(b->control);
+    Py_XDECREF(b->target);
+    Py_XDECREF(b->index);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
 
-    /* Every result at once, plus the scratch of the items in flight: refused
-       before anything is reserved. */
-    uint64_t need = results + largest * PARPY_SCRATCH_FACTOR * job.nthreads;
-    if (need >= PARPY_MEMORY_CHECK_MIN) {
-        char what[96];
-        snprintf(what, sizeof(what), "a batch of %zd %s results", n, kernel->name);
-        if (parpy_check_memory(what, need) < 0) {
-            goto done;
-        }
-    }
-    for (; kernel->prepare != NULL && prepared < n; prepared++) {
-        if (kernel->prepare(ITEM(&job, prepared)) < 0) {
-            goto done;
-        }
-    }
-    prepared = n;
+PyDoc_STRVAR(batch_run_doc,
+             "run()\n--\n\n"
+             "Compute the batch on this thread and native threads (OpenMP), with the GIL\n"
+             "released, interruptibly; return its value or raise its exception.");
 
-    int interrupted = job_run(&job, INLINE_GIL_NS) < 0;
-    if (job_check(&job, interrupted, 0) < 0) {
-        goto done;
+static PyObject *
+batch_run(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    parpy_batch *b = (parpy_batch *)op;
+    if (b->completed || atomic_load(&b->helpers) > 0 || atomic_load(&b->next_chunk) > 0) {
+        PyErr_SetString(PyExc_RuntimeError, "a batch runs once");
+        return NULL;
     }
-    result = PyList_New(n);
-    if (result == NULL) {
-        goto done;
+    if (b->control != NULL && atomic_load(&b->control->cancel)) {
+        PyErr_Format(b->st->cancelled_error, "%s: the batch was cancelled before it started",
+                     b->kernel->name);
+        return NULL;
     }
-    /* build consumes its item, whether it succeeds or not */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *value = kernel->build(ITEM(&job, i));
-        if (value == NULL) {
-            Py_CLEAR(result);
-            clear_items(&job, i + 1, n);
-            prepared = 0;
-            goto done;
-        }
-        PyList_SET_ITEM(result, i, value);
+    if (b->n > 0 && parpy_batch_prepare(b) == 0 &&
+        execute(b, b->call ? SINGLE_RELEASE_NS : INLINE_GIL_NS) < 0) {
+        return NULL; /* interrupted: the items are released with the batch */
     }
-    prepared = 0;
+    PyObject *outcome = parpy_batch_outcome(b);
+    if (outcome == NULL) {
+        return NULL;
+    }
+    PyObject *value = Py_NewRef(PyTuple_GET_ITEM(outcome, 1));
+    int ok = PyTuple_GET_ITEM(outcome, 0) == Py_True;
+    Py_DECREF(outcome);
+    if (!ok && !b->outcomes) {
+        parpy_restore_exception(value);
+        return NULL;
+    }
+    return value;
+}
 
-done:
-    clear_items(&job, 0, prepared); /* reserved but neither built nor cleared */
-    job_free(&job);
-    free(job.items);
-    Py_XDECREF(seq);
-    return result;
+static PyObject *
+batch_get_cost(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyFloat_FromDouble(((parpy_batch *)op)->total_cost);
+}
+
+static PyObject *
+batch_get_tiny(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(((parpy_batch *)op)->total_cost < INLINE_GIL_NS);
+}
+
+static PyObject *
+batch_get_threads(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLong(((parpy_batch *)op)->nthreads);
+}
+
+static Py_ssize_t
+batch_length(PyObject *op)
+{
+    return ((parpy_batch *)op)->n;
+}
+
+static PyMethodDef batch_methods[] = {
+    {"run", batch_run, METH_NOARGS, batch_run_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef batch_getset[] = {
+    {"cost", batch_get_cost, NULL, "Estimated nanoseconds of work in all.", NULL},
+    {"tiny", batch_get_tiny, NULL,
+     "True when computing it here with the GIL held costs less than handing it over.", NULL},
+    {"threads", batch_get_threads, NULL, "Threads that compute it at once.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot batch_slots[] = {
+    {Py_tp_new, batch_new},
+    {Py_tp_dealloc, batch_dealloc},
+    {Py_tp_methods, batch_methods},
+    {Py_tp_getset, batch_getset},
+    {Py_sq_length, batch_length},
+    {Py_tp_doc,
+     "Batch(kernel, items, *, workers=1, schedule=0, chunksize=0, control=None, "
+     "call=False, outcomes=False, start=0)\n--\n\n"
+     "Items of one kernel, parsed and validated now, computed on native threads:\n"
+     "by run(), or by the workers of a WorkQueue it is submitted to."},
+    {0, NULL},
+};
+
+static PyType_Spec batch_spec = {
+    .name = "parpy._core.Batch",
+    .basicsize = sizeof(parpy_batch),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = batch_slots,
+};
+
+PyTypeObject *
+parpy_batch_type_new(PyObject *module)
+{
+    return (PyTypeObject *)PyType_FromModuleAndSpec(module, &batch_spec, NULL);
 }
 
 /* ---- thread count ------------------------------------------------------- */

@@ -1,7 +1,7 @@
 /* Fibonacci kernels: fib (fast doubling), fib_iterative (the book's loop),
  * fib_recursive (naive recursion on 64-bit integers), fib_mod (F(n) mod m).
  */
-#include "parpy.h"
+#include "parpy_gmp.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -14,6 +14,18 @@
 /* mpz sizes are ints counting 64-bit limbs: stay well inside 2**37 bits. */
 #define FIB_MAX_BITS ((UINT64_C(1) << 37) - (UINT64_C(1) << 24))
 #define FIB_MAX_N    ((uint64_t)(FIB_MAX_BITS / LOG2_PHI))
+
+/* GMP's operands and scratch while one item computes, in multiples of the
+   size of its result. */
+#define FIB_SCRATCH_FACTOR 4
+
+/* compute's code for a failed GMP allocation. */
+#define FIB_ENOMEM PARPY_CODE_FIRST
+
+static const parpy_error fib_errors[] = {
+    {FIB_ENOMEM, &PyExc_MemoryError, "out of memory (GMP allocation failed)"},
+    {0, NULL, NULL},
+};
 
 /* Calls of fib_recursive at or above this n poll for cancellation. */
 #define RECURSIVE_POLL_N 24
@@ -41,47 +53,6 @@ fib_bits(uint64_t n)
     return (uint64_t)ceil((double)n * LOG2_PHI) + 2;
 }
 
-/* ---- argument parsing --------------------------------------------------- */
-
-int
-parpy_parse_u64(PyObject *obj, const char *name, uint64_t *out)
-{
-    if (PyBool_Check(obj) || !(PyLong_Check(obj) || PyIndex_Check(obj))) {
-        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.200s", name, Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    PyObject *value = PyNumber_Index(obj); /* strong reference */
-    if (value == NULL) {
-        return -1;
-    }
-    int overflow = 0;
-    long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
-    int rc = -1;
-    if (v == -1 && PyErr_Occurred()) {
-        goto done;
-    }
-    if (overflow == 0 && v >= 0) {
-        *out = (uint64_t)v;
-        rc = 0;
-    }
-    else if (overflow < 0 || (overflow == 0 && v < 0)) {
-        PyErr_Format(PyExc_ValueError, "%s must be >= 0, not %S", name, value);
-    }
-    else {
-        unsigned long long u = PyLong_AsUnsignedLongLong(value);
-        if (u == (unsigned long long)-1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            PyErr_Format(PyExc_OverflowError, "%s must be < 2**64, not %S", name, value);
-            goto done;
-        }
-        *out = (uint64_t)u;
-        rc = 0;
-    }
-done:
-    Py_DECREF(value);
-    return rc;
-}
-
 /* Checks that F(n) can be represented and computed here. Returns 0, or -1
    with OverflowError or MemoryError set. */
 static int
@@ -93,29 +64,31 @@ check_fib_size(const char *func, uint64_t n)
                      (unsigned long long)FIB_MAX_N, (unsigned long long)n);
         return -1;
     }
-    uint64_t need = fib_bits(n) / 8 * (1 + PARPY_SCRATCH_FACTOR);
+    uint64_t need = fib_bits(n) / 8 * (1 + FIB_SCRATCH_FACTOR);
     if (need < PARPY_MEMORY_CHECK_MIN) {
         return 0;
     }
     char what[64];
     snprintf(what, sizeof(what), "%s(%llu)", func, (unsigned long long)n);
     return parpy_check_memory(what, need);
-    return 0;
 }
 
 /* ---- big results: fib and fib_iterative -------------------------------- */
 
+/* The result is small when n <= FIB_U64_MAX_N; else an mpz, stored straight
+   into a reserved Python int when prepared, kept for give otherwise. */
 typedef struct {
     uint64_t n;
-    uint64_t small;   /* the value when n <= FIB_U64_MAX_N */
-    parpy_intbuf out; /* reserved only when n > FIB_U64_MAX_N */
+    uint64_t small;
+    parpy_intbuf out; /* reserved by prepare, when n > FIB_U64_MAX_N */
+    mpz_t z;          /* the result, when computed without a reservation */
+    int have_z;
 } big_item;
 
 static int
-big_parse(const char *func, PyObject *const *args, void *p)
+big_parse(const char *func, void *p, PyObject *const *args)
 {
     big_item *it = p;
-    it->out.handle = NULL;
     if (parpy_parse_u64(args[0], "n", &it->n) < 0) {
         return -1;
     }
@@ -132,6 +105,12 @@ big_result_bytes(const void *p)
     return it->n <= FIB_U64_MAX_N ? 0 : fib_bits(it->n) / 8;
 }
 
+static uint64_t
+big_scratch_bytes(const void *p)
+{
+    return big_result_bytes(p) * FIB_SCRATCH_FACTOR;
+}
+
 static int
 big_prepare(void *p)
 {
@@ -146,30 +125,75 @@ big_build(void *p)
     if (it->n <= FIB_U64_MAX_N) {
         return PyLong_FromUnsignedLongLong(it->small);
     }
+    if (it->have_z) { /* not prepared: convert now */
+        int rc = parpy_intbuf_alloc(&it->out, mpz_sizeinbase(it->z, 2));
+        if (rc == 0) {
+            rc = parpy_intbuf_store(&it->out, it->z);
+        }
+        mpz_clear(it->z);
+        it->have_z = 0;
+        if (rc < 0) {
+            parpy_intbuf_discard(&it->out);
+            return PyErr_Occurred() ? NULL : PyErr_NoMemory();
+        }
+    }
     return parpy_intbuf_finish(&it->out);
 }
 
 static void
-big_clear(void *p)
+big_give(void *p, parpy_value *value)
+{
+    big_item *it = p;
+    mpz_ptr z = parpy_value_mpz_ptr(value);
+    if (it->have_z) {
+        *z = *it->z; /* moved: the item no longer owns it */
+        it->have_z = 0;
+    }
+    else {
+        mpz_init_set_ui(z, (unsigned long)it->small);
+    }
+}
+
+static void
+big_release(void *p)
 {
     big_item *it = p;
     parpy_intbuf_discard(&it->out);
+    if (it->have_z) {
+        mpz_clear(it->z);
+        it->have_z = 0;
+    }
 }
 
-/* Stores z into the item's reserved int. Returns PARPY_OK or an error code. */
+/* Keeps z (an initialised mpz, consumed) as the item's result. Returns
+   PARPY_OK or an error code. */
 static int
-big_store(big_item *it, mpz_srcptr z)
+big_store(big_item *it, mpz_ptr z)
 {
+    if (it->out.handle == NULL) {
+        *it->z = *z;
+        it->have_z = 1;
+        return PARPY_OK;
+    }
     /* The reservation is an upper bound on F(n)'s size, so this holds. */
-    return parpy_intbuf_store(&it->out, z) == 0 ? PARPY_OK : PARPY_ENOMEM;
+    int rc = parpy_intbuf_store(&it->out, z) == 0 ? PARPY_OK : FIB_ENOMEM;
+    mpz_clear(z);
+    return rc;
+}
+
+static int
+fib_init(PyObject *module)
+{
+    fib_table_init();
+    return parpy_gmp_init(module);
 }
 
 /* fib: fast doubling (GMP's mpz_fib_ui). */
 
 static int
-fib_parse(PyObject *const *args, void *p)
+fib_parse(void *p, PyObject *const *args)
 {
-    return big_parse("fib", args, p);
+    return big_parse("fib", p, args);
 }
 
 static double
@@ -198,22 +222,20 @@ fib_compute(void *p, const parpy_ctx *ctx)
     jmp_buf recover;
     if (setjmp(recover)) {
         mpz_clear(z);
-        return PARPY_ENOMEM;
+        return FIB_ENOMEM;
     }
     parpy_gmp_recover = &recover;
     mpz_fib_ui(z, (unsigned long)it->n);
     parpy_gmp_recover = NULL;
-    int rc = big_store(it, z);
-    mpz_clear(z);
-    return rc;
+    return big_store(it, z);
 }
 
 /* fib_iterative: a, b = b, a + b, n times, on GMP integers. */
 
 static int
-fib_iterative_parse(PyObject *const *args, void *p)
+fib_iterative_parse(void *p, PyObject *const *args)
 {
-    return big_parse("fib_iterative", args, p);
+    return big_parse("fib_iterative", p, args);
 }
 
 static double
@@ -246,7 +268,7 @@ fib_iterative_compute(void *p, const parpy_ctx *ctx)
     int rc = PARPY_OK;
     jmp_buf recover;
     if (setjmp(recover)) {
-        rc = PARPY_ENOMEM;
+        rc = FIB_ENOMEM;
         goto done;
     }
     parpy_gmp_recover = &recover;
@@ -257,7 +279,7 @@ fib_iterative_compute(void *p, const parpy_ctx *ctx)
     mpz_set_ui(b, 1);
     for (uint64_t i = 0; i < n; i++) {
         if ((i & ITERATIVE_POLL_MASK) == 0 && parpy_cancelled(ctx)) {
-            rc = PARPY_ECANCELLED;
+            rc = PARPY_CANCELLED;
             break;
         }
         mpz_add(a, a, b);
@@ -265,7 +287,8 @@ fib_iterative_compute(void *p, const parpy_ctx *ctx)
     }
     parpy_gmp_recover = NULL;
     if (rc == PARPY_OK) {
-        rc = big_store(it, a);
+        mpz_clear(b);
+        return big_store(it, a);
     }
 done:
     mpz_clear(a);
@@ -287,10 +310,19 @@ u64_build(void *p)
     return PyLong_FromUnsignedLongLong(((u64_item *)p)->value);
 }
 
+static void
+u64_give(void *p, parpy_value *value)
+{
+    mpz_ptr z = parpy_value_mpz_ptr(value);
+    uint64_t v = ((u64_item *)p)->value;
+    mpz_init(z);
+    mpz_import(z, 1, -1, sizeof(v), 0, 0, &v);
+}
+
 /* fib_recursive: fib(n - 1) + fib(n - 2), exponential on purpose. */
 
 static int
-fib_recursive_parse(PyObject *const *args, void *p)
+fib_recursive_parse(void *p, PyObject *const *args)
 {
     u64_item *it = p;
     if (parpy_parse_u64(args[0], "n", &it->n) < 0) {
@@ -314,29 +346,29 @@ fib_recursive_cost(const void *p)
 }
 
 static uint64_t
-fib_recursive_c(unsigned n, const atomic_int *cancel)
+fib_recursive_c(unsigned n, const parpy_ctx *ctx)
 {
     if (n < 2) {
         return n;
     }
-    if (n >= RECURSIVE_POLL_N && atomic_load_explicit(cancel, memory_order_relaxed)) {
+    if (n >= RECURSIVE_POLL_N && parpy_cancelled(ctx)) {
         return 0;
     }
-    return fib_recursive_c(n - 1, cancel) + fib_recursive_c(n - 2, cancel);
+    return fib_recursive_c(n - 1, ctx) + fib_recursive_c(n - 2, ctx);
 }
 
 static int
 fib_recursive_compute(void *p, const parpy_ctx *ctx)
 {
     u64_item *it = p;
-    it->value = fib_recursive_c((unsigned)it->n, ctx->cancel);
-    return parpy_cancelled(ctx) ? PARPY_ECANCELLED : PARPY_OK;
+    it->value = fib_recursive_c((unsigned)it->n, ctx);
+    return parpy_cancelled(ctx) ? PARPY_CANCELLED : PARPY_OK;
 }
 
 /* fib_mod: fast doubling modulo m, with 128-bit products. */
 
 static int
-fib_mod_parse(PyObject *const *args, void *p)
+fib_mod_parse(void *p, PyObject *const *args)
 {
     u64_item *it = p;
     if (parpy_parse_u64(args[0], "n", &it->n) < 0 || parpy_parse_u64(args[1], "m", &it->m) < 0) {
@@ -395,6 +427,12 @@ fib_mod_compute(void *p, const parpy_ctx *ctx)
 
 /* ---- kernel tables ------------------------------------------------------ */
 
+#define BIG_KERNEL_FIELDS                                                                         \
+    .min_args = 1, .max_args = 1, .item_size = sizeof(big_item), .init = fib_init,                \
+    .result_bytes = big_result_bytes, .scratch_bytes = big_scratch_bytes, .prepare = big_prepare, \
+    .build = big_build, .give = big_give, .output = &parpy_value_mpz, .release = big_release,     \
+    .errors = fib_errors
+
 const parpy_kernel parpy_kernel_fib = {
     .name = "fib",
     .doc =
@@ -404,16 +442,10 @@ const parpy_kernel parpy_kernel_fib = {
         "Raises TypeError for a non-int (bool and float included), ValueError for\n"
         "n < 0, OverflowError or MemoryError when F(n) cannot be represented or\n"
         "does not fit in memory.",
-    .signature = "(n, /)",
-    .arity = 1,
-    .item_size = sizeof(big_item),
     .parse = fib_parse,
-    .result_bytes = big_result_bytes,
-    .prepare = big_prepare,
     .cost = fib_cost,
     .compute = fib_compute,
-    .build = big_build,
-    .clear = big_clear,
+    BIG_KERNEL_FIELDS,
 };
 
 const parpy_kernel parpy_kernel_fib_iterative = {
@@ -423,16 +455,10 @@ const parpy_kernel parpy_kernel_fib_iterative = {
         "Return F(n) by the loop a, b = b, a + b, run n times on GMP integers.\n\n"
         "Linear in n additions: the like-for-like twin of the pure-Python loop.\n"
         "Interruptible with Ctrl-C. Same errors as fib().",
-    .signature = "(n, /)",
-    .arity = 1,
-    .item_size = sizeof(big_item),
     .parse = fib_iterative_parse,
-    .result_bytes = big_result_bytes,
-    .prepare = big_prepare,
     .cost = fib_iterative_cost,
     .compute = fib_iterative_compute,
-    .build = big_build,
-    .clear = big_clear,
+    BIG_KERNEL_FIELDS,
 };
 
 const parpy_kernel parpy_kernel_fib_recursive = {
@@ -443,14 +469,17 @@ const parpy_kernel parpy_kernel_fib_recursive = {
         "integers: exponential time, the classic CPU-bound demonstration.\n\n"
         "0 <= n <= 93 (F(93) is the largest value below 2**64); larger n raise\n"
         "OverflowError. Interruptible with Ctrl-C.",
-    .signature = "(n, /)",
-    .arity = 1,
+    .min_args = 1,
+    .max_args = 1,
     .item_size = sizeof(u64_item),
+    .init = fib_init,
     .parse = fib_recursive_parse,
     .cost = fib_recursive_cost,
     .compute = fib_recursive_compute,
     .build = u64_build,
-    .clear = NULL,
+    .give = u64_give,
+    .output = &parpy_value_mpz,
+    .errors = fib_errors,
 };
 
 const parpy_kernel parpy_kernel_fib_mod = {
@@ -459,19 +488,15 @@ const parpy_kernel parpy_kernel_fib_mod = {
         "fib_mod(n, m, /)\n--\n\n"
         "Return F(n) mod m for 0 <= n < 2**64 and 1 <= m < 2**64, in O(log n).\n\n"
         "In batches each item is an (n, m) pair.",
-    .signature = "(n, m, /)",
-    .arity = 2,
+    .min_args = 2,
+    .max_args = 2,
     .item_size = sizeof(u64_item),
+    .init = fib_init,
     .parse = fib_mod_parse,
     .cost = fib_mod_cost,
     .compute = fib_mod_compute,
     .build = u64_build,
-    .clear = NULL,
+    .give = u64_give,
+    .output = &parpy_value_mpz,
+    .errors = fib_errors,
 };
-
-/* Called once from module exec. */
-void
-parpy_fib_init(void)
-{
-    fib_table_init();
-}

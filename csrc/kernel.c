@@ -1,41 +1,175 @@
 /* parpy._core.Kernel: a native kernel as a Python callable.
  *
  * Calling a kernel runs it on one item (parpy_run_one); every parpy executor
- * recognises the type and runs whole batches of it in C.
+ * recognises the type and runs whole batches of it in C. Also here: what is
+ * shared by every kernel (the "text" value type, raising a kernel's codes,
+ * notes on exceptions).
  */
 #include "parpy.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <structmember.h>
 
-PyObject *
-parpy_kernel_call(const parpy_kernel *k, PyObject *const *args, Py_ssize_t nargs,
-                  parpy_control *control)
+/* ---- shared by every kernel --------------------------------------------- */
+
+static void
+text_drop(parpy_value *value)
 {
-    if (nargs != k->arity) {
-        PyErr_Format(PyExc_TypeError, "%s() takes exactly %d argument%s (%zd given)", k->name,
-                     k->arity, k->arity == 1 ? "" : "s", nargs);
-        return NULL;
+    free(((parpy_text *)(void *)value->bytes)->data);
+}
+
+const parpy_value_type parpy_value_text = {.name = "text", .drop = text_drop};
+
+void
+parpy_raise_code(parpy_state *st, const parpy_kernel *kernel, int code)
+{
+    if (code == PARPY_CANCELLED) {
+        PyErr_Format(st->cancelled_error, "%s: cancelled", kernel->name);
+        return;
     }
-    union {
-        char bytes[PARPY_ITEM_MAX];
-        max_align_t align;
-    } item;
-    assert(k->item_size <= sizeof(item));
-    if (k->parse(args, &item) < 0 || (k->prepare != NULL && k->prepare(&item) < 0)) {
-        return NULL;
+    for (const parpy_error *e = kernel->errors; e != NULL && e->code != 0; e++) {
+        if (e->code == code) {
+            PyErr_Format(*e->type, "%s: %s", kernel->name, e->message);
+            return;
+        }
     }
-    return parpy_run_one(k, &item, control);
+    PyErr_Format(PyExc_SystemError, "%s: unknown error code %d", kernel->name, code);
+}
+
+void
+parpy_add_note(parpy_state *st, const char *format, ...)
+{
+    char text[200];
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(text, sizeof(text), format, ap);
+    va_end(ap);
+    PyObject *exc = parpy_fetch_exception();
+    PyObject *note = PyUnicode_FromString(text);
+    PyObject *r = note ? PyObject_CallMethodOneArg(exc, st->str_add_note, note) : NULL;
+    if (r == NULL) {
+        PyErr_Clear(); /* the exception itself matters more than its note */
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(note);
+    parpy_restore_exception(exc);
+}
+
+PyObject *
+parpy_fetch_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+void
+parpy_restore_exception(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
+/* ---- calls -------------------------------------------------------------- */
+
+#define MAX_ARGS 4
+
+int
+parpy_parse_call(const parpy_kernel *k, void *item, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    PyObject *all[MAX_ARGS] = {NULL};
+    if (nargs > k->max_args) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %s %d positional argument%s (%zd given)", k->name,
+                     k->min_args == k->max_args ? "exactly" : "at most", k->max_args,
+                     k->max_args == 1 ? "" : "s", nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        all[i] = args[i];
+    }
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (nkw > 0 && k->keywords == NULL) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", k->name);
+        return -1;
+    }
+    for (Py_ssize_t j = 0; j < nkw; j++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, j);
+        int found = 0;
+        for (int i = 0; i < k->max_args && !found; i++) {
+            if (k->keywords[i] != NULL &&
+                PyUnicode_CompareWithASCIIString(name, k->keywords[i]) == 0) {
+                if (all[i] != NULL) {
+                    PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'",
+                                 k->name, k->keywords[i]);
+                    return -1;
+                }
+                all[i] = args[nargs + j];
+                found = 1;
+            }
+        }
+        if (!found) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", k->name,
+                         name);
+            return -1;
+        }
+    }
+    for (int i = 0; i < k->min_args; i++) {
+        if (all[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() takes %s %d argument%s (%zd given)", k->name,
+                         k->min_args == k->max_args ? "exactly" : "at least", k->min_args,
+                         k->min_args == 1 ? "" : "s", nargs + nkw);
+            return -1;
+        }
+    }
+    return k->parse(item, all);
 }
 
 static PyObject *
 kernel_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     const parpy_kernel *k = ((parpy_KernelObject *)self)->kernel;
-    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
-        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", k->name);
-        return NULL;
+    parpy_state *st = parpy_state_of(Py_TYPE(self));
+    union {
+        char bytes[256];
+        max_align_t align;
+    } local;
+    void *item =
+        k->item_size <= sizeof(local) ? memset(&local, 0, k->item_size) : calloc(1, k->item_size);
+    if (item == NULL) {
+        return PyErr_NoMemory();
     }
-    return parpy_kernel_call(k, args, PyVectorcall_NARGS(nargsf), NULL);
+    PyObject *result = NULL;
+    if (parpy_parse_call(k, item, args, PyVectorcall_NARGS(nargsf), kwnames) == 0) {
+        if (k->prepare != NULL && k->prepare(item) < 0) {
+            if (k->release != NULL) {
+                k->release(item);
+            }
+        }
+        else {
+            result = parpy_run_one(st, k, item);
+        }
+    }
+    if (item != (void *)&local) {
+        free(item);
+    }
+    return result;
 }
 
 static void
@@ -80,59 +214,74 @@ kernel_get_doc(PyObject *self, void *Py_UNUSED(closure))
     return PyUnicode_FromString(body ? body + 5 : doc);
 }
 
+/* "(sig)" from the doc's "name(sig)\n--\n\n" header. Returns a new
+   reference. */
+static PyObject *
+text_signature(const parpy_kernel *k)
+{
+    const char *open = strchr(k->doc, '(');
+    const char *end = strstr(k->doc, "\n--\n\n");
+    if (open == NULL || end == NULL || end < open) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_FromStringAndSize(open, end - open);
+}
+
 static PyObject *
 kernel_get_text_signature(PyObject *self, void *Py_UNUSED(closure))
 {
-    return PyUnicode_FromString(((parpy_KernelObject *)self)->kernel->signature);
+    return text_signature(((parpy_KernelObject *)self)->kernel);
 }
 
-/* inspect.Signature of the kernel: positional-only parameters named after
-   the kernel table's signature, e.g. "(n, m, /)". */
+/* inspect.Signature of the kernel, read from its text signature as
+   inspect does for builtins. */
 static PyObject *
 kernel_get_signature(PyObject *self, void *Py_UNUSED(closure))
 {
-    const parpy_kernel *k = ((parpy_KernelObject *)self)->kernel;
-    PyObject *inspect = NULL, *parameter = NULL, *kind = NULL, *params = NULL, *result = NULL;
+    PyObject *inspect = NULL, *cls = NULL, *text = NULL, *sig = NULL;
     inspect = PyImport_ImportModule("inspect");
-    if (inspect == NULL) {
-        goto done;
+    cls = inspect ? PyObject_GetAttrString(inspect, "Signature") : NULL;
+    text = cls ? text_signature(((parpy_KernelObject *)self)->kernel) : NULL;
+    if (text != NULL) {
+        sig = PyObject_CallMethod(inspect, "_signature_fromstr", "OOO", cls, self, text);
     }
-    parameter = PyObject_GetAttrString(inspect, "Parameter");
-    kind = parameter ? PyObject_GetAttrString(parameter, "POSITIONAL_ONLY") : NULL;
-    params = kind ? PyList_New(0) : NULL;
-    if (params == NULL) {
-        goto done;
-    }
-    const char *p = k->signature;
-    while (*p != '\0') {
-        size_t len = strcspn(p, "(), /");
-        if (len == 0) {
-            p++;
-            continue;
-        }
-        PyObject *name = PyUnicode_FromStringAndSize(p, (Py_ssize_t)len);
-        PyObject *param = name ? PyObject_CallFunctionObjArgs(parameter, name, kind, NULL) : NULL;
-        Py_XDECREF(name);
-        if (param == NULL || PyList_Append(params, param) < 0) {
-            Py_XDECREF(param);
-            goto done;
-        }
-        Py_DECREF(param);
-        p += len;
-    }
-    result = PyObject_CallMethod(inspect, "Signature", "O", params);
-done:
     Py_XDECREF(inspect);
-    Py_XDECREF(parameter);
-    Py_XDECREF(kind);
-    Py_XDECREF(params);
-    return result;
+    Py_XDECREF(cls);
+    Py_XDECREF(text);
+    return sig;
 }
 
 static PyObject *
-kernel_get_arity(PyObject *self, void *Py_UNUSED(closure))
+kernel_get_min_args(PyObject *self, void *Py_UNUSED(closure))
 {
-    return PyLong_FromLong(((parpy_KernelObject *)self)->kernel->arity);
+    return PyLong_FromLong(((parpy_KernelObject *)self)->kernel->min_args);
+}
+
+static PyObject *
+kernel_get_max_args(PyObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLong(((parpy_KernelObject *)self)->kernel->max_args);
+}
+
+static PyObject *
+value_type_name(const parpy_value_type *type)
+{
+    if (type == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_FromString(type->name);
+}
+
+static PyObject *
+kernel_get_input(PyObject *self, void *Py_UNUSED(closure))
+{
+    return value_type_name(((parpy_KernelObject *)self)->kernel->input);
+}
+
+static PyObject *
+kernel_get_output(PyObject *self, void *Py_UNUSED(closure))
+{
+    return value_type_name(((parpy_KernelObject *)self)->kernel->output);
 }
 
 static PyMethodDef kernel_methods[] = {
@@ -147,7 +296,12 @@ static PyGetSetDef kernel_getset[] = {
     {"__doc__", kernel_get_doc, NULL, NULL, NULL},
     {"__text_signature__", kernel_get_text_signature, NULL, NULL, NULL},
     {"__signature__", kernel_get_signature, NULL, NULL, NULL},
-    {"arity", kernel_get_arity, NULL, "Number of arguments per item.", NULL},
+    {"min_args", kernel_get_min_args, NULL, "Fewest Python arguments of one item.", NULL},
+    {"max_args", kernel_get_max_args, NULL, "Most Python arguments of one item.", NULL},
+    {"input", kernel_get_input, NULL,
+     "The C value type this kernel can take from the kernel before it, or None.", NULL},
+    {"output", kernel_get_output, NULL,
+     "The C value type this kernel can give to the kernel after it, or None.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

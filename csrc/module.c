@@ -1,7 +1,10 @@
-/* parpy._core: module init (multi-phase, PEP 489) and module functions. */
+/* parpy._core: module init (multi-phase, PEP 489), the kernel registry and
+ * module functions. */
 #include "parpy.h"
 
 #include <omp.h>
+
+static PyModuleDef module_def;
 
 static inline parpy_state *
 get_state(PyObject *module)
@@ -9,14 +12,19 @@ get_state(PyObject *module)
     return (parpy_state *)PyModule_GetState(module);
 }
 
-/* ---- functions ---------------------------------------------------------- */
+parpy_state *
+parpy_state_of(PyTypeObject *type)
+{
+    PyObject *module = PyType_GetModuleByDef(type, &module_def);
+    return module != NULL ? get_state(module) : NULL;
+}
 
-PyDoc_STRVAR(run_batch_doc,
-             "run_batch(kernel, items, workers, schedule, chunksize, control=None, /)\n--\n\n"
-             "Run kernel over items on native threads; return the results in input order.\n\n"
-             "workers >= 1; schedule 0 (default), 1 (static), 2 (dynamic) or 3 (guided);\n"
-             "chunksize >= 0 (0: OpenMP's default); control, a Control that cancels the\n"
-             "batch from another thread and counts finished items. Validated by parpy.map.");
+/* ---- the kernels -------------------------------------------------------- */
+
+#define PARPY_KERNEL_ENTRY(name) &parpy_kernel_##name,
+static const parpy_kernel *const kernels[] = {PARPY_KERNELS(PARPY_KERNEL_ENTRY) NULL};
+
+/* ---- functions ---------------------------------------------------------- */
 
 /* Returns the int value of obj, or -1 with an exception set. */
 static int
@@ -32,66 +40,6 @@ as_int(PyObject *obj, int *out)
     }
     *out = (int)v;
     return 0;
-}
-
-static PyObject *
-run_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 5 && nargs != 6) {
-        PyErr_Format(PyExc_TypeError, "run_batch() takes 5 or 6 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    parpy_state *st = get_state(module);
-    parpy_control *control = NULL;
-    if (nargs == 6 && args[5] != Py_None) {
-        if (!Py_IS_TYPE(args[5], st->control_type)) {
-            PyErr_Format(PyExc_TypeError, "control must be a Control or None, not %.200s",
-                         Py_TYPE(args[5])->tp_name);
-            return NULL;
-        }
-        control = (parpy_control *)args[5];
-    }
-    if (!Py_IS_TYPE(args[0], st->kernel_type)) {
-        PyErr_Format(PyExc_TypeError, "kernel must be a parpy kernel, not %.200s",
-                     Py_TYPE(args[0])->tp_name);
-        return NULL;
-    }
-    int workers, schedule;
-    if (as_int(args[2], &workers) < 0 || as_int(args[3], &schedule) < 0) {
-        return NULL;
-    }
-    Py_ssize_t chunksize = PyLong_AsSsize_t(args[4]);
-    if (chunksize == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (workers < 1 || schedule < PARPY_SCHED_AUTO || schedule > PARPY_SCHED_GUIDED ||
-        chunksize < 0 || chunksize > INT_MAX) {
-        PyErr_SetString(PyExc_ValueError, "run_batch: workers, schedule or chunksize out of range");
-        return NULL;
-    }
-    return parpy_run_batch(((parpy_KernelObject *)args[0])->kernel, args[1], workers, schedule,
-                           chunksize, control);
-}
-
-PyDoc_STRVAR(call_doc,
-             "call(kernel, args, control, /)\n--\n\n"
-             "kernel(*args), cancelled when control is (parpy.Pool.terminate).");
-
-static PyObject *
-call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "call() takes exactly 3 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    parpy_state *st = get_state(module);
-    if (!Py_IS_TYPE(args[0], st->kernel_type) || !PyTuple_Check(args[1]) ||
-        !Py_IS_TYPE(args[2], st->control_type)) {
-        PyErr_SetString(PyExc_TypeError, "call(kernel, tuple, Control)");
-        return NULL;
-    }
-    return parpy_kernel_call(((parpy_KernelObject *)args[0])->kernel, &PyTuple_GET_ITEM(args[1], 0),
-                             PyTuple_GET_SIZE(args[1]), (parpy_control *)args[2]);
 }
 
 PyDoc_STRVAR(set_num_threads_doc,
@@ -120,65 +68,166 @@ get_num_threads(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     return PyLong_FromLong(parpy_default_threads());
 }
 
+PyDoc_STRVAR(chain_doc,
+             "chain(kernels, args, /)\n--\n\n"
+             "kernels[-1](...kernels[1](kernels[0](*args))), where each kernel gives its\n"
+             "result to the next as a C value (no Python object in between). Computed on\n"
+             "the calling thread; the GIL is released while the kernels compute.");
+
+/* Releases a given-but-not-taken value, or an item, on the way out. */
+static PyObject *
+chain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    parpy_state *st = get_state(module);
+    if (nargs != 2 || !PyTuple_Check(args[0]) || !PyTuple_Check(args[1]) ||
+        PyTuple_GET_SIZE(args[0]) < 1) {
+        PyErr_SetString(PyExc_TypeError, "chain(kernels: tuple, args: tuple)");
+        return NULL;
+    }
+    Py_ssize_t nk = PyTuple_GET_SIZE(args[0]);
+    const parpy_kernel *ks[8];
+    if (nk > 8) {
+        PyErr_SetString(PyExc_ValueError, "chain: at most 8 kernels");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nk; i++) {
+        PyObject *k = PyTuple_GET_ITEM(args[0], i);
+        if (!Py_IS_TYPE(k, st->kernel_type)) {
+            PyErr_Format(PyExc_TypeError, "chain: kernels[%zd] is not a parpy kernel", i);
+            return NULL;
+        }
+        ks[i] = ((parpy_KernelObject *)k)->kernel;
+        if (i > 0 && (ks[i]->input == NULL || ks[i]->input != ks[i - 1]->output)) {
+            PyErr_Format(PyExc_TypeError, "chain: %s cannot take the output of %s", ks[i]->name,
+                         ks[i - 1]->name);
+            return NULL;
+        }
+    }
+    void *item = calloc(1, ks[0]->item_size);
+    if (item == NULL) {
+        return PyErr_NoMemory();
+    }
+    PyObject *tuple = args[1];
+    if (parpy_parse_call(ks[0], item, &PyTuple_GET_ITEM(tuple, 0), PyTuple_GET_SIZE(tuple), NULL) <
+        0) {
+        free(item);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i + 1 < nk; i++) {
+        const parpy_kernel *k = ks[i];
+        parpy_ctx ctx = {{NULL, NULL, NULL}};
+        int code;
+        parpy_value value;
+        void *next = calloc(1, ks[i + 1]->item_size);
+        if (next == NULL) {
+            if (k->release != NULL) {
+                k->release(item);
+            }
+            free(item);
+            return PyErr_NoMemory();
+        }
+        Py_BEGIN_ALLOW_THREADS
+            code = k->compute(item, &ctx);
+            if (code == PARPY_OK) {
+                k->give(item, &value);
+                code = ks[i + 1]->take(next, &value);
+            }
+        Py_END_ALLOW_THREADS
+        if (k->release != NULL) {
+            k->release(item);
+        }
+        free(item);
+        item = next;
+        if (code != PARPY_OK) {
+            free(item);
+            parpy_raise_code(st, k, code);
+            return NULL;
+        }
+    }
+    PyObject *result = parpy_run_one(st, ks[nk - 1], item);
+    free(item);
+    return result;
+}
+
+PyDoc_STRVAR(call_doc,
+             "call(kernel, args, control=None, /)\n--\n\n"
+             "A Batch of one call, kernel(*args): validated now, its outcome exactly the\n"
+             "call's. The same as Batch(kernel, args, call=True, control=control).");
+
+static PyObject *
+call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2 || nargs > 3) {
+        PyErr_Format(PyExc_TypeError, "call() takes 2 or 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *control = nargs == 3 && args[2] != Py_None ? args[2] : NULL;
+    return parpy_batch_call(get_state(module), args[0], args[1], control);
+}
+
 static PyMethodDef module_methods[] = {
-    {"run_batch", (PyCFunction)(void (*)(void))run_batch, METH_FASTCALL, run_batch_doc},
     {"call", (PyCFunction)(void (*)(void))call, METH_FASTCALL, call_doc},
     {"set_num_threads", set_num_threads, METH_O, set_num_threads_doc},
     {"get_num_threads", get_num_threads, METH_NOARGS, get_num_threads_doc},
+    {"chain", (PyCFunction)(void (*)(void))chain, METH_FASTCALL, chain_doc},
     {NULL, NULL, 0, NULL},
 };
 
 /* ---- init --------------------------------------------------------------- */
 
 static int
-add_kernel(PyObject *module, const parpy_kernel *kernel)
+add_type(PyObject *module, PyTypeObject **slot, PyTypeObject *(*make)(PyObject *))
 {
-    PyObject *obj = parpy_kernel_new(get_state(module)->kernel_type, kernel);
-    if (obj == NULL) {
-        return -1;
-    }
-    int rc = PyModule_AddObjectRef(module, kernel->name, obj);
-    Py_DECREF(obj);
-    return rc;
+    *slot = make(module);
+    return *slot == NULL || PyModule_AddType(module, *slot) < 0 ? -1 : 0;
 }
 
 static int
 module_exec(PyObject *module)
 {
     parpy_state *st = get_state(module);
-    if (parpy_intconv_init() < 0 || parpy_batch_init() < 0) {
+    if (parpy_batch_init() < 0) {
         return -1;
     }
-    parpy_fib_init();
-    parpy_gmp_memory_init();
-    st->kernel_type = parpy_kernel_type_new(module);
-    if (st->kernel_type == NULL || PyModule_AddType(module, st->kernel_type) < 0) {
+    if (add_type(module, &st->kernel_type, parpy_kernel_type_new) < 0 ||
+        add_type(module, &st->control_type, parpy_control_type_new) < 0 ||
+        add_type(module, &st->batch_type, parpy_batch_type_new) < 0 ||
+        add_type(module, &st->queue_type, parpy_queue_type_new) < 0) {
         return -1;
     }
-    st->control_type = parpy_control_type_new(module);
-    if (st->control_type == NULL || PyModule_AddType(module, st->control_type) < 0) {
+    st->cancelled_error = PyErr_NewExceptionWithDoc(
+        "parpy._core.Cancelled",
+        "Native work was cancelled before it finished (terminate, shutdown, Ctrl-C).",
+        PyExc_RuntimeError, NULL);
+    if (st->cancelled_error == NULL ||
+        PyModule_AddObjectRef(module, "Cancelled", st->cancelled_error) < 0) {
         return -1;
     }
-    st->queue_type = parpy_queue_type_new(module);
-    if (st->queue_type == NULL || PyModule_AddType(module, st->queue_type) < 0) {
+    st->str_set = PyUnicode_InternFromString("_set");
+    st->str_add_note = PyUnicode_InternFromString("add_note");
+    if (st->str_set == NULL || st->str_add_note == NULL) {
         return -1;
     }
-    st->str_set_running = PyUnicode_InternFromString("set_running_or_notify_cancel");
-    st->str_set_result = PyUnicode_InternFromString("set_result");
-    st->str_set_exception = PyUnicode_InternFromString("set_exception");
-    st->str_cancel = PyUnicode_InternFromString("cancel");
-    if (st->str_set_running == NULL || st->str_set_result == NULL ||
-        st->str_set_exception == NULL || st->str_cancel == NULL) {
+    PyObject *names = PyList_New(0);
+    if (names == NULL) {
         return -1;
     }
-    if (add_kernel(module, &parpy_kernel_fib) < 0 ||
-        add_kernel(module, &parpy_kernel_fib_iterative) < 0 ||
-        add_kernel(module, &parpy_kernel_fib_recursive) < 0 ||
-        add_kernel(module, &parpy_kernel_fib_mod) < 0) {
-        return -1;
+    for (const parpy_kernel *const *k = kernels; *k != NULL; k++) {
+        PyObject *obj = parpy_kernel_new(st->kernel_type, *k);
+        PyObject *name = obj ? PyUnicode_FromString((*k)->name) : NULL;
+        int rc = name == NULL || ((*k)->init != NULL && (*k)->init(module) < 0) ||
+                 PyModule_AddObjectRef(module, (*k)->name, obj) < 0 ||
+                 PyList_Append(names, name) < 0;
+        Py_XDECREF(obj);
+        Py_XDECREF(name);
+        if (rc) {
+            Py_DECREF(names);
+            return -1;
+        }
     }
-    if (PyModule_AddStringConstant(module, "gmp_version", gmp_version) < 0 ||
-        PyModule_AddIntConstant(module, "openmp_version", _OPENMP) < 0) {
+    int rc = PyModule_AddObjectRef(module, "__all__", names);
+    Py_DECREF(names);
+    if (rc < 0 || PyModule_AddIntConstant(module, "openmp_version", _OPENMP) < 0) {
         return -1;
     }
     return 0;
@@ -190,7 +239,9 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     parpy_state *st = get_state(module);
     Py_VISIT(st->kernel_type);
     Py_VISIT(st->control_type);
+    Py_VISIT(st->batch_type);
     Py_VISIT(st->queue_type);
+    Py_VISIT(st->cancelled_error);
     return 0;
 }
 
@@ -200,11 +251,11 @@ module_clear(PyObject *module)
     parpy_state *st = get_state(module);
     Py_CLEAR(st->kernel_type);
     Py_CLEAR(st->control_type);
+    Py_CLEAR(st->batch_type);
     Py_CLEAR(st->queue_type);
-    Py_CLEAR(st->str_set_running);
-    Py_CLEAR(st->str_set_result);
-    Py_CLEAR(st->str_set_exception);
-    Py_CLEAR(st->str_cancel);
+    Py_CLEAR(st->cancelled_error);
+    Py_CLEAR(st->str_set);
+    Py_CLEAR(st->str_add_note);
     return 0;
 }
 
@@ -222,10 +273,10 @@ static PyModuleDef_Slot module_slots[] = {
     {0, NULL},
 };
 
-static struct PyModuleDef module_def = {
+static PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "parpy._core",
-    .m_doc = "parpy's native core: Fibonacci kernels and GIL-free batches on OpenMP.",
+    .m_doc = "parpy's native core: kernels, batches on native threads, the work queue.",
     .m_size = sizeof(parpy_state),
     .m_methods = module_methods,
     .m_slots = module_slots,

@@ -1,21 +1,17 @@
-/* parpy._core: shared structs and prototypes.
+/* parpy._core: the kernel contract, shared structs and prototypes.
  *
- * A kernel is a table of functions over one C item:
- *   parse   (GIL held)  Python argument(s) -> C item, validating everything;
- *   prepare (GIL held)  reserve the result's memory (after a whole batch is
- *                       parsed and its total size checked);
- *   cost    (no GIL)    estimated nanoseconds, used for scheduling;
- *   compute (no GIL)    the work itself: pure C, no Python API;
- *   build   (GIL held)  C item -> Python result;
- *   clear   (GIL held)  release what prepare reserved when build will not run.
- * The batch driver (batch.c) runs compute over many items on native threads.
+ * No GMP here: the Fibonacci kernels' GMP support is parpy_gmp.h.
+ *
+ * A kernel is a table of functions over one C item (parpy_kernel below).
+ * Batches of items (batch.c) are computed on native threads: OpenMP teams
+ * for parpy.map, the workers of a work queue (workqueue.c) for the pools.
  */
 #ifndef PARPY_H
 #define PARPY_H
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <gmp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -40,77 +36,146 @@
 #define PARPY_NO_TSAN
 #endif
 
-/* ---- error codes recorded by native code, per item --------------------- */
+/* ---- C values passed from one kernel to the next ------------------------ */
 
+/* A kernel's output, handed to another kernel's input without making a
+   Python object. Its layout is the value type's; it fits in here. */
+#define PARPY_VALUE_SIZE 32
+typedef union {
+    unsigned char bytes[PARPY_VALUE_SIZE];
+    max_align_t align;
+} parpy_value;
+
+typedef struct parpy_value_type {
+    const char *name;
+    /* Frees a value that no kernel took. No GIL. */
+    void (*drop)(parpy_value *value);
+} parpy_value_type;
+
+/* "text": UTF-8 in a malloc'd buffer that the value owns. */
+typedef struct {
+    char *data;
+    size_t len;
+} parpy_text;
+extern const parpy_value_type parpy_value_text;
+
+/* ---- the kernel contract ------------------------------------------------ */
+
+/* What compute returns. PARPY_OK and PARPY_CANCELLED mean the same for every
+   kernel; a kernel defines its own codes from PARPY_CODE_FIRST up (below
+   256) and names the exception of each in its errors table. */
 enum {
     PARPY_OK = 0,
-    PARPY_ECANCELLED = 1, /* the call was cancelled (KeyboardInterrupt, or another item failed) */
-    PARPY_ENOMEM = 2,     /* GMP could not allocate its working memory */
+    PARPY_CANCELLED = 1,
+    PARPY_CODE_FIRST = 2,
 };
 
-/* ---- execution context passed to compute ------------------------------- */
-
 typedef struct {
-    /* Non-zero once the call is cancelled. Kernels poll it between items
-       and, for long items, inside the computation. */
-    const atomic_int *cancel;
+    int code;        /* 0 ends the table */
+    PyObject **type; /* e.g. &PyExc_MemoryError */
+    const char *message;
+} parpy_error;
+
+/* Passed to compute: the flags that cancel the item's call. */
+#define PARPY_CTX_FLAGS 3
+typedef struct {
+    const atomic_int *flags[PARPY_CTX_FLAGS]; /* any non-zero cancels; NULL: unused */
 } parpy_ctx;
 
 static inline int
 parpy_cancelled(const parpy_ctx *ctx)
 {
-    return atomic_load_explicit(ctx->cancel, memory_order_relaxed);
+    for (int i = 0; i < PARPY_CTX_FLAGS; i++) {
+        if (ctx->flags[i] != NULL && atomic_load_explicit(ctx->flags[i], memory_order_relaxed)) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
-/* ---- kernels ------------------------------------------------------------ */
-
-#define PARPY_ITEM_MAX 64 /* bytes; every kernel's item fits */
-
-/* GMP's operands and scratch while one item computes, in multiples of the
-   size of its result. */
-#define PARPY_SCRATCH_FACTOR 4
-
+/* An item's life: parse (or take), then optionally prepare, then compute,
+   then build (or give); release is called exactly once for every parsed or
+   taken item that is not built, whatever stopped it (a sibling's parse
+   failed, the memory check refused the batch, it was cancelled, it failed,
+   its result was given to the next kernel, its work was dropped). The
+   driver zero-fills an item before parse or take. */
 typedef struct parpy_kernel {
     const char *name;
-    const char *doc;       /* "name(sig)\n--\n\n..." */
-    const char *signature; /* "(n, /)" */
-    int arity;             /* Python arguments per item: 1, or 2 (items are tuples in batches) */
-    size_t item_size;
-    /* Fills *item from args[0..arity), validating everything; allocates
-       nothing. Returns 0, or -1 with an exception set. */
-    int (*parse)(PyObject *const *args, void *item);
-    /* Bytes the result will take (0 for results of 64 bits). May be NULL. */
-    uint64_t (*result_bytes)(const void *item);
-    /* Reserves the result's memory, after parse. Returns 0, or -1 with an
-       exception set and nothing to clear. May be NULL. */
-    int (*prepare)(void *item);
+    const char *doc; /* "name(sig)\n--\n\n...": the signature is read from here */
+    int min_args;    /* Python arguments of one item */
+    int max_args;    /* at most 4 */
+    /* Keyword names of the arguments (max_args entries, NULL where an
+       argument is positional-only), or NULL when all are. */
+    const char *const *keywords;
+    size_t item_size; /* bytes of one item; large state may live out of line */
+    /* Once, at import (GIL held). May add constants to the module. Returns
+       0, or -1 with an exception set. May be NULL. */
+    int (*init)(PyObject *module);
+    /* GIL held. Fills item from args[0..max_args) (NULL for an omitted
+       optional argument), validating everything; may take references and
+       allocate. Returns 0, or -1 with an exception set and the item holding
+       nothing. */
+    int (*parse)(void *item, PyObject *const *args);
+    /* No GIL. Fills item from *value, a value of type input, which it now
+       owns. Returns PARPY_OK, or a code (the value is then dropped by
+       take). NULL when input is NULL. */
+    int (*take)(void *item, parpy_value *value);
+    const parpy_value_type *input;
+    /* No GIL. Estimated nanoseconds of compute, for scheduling. */
     double (*cost)(const void *item);
-    /* Returns PARPY_OK or an error code. Called at most once per item. */
+    /* No GIL. Bytes of the Python result, and bytes of working memory while
+       it computes: checked against the memory budget before anything is
+       reserved. NULL: small. */
+    uint64_t (*result_bytes)(const void *item);
+    uint64_t (*scratch_bytes)(const void *item);
+    /* GIL held, after parse, only when the result will be built: reserves
+       its memory. Returns 0, or -1 with an exception set. May be NULL. */
+    int (*prepare)(void *item);
+    /* No GIL, no Python API. At most once per item. Returns PARPY_OK,
+       PARPY_CANCELLED or one of the kernel's codes. */
     int (*compute)(void *item, const parpy_ctx *ctx);
-    /* Returns a new reference, or NULL with an exception set. Either way the
-       item's resources are released. */
+    /* GIL held, after compute returned PARPY_OK. Returns a new reference, or
+       NULL with an exception set; either way the item is consumed (release
+       is not called). */
     PyObject *(*build)(void *item);
-    /* Releases what prepare reserved, when build will not run. May be NULL. */
-    void (*clear)(void *item);
+    /* No GIL, after compute returned PARPY_OK and without prepare: moves the
+       result out as a value of type output. The item is released after.
+       NULL when output is NULL. */
+    void (*give)(void *item, parpy_value *value);
+    const parpy_value_type *output;
+    /* Releases what the item holds. GIL held for items from parse; items
+       from take hold no Python references and are released without it.
+       May be NULL. */
+    void (*release)(void *item);
+    const parpy_error *errors; /* the kernel's codes, ended by {0} */
 } parpy_kernel;
 
-extern const parpy_kernel parpy_kernel_fib;
-extern const parpy_kernel parpy_kernel_fib_iterative;
-extern const parpy_kernel parpy_kernel_fib_recursive;
-extern const parpy_kernel parpy_kernel_fib_mod;
+/* The kernels, one line each: parpy_kernel_<name> is defined in its own .c
+   file and appears in parpy._core (and parpy) as <name>. */
+#define PARPY_KERNELS(X) \
+    X(fib)               \
+    X(fib_iterative)     \
+    X(fib_recursive)     \
+    X(fib_mod)           \
+    X(to_decimal)
+
+#define PARPY_DECLARE_KERNEL(name) extern const parpy_kernel parpy_kernel_##name;
+PARPY_KERNELS(PARPY_DECLARE_KERNEL)
 
 /* ---- module state ------------------------------------------------------- */
 
 typedef struct {
     PyTypeObject *kernel_type;
     PyTypeObject *control_type;
+    PyTypeObject *batch_type;
     PyTypeObject *queue_type;
-    /* interned names of the concurrent.futures.Future methods */
-    PyObject *str_set_running;
-    PyObject *str_set_result;
-    PyObject *str_set_exception;
-    PyObject *str_cancel;
+    PyObject *cancelled_error; /* parpy._core.Cancelled, a RuntimeError */
+    PyObject *str_set;         /* "_set": the completion method of results */
+    PyObject *str_add_note;
 } parpy_state;
+
+/* The state of parpy._core, from any of its types. */
+parpy_state *parpy_state_of(PyTypeObject *type);
 
 /* ---- per-call control (control.c) --------------------------------------- */
 
@@ -123,9 +188,7 @@ typedef struct {
 
 PyTypeObject *parpy_control_type_new(PyObject *module);
 
-/* ---- work queue (queue.c) ----------------------------------------------- */
-
-PyTypeObject *parpy_queue_type_new(PyObject *module);
+/* ---- kernels as Python objects (kernel.c) ------------------------------- */
 
 typedef struct {
     PyObject_HEAD
@@ -133,16 +196,17 @@ typedef struct {
     vectorcallfunc vectorcall;
 } parpy_KernelObject;
 
-/* kernel.c */
 PyTypeObject *parpy_kernel_type_new(PyObject *module);
 PyObject *parpy_kernel_new(PyTypeObject *type, const parpy_kernel *kernel);
-/* kernel(*args) on one item: checks the count, parses, runs (control, may be
-   NULL, cancels it from another thread). Returns a new reference, or NULL
-   with an exception set. */
-PyObject *parpy_kernel_call(const parpy_kernel *kernel, PyObject *const *args, Py_ssize_t nargs,
-                            parpy_control *control);
 
-/* ---- batch driver (batch.c) -------------------------------------------- */
+/* Raises the exception of a code compute returned (kernel-defined, or
+   Cancelled for PARPY_CANCELLED). */
+void parpy_raise_code(parpy_state *st, const parpy_kernel *kernel, int code);
+
+/* Adds a note to the raised exception (which stays raised). */
+void parpy_add_note(parpy_state *st, const char *format, ...);
+
+/* ---- batches (batch.c) -------------------------------------------------- */
 
 enum {
     PARPY_SCHED_AUTO = 0,
@@ -151,83 +215,107 @@ enum {
     PARPY_SCHED_GUIDED = 3,
 };
 
-/* Runs kernel over items, a sequence. control (may be NULL) cancels the
-   batch from another thread and counts its finished items. Returns a new
-   list, or NULL with an exception set (bad item, MemoryError,
-   KeyboardInterrupt, RuntimeError when cancelled, ...). */
-PyObject *parpy_run_batch(const parpy_kernel *kernel, PyObject *items, int workers, int schedule,
-                          Py_ssize_t chunksize, parpy_control *control);
+typedef struct parpy_batch parpy_batch;
 
-/* Takes the raised exception: returns a new reference to it, normalised
-   and carrying its traceback, and clears the error indicator. */
-PyObject *parpy_fetch_exception(void);
+PyTypeObject *parpy_batch_type_new(PyObject *module);
+/* A batch of one call, kernel(*args): as Batch(kernel, args, call=True,
+   control=control); control may be NULL. Returns a new reference, or NULL
+   with an exception set. */
+PyObject *parpy_batch_call(parpy_state *st, PyObject *kernel, PyObject *args, PyObject *control);
 
-/* Runs one item already parsed into item: computes it (releasing the GIL,
-   interruptibly when it is long) and builds the result. control (may be
-   NULL) cancels it from another thread. Returns a new reference, or NULL
-   with an exception set; the item is always consumed. */
-PyObject *parpy_run_one(const parpy_kernel *kernel, void *item, parpy_control *control);
+/* The work queue's side of a batch. A batch queued with n helpers is
+   computed by the workers that take them; the last to finish completes it. */
+int parpy_batch_helpers(parpy_batch *b);  /* helpers it should be queued with */
+double parpy_batch_cost(parpy_batch *b);  /* estimated nanoseconds in all */
+int parpy_batch_deferred(parpy_batch *b); /* must be prepared (GIL) before compute */
+int parpy_batch_prepare(parpy_batch *b);  /* GIL held; 0, or -1 (the batch then fails) */
+/* No GIL: computes chunks until none is left; returns 1 for the helper
+   that finished last (it then completes the batch), else 0. */
+int parpy_batch_help(parpy_batch *b, const atomic_int *stop);
+/* GIL held: a helper that will not run; returns 1 if it was the last. */
+int parpy_batch_abandon(parpy_batch *b);
+/* GIL held: the outcome, (True, value) or (False, exception), as a new
+   reference; NULL with an exception set only if even that failed. */
+PyObject *parpy_batch_outcome(parpy_batch *b);
+/* The completion target and index given at submit (borrowed). */
+void parpy_batch_set_target(parpy_batch *b, PyObject *target, PyObject *index);
+PyObject *parpy_batch_target(parpy_batch *b);
+PyObject *parpy_batch_index(parpy_batch *b);
+
+/* Raises MemoryError, naming what, if need bytes exceed the memory budget
+   (the smaller of physical memory and the address-space/data limits).
+   Returns 0, or -1 with the exception set. */
+int parpy_check_memory(const char *what, uint64_t need);
+#define PARPY_MEMORY_CHECK_MIN (UINT64_C(16) << 20)
 
 /* Threads a batch uses when workers is not given. */
 int parpy_default_threads(void);
 void parpy_set_num_threads(int n); /* n <= 0 restores the default */
 int parpy_batch_init(void);        /* once per process; -1 with an exception set */
 
-/* ---- GMP memory (gmpmem.c) ---------------------------------------------- */
+/* Runs one parsed item (a kernel call): computes it, releasing the GIL when
+   it is worth it and interruptibly when it is long, and builds its result.
+   Returns a new reference, or NULL with an exception set; the item is
+   consumed either way. */
+PyObject *parpy_run_one(parpy_state *st, const parpy_kernel *kernel, void *item);
 
-/* Installs allocation functions that let compute recover from a failed GMP
-   allocation (GMP itself aborts). Does nothing if someone else already
-   replaced GMP's defaults. */
-void parpy_gmp_memory_init(void);
+/* Parses one call's arguments (vectorcall convention) into item. Returns 0,
+   or -1 with an exception set and the item holding nothing. */
+int parpy_parse_call(const parpy_kernel *kernel, void *item, PyObject *const *args,
+                     Py_ssize_t nargs, PyObject *kwnames);
 
-#define PARPY_MEMORY_CHECK_MIN (UINT64_C(16) << 20)
+/* ---- the bounded queue (ring.c) ----------------------------------------- */
 
-/* Raises MemoryError, naming what, if need bytes exceed the memory budget.
-   Returns 0, or -1 with the exception set. */
-int parpy_check_memory(const char *what, uint64_t need);
-
-/* Returns the memory, in bytes, that one computation may reasonably use:
-   the smaller of physical memory and the address-space/data limits. */
-uint64_t parpy_memory_budget(void);
-
-#include <setjmp.h>
-/* Static TLS: one slot per thread, no dynamic TLS block (which also keeps
-   LeakSanitizer's scan of dynamic TLS, broken on recent glibc, away). */
-#define PARPY_TLS_MODEL __attribute__((tls_model("initial-exec")))
-/* Per-thread recovery point for a failed GMP allocation; NULL when none. */
-extern _Thread_local jmp_buf *parpy_gmp_recover PARPY_TLS_MODEL;
-
-/* ---- int conversion (intconv.c) ----------------------------------------- */
-
-/* A Python int being written without the GIL. Create it with the GIL held,
-   fill it from an mpz without the GIL, finish or discard it with the GIL. */
+/* A plain-C multi-producer multi-consumer FIFO of pointers: no Python
+   inside. Bounded by maxsize (0: unbounded); pushes block while it is full
+   and pops while it is empty, each up to a timeout, without the GIL (the
+   caller releases it). close() lets consumers drain what is left; stop()
+   makes every push and pop fail at once. */
 typedef struct {
-    void *handle;    /* owned: the int (or PyLongWriter) under construction */
-    void *digits;    /* its digit array, least significant first */
-    size_t capacity; /* in digits */
-    size_t used;     /* digits filled by parpy_intbuf_store */
-} parpy_intbuf;
+    pthread_mutex_t mu;
+    pthread_cond_t not_empty, not_full;
+    void **slots; /* circular, capacity slots */
+    size_t capacity, head, count;
+    size_t maxsize;
+    int closed, stopped;
+    int waiting_pop; /* consumers blocked in pop */
+} parpy_ring;
 
-/* Reserves room for a non-negative int of at most nbits bits. Returns 0, or
-   -1 with MemoryError set. */
-int parpy_intbuf_alloc(parpy_intbuf *buf, uint64_t nbits);
-/* Without the GIL. Returns 0, or -1 if z does not fit the reservation. */
-int parpy_intbuf_store(parpy_intbuf *buf, mpz_srcptr z);
-/* Returns a new reference to the int (NULL with an exception set on
-   failure); the buffer is released either way. */
-PyObject *parpy_intbuf_finish(parpy_intbuf *buf);
-void parpy_intbuf_discard(parpy_intbuf *buf);
-/* Checks at import that CPython's int layout is the one assumed here.
-   Returns 0, or -1 with an exception set. */
-int parpy_intconv_init(void);
+enum {
+    PARPY_RING_OK = 0,
+    PARPY_RING_TIMEOUT = 1, /* full (push) or empty (pop) until the timeout */
+    PARPY_RING_CLOSED = 2,  /* push: closed; pop: closed and empty */
+    PARPY_RING_STOPPED = 3,
+    PARPY_RING_NOMEM = 4,
+};
 
-/* ---- Fibonacci kernels (fib.c) ------------------------------------------ */
+int parpy_ring_init(parpy_ring *q, size_t maxsize); /* 0, or -1 (errno) */
+void parpy_ring_destroy(parpy_ring *q);
+/* timeout_ns < 0: wait as long as it takes; 0: do not wait. */
+int parpy_ring_push(parpy_ring *q, void *item, int64_t timeout_ns);
+int parpy_ring_pop(parpy_ring *q, void **item, int64_t timeout_ns);
+void parpy_ring_close(parpy_ring *q);
+void parpy_ring_stop(parpy_ring *q);
+/* Removes every item; returns how many went to fn(item, arg). */
+size_t parpy_ring_drain(parpy_ring *q, void (*fn)(void *item, void *arg), void *arg);
+/* Calls fn(item, arg) on each item in order, under the lock, until fn
+   returns non-zero; returns that. fn must not use the ring. */
+int parpy_ring_foreach(parpy_ring *q, int (*fn)(void *item, void *arg), void *arg);
+size_t parpy_ring_size(parpy_ring *q);
+int parpy_ring_waiting(parpy_ring *q); /* consumers blocked in pop */
+int parpy_ring_closed(parpy_ring *q);
+void parpy_ring_set_maxsize(parpy_ring *q, size_t maxsize);
 
-void parpy_fib_init(void); /* once, from module exec */
+/* ---- the work queue (workqueue.c) --------------------------------------- */
 
-/* Parses a Python int into a uint64 argument named name. bool, float and
-   other non-ints raise TypeError, negatives ValueError, values of 2**64 and
-   more OverflowError. Returns 0 or -1 with an exception set. */
-int parpy_parse_u64(PyObject *obj, const char *name, uint64_t *out);
+PyTypeObject *parpy_queue_type_new(PyObject *module);
+
+/* ---- shared helpers ----------------------------------------------------- */
+
+/* Takes the raised exception: returns a new reference to it, normalised and
+   carrying its traceback, and clears the error indicator. */
+PyObject *parpy_fetch_exception(void);
+/* Raises exc (a new reference, stolen). */
+void parpy_restore_exception(PyObject *exc);
 
 #endif /* PARPY_H */

@@ -1,8 +1,8 @@
 """parpy: real parallelism from Python.
 
-Native kernels (exact Fibonacci on GMP) that release the GIL, and executors
-that run whole batches of them on native threads, side by side with
-threading and multiprocessing.
+Native kernels (exact Fibonacci on GMP, decimal conversion, ...) that release
+the GIL, and executors that run whole batches of them on native threads,
+side by side with threading and multiprocessing.
 """
 
 import os as _os
@@ -32,9 +32,10 @@ def _load_core() -> None:
 
 _load_core()
 
-from parpy import reference  # noqa: E402
+from parpy import _core, reference  # noqa: E402
 from parpy._batch import fib_batch, get_num_threads, map, set_num_threads  # noqa: E402
-from parpy._core import Kernel, fib, fib_iterative, fib_mod, fib_recursive  # noqa: E402
+from parpy._core import *  # noqa: E402, F403 - the kernels (parpy._core.__all__)
+from parpy._core import Kernel  # noqa: E402
 from parpy.executor import ThreadPoolExecutor  # noqa: E402
 from parpy.pool import Pool  # noqa: E402
 
@@ -44,13 +45,10 @@ __all__ = [
     "Kernel",
     "Pool",
     "ThreadPoolExecutor",
-    "fib",
     "fib_batch",
-    "fib_iterative",
-    "fib_mod",
-    "fib_recursive",
     "get_num_threads",
     "map",
     "reference",
     "set_num_threads",
+    *_core.__all__,
 ]

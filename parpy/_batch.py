@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable
+from typing import Any
 
 from parpy import _core
 from parpy._core import Kernel
@@ -46,13 +47,14 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
     workers: int | None = None,
     schedule: str | None = None,
     chunksize: int | None = None,
-) -> list[int]:
+) -> list[Any]:
     """Run a parpy kernel over ``items``; return the results in input order.
 
     The whole batch runs in C on OpenMP threads with the GIL released once.
-    Every item is validated before any work starts; a bad item raises
-    ``TypeError``/``ValueError``/``OverflowError`` naming its position.
-    Kernels of more than one argument (``fib_mod``) take tuples.
+    Every item is validated before any work starts; a bad item raises its
+    own exception (``TypeError``, ``ValueError``, ``OverflowError``, or
+    whatever its ``__index__`` raised) with a note naming the kernel and the
+    position. Kernels of more than one argument (``fib_mod``) take tuples.
 
     ``workers``: threads to use (default ``get_num_threads()``).
     ``schedule``: ``"static"``, ``"dynamic"`` or ``"guided"``, as in OpenMP,
@@ -76,7 +78,10 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
         chunk = _positive_int(chunksize, "chunksize")
         if schedule is None:
             schedule = "dynamic"
-    return _core.run_batch(kernel, items, workers, _SCHEDULES[schedule], chunk)
+    batch = _core.Batch(
+        kernel, items, workers=workers, schedule=_SCHEDULES[schedule], chunksize=chunk
+    )
+    return batch.run()  # type: ignore[no-any-return]
 
 
 def fib_batch(

@@ -1,18 +1,27 @@
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future
-from typing import Any, Final
+from collections.abc import Iterable
+from typing import Any, Final, Generic, TypeVar
 
-class Kernel:
+R = TypeVar("R")
+
+__all__ = ["fib", "fib_iterative", "fib_recursive", "fib_mod", "to_decimal"]
+
+class Kernel(Generic[R]):
     __name__: str
     __qualname__: str
     __text_signature__: str
-    arity: int
-    def __call__(self, *args: int) -> int: ...
+    min_args: int
+    max_args: int
+    input: str | None
+    output: str | None
+    def __call__(self, *args: Any, **kwargs: Any) -> R: ...
 
-fib: Final[Kernel]
-fib_iterative: Final[Kernel]
-fib_recursive: Final[Kernel]
-fib_mod: Final[Kernel]
+class Cancelled(RuntimeError): ...
+
+fib: Final[Kernel[int]]
+fib_iterative: Final[Kernel[int]]
+fib_recursive: Final[Kernel[int]]
+fib_mod: Final[Kernel[int]]
+to_decimal: Final[Kernel[str]]
 gmp_version: Final[str]
 openmp_version: Final[int]
 
@@ -22,6 +31,26 @@ class Control:
     def cancel(self) -> None: ...
     def add(self, n: int, /) -> None: ...
 
+class Batch:
+    cost: float
+    tiny: bool
+    threads: int
+    def __init__(
+        self,
+        kernel: Kernel[Any],
+        items: Iterable[Any],
+        *,
+        workers: int = 1,
+        schedule: int = 0,
+        chunksize: int = 0,
+        control: Control | None = None,
+        call: bool = False,
+        outcomes: bool = False,
+        start: int = 0,
+    ) -> None: ...
+    def __len__(self) -> int: ...
+    def run(self) -> Any: ...
+
 class WorkQueue:
     idle: int
     pending: int
@@ -29,25 +58,20 @@ class WorkQueue:
     def run(self, max_tasks: int, /) -> bool: ...
     def submit(
         self,
-        future: Future[Any] | None,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any] | None,
+        target: Any,
+        index: int,
+        fn: Any,
+        args: tuple[Any, ...] = ...,
+        kwargs: dict[str, Any] | None = ...,
         /,
     ) -> bool: ...
-    def drain(self) -> list[Future[Any]]: ...
+    def drain(self) -> list[Any]: ...
     def close(self) -> None: ...
-    def stop(self) -> list[Future[Any]]: ...
+    def stop(self) -> list[Any]: ...
 
-def run_batch(
-    kernel: Kernel,
-    items: Iterable[object],
-    workers: int,
-    schedule: int,
-    chunksize: int,
-    control: Control | None = None,
-    /,
-) -> list[int]: ...
-def call(kernel: Kernel, args: tuple[Any, ...], control: Control, /) -> int: ...
+def call(
+    kernel: Kernel[Any], args: tuple[Any, ...], control: Control | None = None, /
+) -> Batch: ...
+def chain(kernels: tuple[Kernel[Any], ...], args: tuple[Any, ...], /) -> Any: ...
 def set_num_threads(n: int, /) -> None: ...
 def get_num_threads() -> int: ...

@@ -1,10 +1,12 @@
 """parpy.ThreadPoolExecutor: concurrent.futures on parpy's native work queue.
 
-Futures are real ``concurrent.futures.Future`` objects, so ``wait()`` and
+Futures are ``concurrent.futures.Future`` objects, so ``wait()`` and
 ``as_completed()`` work. A parpy kernel submitted with its argument is
-validated at once and computed by a worker without the GIL; the worker
-completes its future from C, taking the GIL once for a run of such tasks.
-Other callables run on the worker threads with the GIL, as in the stdlib.
+validated at once (a native batch of one call) and computed by a worker
+without the GIL; a worker computes a run of such tasks, then takes the GIL
+once to complete their futures. Other callables run on the worker threads
+with the GIL, as in the stdlib. Every future completes through one method,
+``_set(i, (ok, value))``, as the pool's results do.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from concurrent.futures.thread import BrokenThreadPool
 from typing import Any
 
 from parpy import _core, _progress
-from parpy._core import Kernel
+from parpy._native import kernel_for
 
 __all__ = ["ThreadPoolExecutor"]
 
@@ -91,6 +93,39 @@ def _call_chunk(
     return values
 
 
+_SKIPPED = object()  # _call's value for a future cancelled before it ran
+
+
+class _Future(Future[Any]):
+    """A concurrent.futures.Future that a worker completes with ``_set``."""
+
+    __slots__ = ()
+
+    def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """A Python call's task: running from now on, as the stdlib's worker marks it."""
+        if not self.set_running_or_notify_cancel():
+            return _SKIPPED
+        return fn(*args, **kwargs)
+
+    def _set(self, i: int, outcome: tuple[bool, Any]) -> None:
+        """The completion protocol. A native result arrives while its future
+        is still pending: it shows running() only while it is completed, so
+        cancel() succeeds until then (and the result is dropped)."""
+        ok, value = outcome
+        if value is _SKIPPED:
+            return
+        if self._state != _base.RUNNING:  # a native result (or cancelled meanwhile)
+            if not ok and isinstance(value, _core.Cancelled):  # the queue was stopped
+                self.cancel()
+                return
+            if not self.set_running_or_notify_cancel():
+                return
+        if ok:
+            self.set_result(value)
+        else:
+            self.set_exception(value)
+
+
 def _result_or_cancel(future: Future[Any], timeout: float | None = None) -> Any:
     try:
         try:
@@ -144,8 +179,17 @@ class ThreadPoolExecutor(_base.Executor):
                 raise RuntimeError("cannot schedule new futures after shutdown")
             if _global_shutdown:
                 raise RuntimeError("cannot schedule new futures after interpreter shutdown")
-            future: Future[Any] = Future()
-            busy = self._queue.submit(future, fn, args, kwargs or None)
+            future = _Future()
+            kernel = kernel_for(fn, len(args), kwargs)
+            if kernel is None:
+                busy = self._queue.submit(future, 0, future._call, (fn, args, kwargs))
+            else:
+                try:  # validated now: bad input gives an already failed future
+                    batch = _core.call(kernel, args)
+                except Exception as exc:
+                    future.set_exception(exc)
+                    return future
+                busy = self._queue.submit(future, 0, batch)
             if busy and len(self._threads) < self._max_workers:
                 self._start_worker()
             return future
@@ -202,13 +246,13 @@ class ThreadPoolExecutor(_base.Executor):
         end_time = None if timeout is None else timeout + time.monotonic()
         control = _core.Control()
         bar = _progress.start(show, control, _progress.total_of_all(iterables), "map")
-        native = isinstance(fn, Kernel) and fn.arity == len(iterables)
+        kernel = kernel_for(fn, len(iterables))
         args_iter: Iterator[tuple[Any, ...]] = zip(*iterables)  # noqa: B905 - stops at the shortest
         if chunksize == 1:
             tasks = (self._submit_one(fn, args, bar, control) for args in args_iter)
         else:
             tasks = (
-                self._submit_chunk(fn, chunk, native, control)
+                self._submit_chunk(fn, chunk, kernel, control)
                 for chunk in _chunks(args_iter, chunksize)
             )
         futures: deque[Future[Any]] = deque()
@@ -238,13 +282,30 @@ class ThreadPoolExecutor(_base.Executor):
         self,
         fn: Callable[..., Any],
         chunk: list[tuple[Any, ...]],
-        native: bool,
+        kernel: _core.Kernel | None,
         control: _core.Control,
     ) -> Future[Any]:
-        if native:
-            items = [args[0] for args in chunk] if len(chunk[0]) == 1 else chunk
-            return self.submit(_core.run_batch, fn, items, 1, 0, 0, control)
-        return self.submit(_call_chunk, fn, chunk, control)
+        if kernel is None:
+            return self.submit(_call_chunk, fn, chunk, control)
+        items = [args[0] for args in chunk] if kernel.max_args == 1 else chunk
+        try:  # one native batch: the chunk's values, or its first failure
+            task = _core.Batch(kernel, items, control=control)
+        except Exception as exc:
+            future = _Future()
+            future.set_exception(exc)
+            return future
+        return self._submit_task(task)
+
+    def _submit_task(self, task: _core.Batch) -> Future[Any]:
+        with self._shutdown_lock, _global_shutdown_lock:
+            if self._broken:
+                raise BrokenThreadPool(self._broken)
+            if self._shutdown or _global_shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            future = _Future()
+            if self._queue.submit(future, 0, task) and len(self._threads) < self._max_workers:
+                self._start_worker()
+            return future
 
     @staticmethod
     def _results(

@@ -3,10 +3,15 @@
 The semantics are those of ``multiprocessing.pool.ThreadPool`` (same
 methods, results, exceptions with the worker's traceback, lifecycle). The
 workers are threads waiting on parpy's native work queue. A parpy kernel
-passed as ``func`` runs the whole batch in C with the GIL released once
-(``map``, ``starmap`` and their ``_async`` forms), or chunk by chunk
-(``imap``, ``imap_unordered``); a Python callable runs on the workers with
-the GIL taken per call, ``chunksize`` items per task.
+passed as ``func`` runs as native batches (``parpy._core.Batch``): the whole
+input of ``map``, ``starmap`` and their ``_async`` forms is one batch,
+computed by the pool's workers together; ``apply`` is a batch of one call;
+``imap`` and ``imap_unordered`` make a batch of each chunk. So concurrent
+calls share the pool's ``processes`` threads. A Python callable runs on the
+workers with the GIL taken per call, ``chunksize`` items per task.
+
+As in ``multiprocessing.pool``, the workers run the work and every result
+completes through one method, ``_set(i, (ok, value))``.
 
 Differences from the stdlib, all stated in the README: ``imap`` and
 ``imap_unordered`` read their input lazily (a bounded window ahead of the
@@ -19,20 +24,20 @@ the pool instead of restarting workers forever.
 from __future__ import annotations
 
 import atexit
-import collections
 import itertools
 import operator
 import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from multiprocessing import TimeoutError
 from typing import Any
 
 from parpy import _core, _progress
 from parpy._batch import _SCHEDULES, get_num_threads
-from parpy._core import Kernel
+from parpy._imap import IMapIterator, dropped, terminated
+from parpy._native import kernel_for
 
 __all__ = ["AsyncResult", "Pool", "TimeoutError"]
 
@@ -42,17 +47,7 @@ _job_counter = itertools.count()
 _live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 _worker_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # of every pool
 
-# kernel chunks of imap/imap_unordered grow 1, 2, 4, ... up to this
-_KERNEL_CHUNK_MAX = 1024
-# imap keeps at most this many items (and chunks) submitted ahead of the
-# consumer. A wide window matters for Python callables: the consumer and the
-# workers then take turns with the GIL once per half window, not per item.
-_WINDOW_ITEMS = 65536
-_WINDOW_CHUNKS = 1024
-
-
-def _terminated() -> RuntimeError:
-    return RuntimeError("the pool was terminated before this task finished")
+_terminated = terminated
 
 
 class ApplyResult:
@@ -73,7 +68,6 @@ class ApplyResult:
         self._value: Any = None
         self._finished = False
         self._lock = threading.Lock()
-        self._control: _core.Control | None = None  # for a kernel: cancelled by terminate
         self._cache[self._job] = self
 
     def ready(self) -> bool:
@@ -95,6 +89,10 @@ class ApplyResult:
             return self._value
         raise self._value
 
+    def _set(self, i: int, outcome: tuple[bool, Any]) -> None:
+        """The completion protocol: a worker hands over task i's outcome."""
+        self._finish(*outcome)
+
     def _finish(self, success: bool, value: Any) -> None:
         """Record the outcome once, run the callback, then wake get()."""
         with self._lock:
@@ -111,34 +109,24 @@ class ApplyResult:
             self._event.set()
             self._cache.pop(self._job, None)
 
-    def _run(self, func: Callable[..., Any], args: tuple[Any, ...], kwds: dict[str, Any]) -> None:
-        try:
-            control = self._control  # set for a kernel: terminate cancels it
-            if isinstance(func, Kernel) and control and not kwds and len(args) == func.arity:
-                value = _core.call(func, args, control)
-            else:
-                value = func(*args, **kwds)
-        except BaseException as exc:
-            self._finish(False, exc)
-        else:
-            self._finish(True, value)
-
-    def _cancel(self) -> None:
+    def _cancel(self, error: BaseException | None = None) -> None:
         """Stop what is left of this call's work (terminate, Ctrl-C)."""
-        self._finish(False, _terminated())
+        self._finish(False, error or _terminated())
 
 
 AsyncResult = ApplyResult
 
 
 class MapResult(ApplyResult):
-    """The result of ``map_async``/``starmap_async``: a list in input order."""
+    """The result of ``map_async``/``starmap_async``: a list in input order,
+    from ``tasks`` tasks of ``chunksize`` items (a kernel's batch is one)."""
 
     def __init__(
         self,
         pool: Pool,
         chunksize: int,
         length: int,
+        tasks: int,
         callback: Callable[[Any], object] | None,
         error_callback: Callable[[BaseException], object] | None,
         control: _core.Control,
@@ -146,57 +134,43 @@ class MapResult(ApplyResult):
     ) -> None:
         super().__init__(pool, callback, error_callback)
         self._success = True
-        self._value = [None] * length
+        self._value = [None] * length if tasks > 1 else None
         self._chunksize = chunksize
         self._control = control
         self._bar = bar
         self._error: BaseException | None = None
-        if chunksize <= 0:  # an empty input: ready at once, no callback (as the stdlib)
-            self._number_left = 0
+        self._number_left = tasks
+        if tasks == 0:  # an empty input: ready at once, no callback (as the stdlib)
+            self._value = []
             self._finished = True
             self._close_bar()
             self._event.set()
             del self._cache[self._job]
-        else:
-            self._number_left = length // chunksize + bool(length % chunksize)
 
     def _close_bar(self) -> None:
         if self._bar is not None:
             self._bar.close()
 
     def _finish(self, success: bool, value: Any) -> None:
-        if not success and self._control is not None:
+        if not success:
             self._control.cancel()  # the rest of the work is not needed
         self._close_bar()
         super()._finish(success, value)
 
-    def _run_chunk(self, i: int, func: Callable[..., Any], chunk: list[Any], star: bool) -> None:
-        values: list[Any] = []
-        append = values.append
-        try:
-            for x in chunk:
-                if self._finished:  # terminated, or abandoned by Ctrl-C
-                    return
-                append(func(*x) if star else func(x))
-        except BaseException as exc:
-            self._set_chunk(i, None, exc)
-            return
-        if self._control is not None:
-            self._control.add(len(values))
-        self._set_chunk(i, values)
-
-    def _set_chunk(
-        self, i: int, values: list[Any] | None, error: BaseException | None = None
-    ) -> None:
+    def _set(self, i: int, outcome: tuple[bool, Any]) -> None:
         # As the stdlib's MapResult: the first error is the outcome, reported
-        # once every chunk has finished or been skipped (no fail-fast).
-        size = self._chunksize
+        # once every task has finished or been skipped (no fail-fast).
+        ok, values = outcome
         with self._lock:
             if self._finished:
                 return
-            if error is not None and self._error is None:
-                self._error = error
-            elif values is not None:
+            if not ok:
+                if self._error is None:
+                    self._error = values
+            elif self._number_left == 1 and self._value is None:
+                self._value = values  # the whole input in one task
+            else:
+                size = self._chunksize
                 self._value[i * size : i * size + len(values)] = values
             self._number_left -= 1
             last = self._number_left == 0
@@ -206,277 +180,16 @@ class MapResult(ApplyResult):
             else:
                 self._finish(True, self._value)
 
-    def _run_batch(self, kernel: Kernel, items: Any, workers: int, chunksize: int) -> None:
-        # as parpy.map: a chunksize means OpenMP's dynamic schedule
-        schedule = _SCHEDULES["dynamic" if chunksize else None]
-        try:
-            values = _core.run_batch(kernel, items, workers, schedule, chunksize, self._control)
-        except BaseException as exc:
-            self._finish(False, exc)
-        else:
-            self._finish(True, values)
-
-
-class _ChunkRunner:
-    """The workers' side of an imap call: runs chunks and hands them over.
-
-    Queued chunks hold this, not the iterator: an iterator its consumer
-    dropped goes away at once (and then ``ended`` makes the queued chunks
-    no-ops). Finished chunks go through a deque (append and popleft are
-    atomic): no lock that a thread could hold while it waits for the GIL,
-    which would make the others queue behind it. ``cond`` is used only when
-    the consumer has to sleep.
-    """
-
-    def __init__(self, func: Callable[..., Any], control: _core.Control, counting: bool) -> None:
-        self.func = func
-        self.kernel = func if isinstance(func, Kernel) and func.arity == 1 else None
-        self.control = control
-        self.counting = counting  # a progress bar follows control.done
-        self.finished: collections.deque[tuple[int, str, Any]] = collections.deque()
-        self.cond = threading.Condition(threading.Lock())
-        self.waiting = False  # the consumer sleeps on cond
-        self.ended = False  # terminated, dropped, or ended by a failed chunk
-
-    def run(self, index: int, chunk: list[Any]) -> None:
-        """Computes one chunk (a worker's task)."""
-        if self.ended:
-            return
-        func, kernel, control = self.func, self.kernel, self.control
-        if kernel is not None:
-            try:
-                batch = _core.run_batch(kernel, chunk, 1, 0, 0, control)
-            except Exception:
-                if control.cancelled:
-                    self.set(index, "raise", _terminated())
-                    return
-                outcome = [_call_one(kernel, x) for x in chunk]
-                control.add(len(chunk))
-                self.set(index, "items", outcome)
-            else:
-                self.set(index, "values", batch)
-            return
-        if len(chunk) == 1:  # imap's default: the per-item path, kept short
-            try:
-                value = func(chunk[0])
-            except BaseException as exc:
-                self.set(index, "raise", exc)
-                return
-            if self.counting:
-                control.add(1)
-            self.set(index, "values", [value])
-            return
+    def _run_chunk(self, func: Callable[..., Any], chunk: list[Any], star: bool) -> list[Any]:
+        """Computes one chunk of a Python callable (a worker's task)."""
         values: list[Any] = []
         append = values.append
-        try:
-            for x in chunk:
-                if self.ended:
-                    return
-                append(func(x))
-        except BaseException as exc:
-            self.set(index, "raise", exc)
-            return
-        if self.counting:
-            control.add(len(values))
-        self.set(index, "values", values)
-
-    def set(self, index: int, kind: str, value: Any) -> None:
-        self.finished.append((index, kind, value))
-        if self.waiting:
-            self.wake()
-
-    def wake(self) -> None:
-        with self.cond:
-            self.cond.notify_all()
-
-    def end(self) -> None:
-        """No more chunks are wanted (terminated, or the iterator dropped)."""
-        self.ended = True
-        self.wake()
-
-
-class IMapIterator:
-    """The iterator of ``imap``/``imap_unordered``.
-
-    Input is read lazily: chunks are submitted while fewer than ``window``
-    of them wait to be consumed, so an endless input runs in bounded memory.
-    A chunk's outcome is a list of values, or an exception for the whole
-    chunk (a chunk of more than one item of a Python callable: as in the
-    stdlib, iteration ends after it is raised). A kernel chunk that fails is
-    recomputed item by item, so every item gets its own value or exception.
-    """
-
-    def __init__(
-        self,
-        pool: Pool,
-        func: Callable[..., Any],
-        iterable: Iterable[Any],
-        chunksize: int,
-        ordered: bool,
-        bar: _progress.Progress | None,
-        control: _core.Control,
-    ) -> None:
-        self._pool = pool
-        self._runner = _ChunkRunner(func, control, bar is not None)
-        self._input = iter(iterable)
-        self._chunksize = chunksize
-        self._grow = self._runner.kernel is not None and chunksize == 1
-        self._ordered = ordered
-        self._bar = bar
-        largest = _KERNEL_CHUNK_MAX if self._grow else chunksize
-        self._window = max(2 * pool._processes, min(_WINDOW_CHUNKS, _WINDOW_ITEMS // largest))
-        self._feed_lock = threading.Lock()
-        self._submitted = 0  # chunks submitted
-        self._length: int | None = None  # chunks in all, once the input is exhausted
-        self._consumed = 0  # chunks taken by the consumer
-        self._consumer_lock = threading.Lock()  # one consumer at a time in _advance
-        self._done: dict[int, tuple[str, Any]] = {}  # imap's: finished, waiting for their turn
-        self._current: Iterator[Any] = iter(())
-        self._pairs = False
-
-    # -- feeding (the consumer's thread, or join()) ---------------------------
-
-    def _feed(self, window: int | None) -> None:
-        """Submit chunks until window of them are ahead of the consumer."""
-        runner = self._runner
-        submit, islice = self._pool._queue.submit, itertools.islice
-        with self._feed_lock:
-            while self._length is None and not runner.ended:
-                index = self._submitted
-                if window is not None and index - self._consumed >= window:
-                    return
-                size = self._chunksize
-                if self._grow:
-                    size = min(1 << min(index, 10), _KERNEL_CHUNK_MAX)
-                try:
-                    chunk = list(islice(self._input, size))
-                except BaseException as exc:
-                    runner.set(index, "raise", exc)
-                    self._length = index + 1
-                    break
-                if not chunk:
-                    self._length = index
-                    break
-                self._submitted = index + 1
-                try:
-                    submit(None, runner.run, (index, chunk), None)
-                except RuntimeError:  # the pool was terminated
-                    runner.set(index, "raise", _terminated())
-                    self._length = index + 1
-                    break
-        # The input is exhausted (or failed), or the pool was terminated.
-        self._pool._feeder_finished(self)
-        runner.wake()
-
-    # -- consumer ------------------------------------------------------------
-
-    def __iter__(self) -> IMapIterator:
-        return self
-
-    def next(self, timeout: float | None = None) -> Any:
-        while True:
-            # The chunk being consumed: plain values, or (ok, value) pairs.
-            for value in self._current:
-                if not self._pairs:
-                    return value
-                ok, value = value
-                if ok:
-                    return value
-                raise value
-            self._advance(timeout)
-
-    __next__ = next
-
-    def _advance(self, timeout: float | None) -> None:
-        """Make the next finished chunk current, feeding the workers first.
-        Raises StopIteration at the end, TimeoutError after timeout."""
-        if self._submitted - self._consumed <= self._window // 2:
-            self._feed(self._window)  # refill in bursts: fewer trips through the lock
-        runner = self._runner
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._consumer_lock:
-            while not self._load_chunk():
-                if self._length is not None and self._consumed >= self._length:
-                    self._close()
-                    raise StopIteration
-                if runner.ended:
-                    self._close()
-                    raise _terminated()
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError
-                with runner.cond:
-                    # A worker appends, then looks at waiting: either it sees
-                    # it set and wakes us, or we see what it appended.
-                    runner.waiting = True
-                    try:
-                        if not runner.finished and not runner.ended:
-                            runner.cond.wait(left)
-                    finally:
-                        runner.waiting = False
-
-    def _take(self) -> tuple[int, str, Any] | None:
-        """The next finished chunk to consume, if there is one: the next in
-        input order (imap), or the first to finish (imap_unordered)."""
-        finished = self._runner.finished
-        if not self._ordered:
-            return finished.popleft() if finished else None
-        done = self._done
-        while finished:
-            index, kind, value = finished.popleft()
-            done[index] = (kind, value)
-        entry = done.pop(self._consumed, None)
-        return None if entry is None else (self._consumed, *entry)
-
-    def _put_back(self, entry: tuple[int, str, Any]) -> None:
-        if self._ordered:
-            self._done[entry[0]] = entry[1:]
-        else:
-            self._runner.finished.appendleft(entry)
-
-    def _load_chunk(self) -> bool:
-        """Make the next finished chunk current, together with the plain-value
-        chunks that can follow it (fewer trips through _advance per item).
-        Called by the consumer, with _consumer_lock held."""
-        entry = self._take()
-        if entry is None:
-            return False
-        _, kind, value = entry
-        self._consumed += 1
-        self._pairs = kind != "values"
-        if kind == "raise":
-            value = [(False, value)]
-            if self._chunksize > 1:  # the stdlib's chained iterator ends here
-                self._length = self._consumed
-                self._runner.end()
-        elif kind == "values":
-            runs = [value]
-            while (entry := self._take()) is not None:
-                if entry[1] != "values":
-                    self._put_back(entry)
-                    break
-                runs.append(entry[2])
-                self._consumed += 1
-            if len(runs) > 1:
-                value = itertools.chain.from_iterable(runs)
-        self._current = iter(value)
-        return True
-
-    def _close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-def _dropped(runner: _ChunkRunner, feeder_finished: Callable[[None], None]) -> None:
-    runner.end()
-    feeder_finished(None)
-
-
-def _call_one(func: Callable[[Any], Any], x: Any) -> tuple[bool, Any]:
-    try:
-        return True, func(x)
-    except Exception as exc:
-        return False, exc
+        for x in chunk:
+            if self._finished:  # terminated, or abandoned by Ctrl-C
+                break
+            append(func(*x) if star else func(x))
+        self._control.add(len(values))
+        return values
 
 
 def _worker(
@@ -530,6 +243,7 @@ class Pool:
         self._maxtasks = maxtasksperchild or 0
         self._cache: dict[int, Any] = {}
         self._controls: weakref.WeakSet[_core.Control] = weakref.WeakSet()
+        self._control = self._new_control()  # of apply's calls
         # imap iterators (held weakly: one the consumer dropped goes away),
         # and those still reading their input, which keeps the queue open
         self._iterators: weakref.WeakSet[IMapIterator] = weakref.WeakSet()
@@ -584,17 +298,9 @@ class Pool:
         for control in list(self._controls):
             control.cancel()
         for iterator in list(self._iterators):
-            iterator._runner.end()
+            iterator._results.end()
         for result in list(self._cache.values()):
-            result._finish(False, error)
-
-    def _submit(self, fn: Callable[..., None], args: tuple[Any, ...]) -> bool:
-        """Queue a call; False if the pool no longer takes work."""
-        try:
-            self._queue.submit(None, fn, args, None)
-        except RuntimeError:
-            return False
-        return True
+            result._cancel(error)
 
     def _check_running(self) -> None:
         if self._broken is not None:
@@ -606,6 +312,13 @@ class Pool:
         control = _core.Control()
         self._controls.add(control)
         return control
+
+    def _submit(self, result: ApplyResult, index: int, task: Any, *args: Any) -> None:
+        """Queue a task whose outcome goes to result._set(index, ...)."""
+        try:
+            self._queue.submit(result, index, task, *args)
+        except RuntimeError:  # the pool no longer takes work
+            result._cancel()
 
     # -- apply ----------------------------------------------------------------
 
@@ -629,10 +342,16 @@ class Pool:
         """Call ``func(*args, **kwds)`` on a worker; return an AsyncResult."""
         self._check_running()
         result = ApplyResult(self, callback, error_callback)
-        if isinstance(func, Kernel):
-            result._control = self._new_control()
-        if not self._submit(result._run, (func, args, kwds)):
-            result._cancel()
+        kernel = kernel_for(func, len(args), kwds)
+        if kernel is None:
+            self._submit(result, 0, func, tuple(args), dict(kwds) or None)
+            return result
+        try:  # validated now; a bad argument is the result's exception
+            batch = _core.call(kernel, tuple(args), self._control)
+        except Exception as exc:
+            result._set(0, (False, exc))
+        else:
+            self._submit(result, 0, batch)
         return result
 
     # -- map ------------------------------------------------------------------
@@ -647,9 +366,10 @@ class Pool:
     ) -> list[Any]:
         """Return ``[func(x) for x in iterable]``, computed by the workers.
 
-        A parpy kernel runs the whole batch in C with the GIL released once
-        (``chunksize`` then means OpenMP's dynamic schedule with chunks of
-        that size; by default chunks are sized by estimated cost).
+        A parpy kernel runs the whole input as one native batch that every
+        worker helps compute, the GIL released (``chunksize`` then means
+        chunks of that many items in input order; by default chunks are sized
+        by estimated cost, the costliest first).
         """
         return self._map(func, iterable, chunksize, False, progress)
 
@@ -690,15 +410,6 @@ class Pool:
         """Asynchronous :meth:`starmap`: return an AsyncResult of the list."""
         return self._map_async(func, iterable, chunksize, True, callback, error_callback, progress)
 
-    @staticmethod
-    def _native(func: object, star: bool) -> Kernel | None:
-        """func, if it runs as one native batch: a kernel taking each item as
-        its single argument (map), or each item's values as its arguments
-        (starmap of a kernel of several arguments); else None."""
-        if isinstance(func, Kernel) and (func.arity > 1 if star else func.arity == 1):
-            return func
-        return None
-
     def _map(
         self,
         func: Callable[..., Any],
@@ -707,11 +418,9 @@ class Pool:
         star: bool,
         progress: bool,
     ) -> list[Any]:
-        # A kernel's batch runs right here, on the calling thread (Ctrl-C
-        # cancels it); Python calls go to the workers.
         result = self._map_async(func, iterable, chunksize, star, None, None, progress, True)
         try:
-            return result.get()
+            return result.get()  # type: ignore[no-any-return]
         except KeyboardInterrupt:
             result._cancel()
             raise
@@ -725,41 +434,53 @@ class Pool:
         callback: Callable[[Any], object] | None,
         error_callback: Callable[[BaseException], object] | None,
         progress: bool,
-        inline: bool = False,
+        waiting: bool = False,
     ) -> MapResult:
         self._check_running()
         show = _progress.require(progress)
-        items = iterable if hasattr(iterable, "__len__") else tuple(iterable)
-        n = len(items)  # type: ignore[arg-type]
-        kernel = self._native(func, star)
+        items = iterable if isinstance(iterable, (list, tuple)) else list(iterable)
+        n = len(items)
+        # A kernel's items are one argument each (map), or each its arguments
+        # (starmap of a kernel that takes several).
+        kernel = kernel_for(func, 2 if star else 1)
+        chunk = _chunksize(chunksize)
+        control = self._new_control()
+        bar = _progress.start(show, control, n, "map")
         if kernel is not None:
-            size = 1  # the whole batch is one task
-            chunk = _chunksize(chunksize)
-        elif chunksize is None:
+            result = MapResult(self, n, n, min(n, 1), callback, error_callback, control, bar)
+            if n == 0:
+                return result
+            try:  # validated now, before any work: a bad item fails the result
+                batch = _core.Batch(
+                    kernel,
+                    [tuple(x) for x in items] if star else items,
+                    workers=self._processes,
+                    schedule=_SCHEDULES["dynamic" if chunk else None],
+                    chunksize=chunk,
+                    control=control,
+                )
+            except Exception as exc:
+                result._set(0, (False, exc))
+                return result
+            if waiting and batch.tiny:  # handing it over would cost more than the work
+                try:
+                    result._set(0, (True, batch.run()))
+                except Exception as exc:
+                    result._set(0, (False, exc))
+            else:
+                self._submit(result, 0, batch)
+            return result
+        if chunksize is None:
             size, extra = divmod(n, self._processes * 4)
             size += bool(extra)
         else:
-            size = _chunksize(chunksize)
-        control = self._new_control()
-        bar = _progress.start(show, control, n, "map")
-        length = n if kernel is None else min(n, 1)  # a batch is one task
-        result = MapResult(self, size if n else 0, length, callback, error_callback, control, bar)
-        if n == 0:
-            return result
-        if kernel is not None:
-            if inline:
-                result._run_batch(kernel, items, self._processes, chunk)
-                return result
-            args = (kernel, tuple(items), self._processes, chunk)  # a snapshot of the items now
-            submitted = self._submit(result._run_batch, args)
-        else:
-            seq = items if isinstance(items, (list, tuple)) else list(items)
-            submitted = all(
-                self._submit(result._run_chunk, (i // size, func, seq[i : i + size], star))
-                for i in range(0, n, size)
+            size = chunk
+        tasks = (n + size - 1) // size if n else 0
+        result = MapResult(self, size, n, tasks, callback, error_callback, control, bar)
+        for i in range(tasks):
+            self._submit(
+                result, i, result._run_chunk, (func, items[i * size : (i + 1) * size], star)
             )
-        if not submitted:
-            result._cancel()
         return result
 
     # -- imap -----------------------------------------------------------------
@@ -777,7 +498,8 @@ class Pool:
         Results come back while later ones are still computed; the input is
         read as the results are consumed (a bounded window ahead), so it may
         be very long or endless. With a parpy kernel and the default
-        chunksize, chunks grow from 1 to 1024 items, each run natively.
+        chunksize, chunks grow from 1 item to up to 1024, each a native batch
+        in which every item gets its own value or exception.
         """
         return self._imap(func, iterable, chunksize, True, progress)
 
@@ -811,7 +533,7 @@ class Pool:
             self._feeders.add(iterator)
         # Dropped by its consumer: its queued chunks are skipped, and a closed
         # pool need not wait for it.
-        weakref.finalize(iterator, _dropped, iterator._runner, self._feeder_finished)
+        weakref.finalize(iterator, dropped, iterator._results, self._feeder_finished)
         iterator._feed(iterator._window)
         return iterator
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import operator
 from typing import SupportsIndex
 
-__all__ = ["fib", "fib_iterative", "fib_recursive", "fib_mod"]
+__all__ = ["fib", "fib_iterative", "fib_recursive", "fib_mod", "to_decimal"]
 
 U64 = 1 << 64
 FIB_U64_MAX_N = 93  # F(93) is the largest Fibonacci number below 2**64
@@ -78,3 +78,21 @@ def fib_mod(n: int, m: int) -> int:
         if bit == "1":
             a, b = b, (a + b) % m
     return a
+
+
+def to_decimal(x: int) -> str:
+    """The decimal digits of an int: str(x), without the int_max_str_digits limit."""
+    if isinstance(x, bool) or not isinstance(x, int):
+        raise TypeError(f"x must be an int, not {type(x).__name__}")
+    x = int(x)  # an int subclass may format itself otherwise
+    if x < 0:
+        return "-" + to_decimal(-x)
+    if x < 10**_CHUNK_DIGITS:
+        return int.__repr__(x)
+    # Divide and conquer by a power of ten near half the digits.
+    k = (x.bit_length() * 30103 // 100000 + 1) // 2  # about half the digits
+    high, low = divmod(x, 10**k)
+    return to_decimal(high) + to_decimal(low).rjust(k, "0")
+
+
+_CHUNK_DIGITS = 1000  # below the str() limit of every Python

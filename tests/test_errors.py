@@ -9,6 +9,7 @@ import fractions
 import math
 import os
 import time
+import traceback
 
 import pytest
 from _util import (
@@ -197,30 +198,67 @@ def test_bad_item_names_its_index(kernel, bad, exc, index):
     items[index] = bad
     exc_type, message = _single_call_error(kernel, bad)
     assert exc_type is exc
+    # the item's own exception, with the kernel and the position in a note
     with pytest.raises(exc) as info:
         parpy.map(getattr(parpy, kernel), items, workers=2)
-    assert str(info.value) == f"items[{index}]: {message}"
+    assert str(info.value) == message
+    assert info.value.__notes__ == [f"parpy.{kernel}: items[{index}]"]
     with pytest.raises(exc) as info:
         parpy.fib_batch(items, algorithm=BATCH_ALGORITHMS[kernel])
-    assert str(info.value) == f"items[{index}]: {message}"
+    assert str(info.value) == message
+    assert info.value.__notes__ == [f"parpy.{kernel}: items[{index}]"]
 
 
 def test_bad_item_message_example():
     with pytest.raises(TypeError) as info:
         parpy.fib_batch([1, "2", 3])
-    assert str(info.value) == "items[1]: n must be an int, not str"
+    assert str(info.value) == "n must be an int, not str"
+    assert info.value.__notes__ == ["parpy.fib: items[1]"]
+
+
+def test_an_index_error_keeps_its_traceback_and_context():
+    # The exception raised in a user's __index__ is the one raised, with its
+    # own traceback and __context__; the position is only a note.
+    class Broken:
+        def __index__(self):
+            raise ZeroDivisionError("broken")
+
+    class Chained:
+        def __index__(self):
+            try:
+                {}["key"]
+            except KeyError:
+                raise ZeroDivisionError("chained")  # noqa: B904 - the context is the point
+
+    with pytest.raises(ZeroDivisionError) as info:
+        parpy.fib_batch([1, 2, Chained(), 4])
+    exc = info.value
+    assert str(exc) == "chained"
+    assert isinstance(exc.__context__, KeyError)
+    assert exc.__notes__ == ["parpy.fib: items[2]"]
+    frames = [frame.f_code.co_name for frame, _ in traceback.walk_tb(exc.__traceback__)]
+    assert "__index__" in frames, frames
+    for call in (parpy.fib, parpy.reference.fib):
+        with pytest.raises(ZeroDivisionError) as info:
+            call(Chained())
+        assert isinstance(info.value.__context__, KeyError)
+        assert not getattr(info.value, "__notes__", None)
+    with pytest.raises(ZeroDivisionError, match="broken"):
+        parpy.map(parpy.fib_iterative, [Broken()])
 
 
 def test_first_bad_item_is_reported():
-    with pytest.raises(TypeError, match=r"^items\[2\]: "):
+    with pytest.raises(TypeError, match=r"\nparpy\.fib: items\[2\]$"):
         parpy.fib_batch([1, 2, "x", -1, 2**64, None])
-    with pytest.raises(ValueError, match=r"^items\[3\]: "):
+    with pytest.raises(ValueError, match=r"\nparpy\.fib: items\[3\]$"):
         parpy.fib_batch([1, 2, 3, -1, "x"])
 
 
 @pytest.mark.parametrize("n", [94, 200])
 def test_recursive_batch_above_93_is_overflow_error(n):
-    with pytest.raises(OverflowError, match=rf"^items\[1\]: .*must be <= 93, not {n}$"):
+    with pytest.raises(
+        OverflowError, match=rf"must be <= 93, not {n}\nparpy\.fib_recursive: items\[1\]$"
+    ):
         parpy.fib_batch([10, n], algorithm="recursive")
 
 
@@ -242,7 +280,7 @@ def test_recursive_batch_above_93_is_overflow_error(n):
     ],
 )
 def test_fib_mod_bad_items(item, exc, pattern):
-    with pytest.raises(exc, match=rf"^items\[2\]: .*{pattern}"):
+    with pytest.raises(exc, match=rf"{pattern}.*\nparpy\.fib_mod: items\[2\]$"):
         parpy.map(parpy.fib_mod, [(1, 2), [3, 4], item, (5, 6)], workers=2)
 
 
@@ -255,11 +293,11 @@ def test_fib_mod_items_may_be_lists_or_tuples():
 @pytest.mark.timeout(120)
 def test_every_item_is_validated_before_work_starts():
     # The first items would take minutes; the bad last one must fail the call at once.
-    with pytest.raises(TypeError, match=r"^items\[3\]: "):
+    with pytest.raises(TypeError, match=r"\nparpy\.fib_iterative: items\[3\]$"):
         parpy.fib_batch([10**7] * 3 + ["x"], algorithm="iterative", workers=2)
-    with pytest.raises(OverflowError, match=r"^items\[2\]: "):
+    with pytest.raises(OverflowError, match=r"\nparpy\.\w+: items\[2\]$"):
         parpy.fib_batch([70, 70, 94], algorithm="recursive", workers=2)
-    with pytest.raises(ValueError, match=r"^items\[2\]: "):
+    with pytest.raises(ValueError, match=r"\nparpy\.\w+: items\[2\]$"):
         parpy.map(parpy.fib_iterative, [10**7, 10**7, -1])
 
 
@@ -399,6 +437,7 @@ try:
         kernel({n})
 except BaseException as exc:
     print("RAISED", type(exc).__name__, str(exc).replace("\\n", " "), sep="|")
+    print("NOTES", *getattr(exc, "__notes__", []), sep="|")
 else:
     print("RETURNED")
 print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, sep="|")
@@ -464,7 +503,7 @@ def test_size_limits_raise_at_once(key, limit_children):
     exc_name, message = lines["RAISED"]
     assert exc_name == expected, f"{what}: {exc_name}: {message}"
     if batch:
-        assert message.startswith("items[1]: ")
+        assert lines["NOTES"] == [f"parpy.{kernel}: items[1]"], lines
     assert str(n) in message
     assert "%" not in message, f"unformatted message: {message!r}"
     # Refused without allocating anything like F(n).

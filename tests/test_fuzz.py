@@ -142,7 +142,7 @@ def test_batches_of_mixed_items(items, algorithm, workers, schedule, chunksize):
         bad = [(i, o) for i, o in enumerate(outcomes) if o[0] != "value"]
         assert bad, (items, exc)
         index, (status, exc_type) = bad[0]
-        assert str(exc).startswith(f"items[{index}]: "), (items, exc)
+        assert exc.__notes__ == [f"parpy.{kernel}: items[{index}]"], (items, exc)
         if status == "raises":
             assert type(exc) is exc_type, (items, exc)
     else:

@@ -13,7 +13,8 @@ from _util import U64, fib_exact, fib_table, mismatches, run_python
 import parpy
 import parpy.reference
 
-KERNEL_NAMES = ["fib", "fib_iterative", "fib_recursive", "fib_mod"]
+KERNEL_NAMES = ["fib", "fib_iterative", "fib_recursive", "fib_mod", "to_decimal"]
+ARGS = {"fib_mod": (2, 2)}  # (min_args, max_args) where not (1, 1)
 BIG_KERNELS = ["fib", "fib_iterative"]
 
 # ---- small n: every value ------------------------------------------------------
@@ -159,8 +160,17 @@ def test_kernels_are_kernel_instances(name):
     assert kernel.__name__ == name
     assert kernel.__qualname__ == name
     assert kernel.__module__ == "parpy"
-    assert kernel.arity == (2 if name == "fib_mod" else 1)
+    assert (kernel.min_args, kernel.max_args) == ARGS.get(name, (1, 1))
     assert repr(kernel) == f"<parpy kernel {name}>"
+
+
+DOC_STARTS = {
+    "fib": "Return the n-th Fibonacci number F(n)",
+    "fib_iterative": "Return F(n) by the loop",
+    "fib_recursive": "Return F(n) by the naive recursion",
+    "fib_mod": "Return F(n) mod m",
+    "to_decimal": "Return the decimal digits of the int x",
+}
 
 
 @pytest.mark.parametrize("name", KERNEL_NAMES)
@@ -170,7 +180,7 @@ def test_kernel_doc_is_the_kernels_own(name):
     # Each kernel documents itself, not the Kernel type, and without the
     # "name(sig)\n--\n\n" header that is there for __text_signature__.
     assert doc != parpy.Kernel.__doc__
-    assert "F(n)" in doc
+    assert doc.startswith(DOC_STARTS[name])
     assert "\n--\n" not in doc
 
 
@@ -181,6 +191,7 @@ def test_kernel_doc_is_the_kernels_own(name):
         ("fib_iterative", "(n, /)"),
         ("fib_recursive", "(n, /)"),
         ("fib_mod", "(n, m, /)"),
+        ("to_decimal", "(x, /)"),
     ],
 )
 def test_kernel_signature(name, signature):
@@ -215,14 +226,16 @@ def test_kernel_type_cannot_be_instantiated_or_subclassed():
 
 
 def test_kernel_attributes_are_read_only():
-    for attr, value in [("arity", 3), ("__name__", "x")]:
+    for attr, value in [("min_args", 3), ("max_args", 3), ("output", None), ("__name__", "x")]:
         with pytest.raises((AttributeError, TypeError)):
             setattr(parpy.fib, attr, value)
-    assert parpy.fib.arity == 1
+    assert parpy.fib.max_args == 1
     assert parpy.fib.__name__ == "fib"
 
 
-def test_reference_twins_exist_for_every_kernel():
+def test_every_registered_kernel_is_exported_and_has_a_twin():
+    assert parpy._core.__all__ == KERNEL_NAMES
+    assert set(KERNEL_NAMES) <= set(parpy.__all__)
     assert sorted(parpy.reference.__all__) == sorted(KERNEL_NAMES)
     for name in KERNEL_NAMES:
         twin = getattr(parpy.reference, name)
@@ -242,7 +255,7 @@ def test_reimport_makes_a_new_module():
         assert second is not first
         assert second.Kernel is not first.Kernel
         assert second.fib(100) == first.fib(100) == 354224848179261915075
-        assert second.run_batch(second.fib, [10, 20], 2, 0, 0) == [55, 6765]
+        assert second.Batch(second.fib, [10, 20], workers=2).run() == [55, 6765]
         print("ok")
         """,
         timeout=60,

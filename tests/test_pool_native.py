@@ -323,7 +323,7 @@ def test_executor_completes_kernel_futures_from_c():
         done, not_done = cf.wait(futures, timeout=T)
         assert not not_done
         assert [f.result() for f in futures] == expected(ns)
-        assert all(type(f) is cf.Future for f in futures)
+        assert all(isinstance(f, cf.Future) for f in futures)
         bad = [executor.submit(parpy.fib, x) for x in (-1, "x", 2**64, 1.5)]
         kinds = [type(f.exception(T)) for f in bad]
         assert kinds == [ValueError, TypeError, OverflowError, TypeError]
@@ -419,7 +419,7 @@ def test_control_counts_items_finished_by_native_workers():
     result = {}
     thread = threading.Thread(
         target=lambda: result.setdefault(
-            "v", _core.run_batch(parpy.fib_recursive, [27] * 400, 2, 0, 0, control)
+            "v", _core.Batch(parpy.fib_recursive, [27] * 400, workers=2, control=control).run()
         ),
         daemon=True,
     )
