@@ -32,7 +32,9 @@ from workloads import (
     TINY,
     WORKERS,
     candidates,
+    decimal_candidates,
     gmpy2,
+    links_candidates,
     pool_candidates,
 )
 
@@ -57,6 +59,11 @@ def targets() -> list[Target]:
     balanced, skewed = candidates(BALANCED), candidates(SKEWED)
     iterative, tiny = candidates(ITERATIVE, "iterative"), candidates(TINY)
     kernel_map = pool_candidates("map-kernel")
+    decimal, links = decimal_candidates(), links_candidates()
+    # 10x the input against the 1x input: the ratio of per-MiB times
+    ten = links_candidates(10)["parpy.extract_links"]
+    one = links["parpy.extract_links"]
+    links10 = {"10 MiB once": ten, "1 MiB ten times": lambda: [one() for _ in range(10)]}
     w = WORKERS
     return [
         Target(f"balanced, workers={w} vs workers=1", balanced, "parpy", "parpy-serial",
@@ -83,6 +90,18 @@ def targets() -> list[Target]:
                "parpy.Pool", "ThreadPool", 1 / 1.1, "<= 1.1x"),
         Target("executor.submit(fib) per task vs stdlib's", pool_candidates("submit-kernel"),
                "parpy.ThreadPoolExecutor", "ThreadPoolExecutor", 1.0, "no more"),
+        Target("to_decimal(F(10**6)) vs str()", decimal, "parpy.to_decimal", "str",
+               20.0, ">= 20x", 3),
+        Target("to_decimal(F(10**6)) vs gmpy2 digits()", decimal, "parpy.to_decimal",
+               "gmpy2.digits", 1 / 1.25, "within 1.25x"),
+        Target("extract_links, 1 MiB vs html.parser", links, "parpy.extract_links",
+               "html.parser", 30.0, ">= 30x", 3),
+        Target("  ... vs its pure-Python twin", links, "parpy.extract_links",
+               "reference.extract_links", 30.0, ">= 30x", 3),
+        Target("  ... vs selectolax (lexbor)", links, "parpy.extract_links", "selectolax",
+               2.0, ">= 2x"),
+        Target("  10x the input vs 10 times the input", links10, "10 MiB once",
+               "1 MiB ten times", 0.8, ">= 0.8x (linear)", 3),
     ]  # fmt: skip
 
 

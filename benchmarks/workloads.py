@@ -5,6 +5,7 @@ Fixed seeds, so that every run and every machine times the same batches.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import parpy
@@ -120,3 +121,49 @@ def pool_candidates(workload: str) -> dict[str, Callable[[], object]]:
 
 
 POOL_WORKLOADS = ("map-kernel", "map-python", "imap-python", "submit-kernel")
+
+
+# ---- text kernels ---------------------------------------------------------------
+
+DECIMAL_N = 10**6  # F(10**6) has 208,988 decimal digits
+
+
+def _str_unlimited(x: int) -> str:
+    """str(x) with sys.int_max_str_digits lifted, as a user would have to."""
+    old = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        return str(x)
+    finally:
+        sys.set_int_max_str_digits(old)
+
+
+def decimal_candidates() -> dict[str, Callable[[], object]]:
+    """The decimal digits of F(DECIMAL_N): parpy.to_decimal, str(), its
+    pure-Python twin and (when installed) gmpy2's mpz.digits()."""
+    x = parpy.fib(DECIMAL_N)
+    calls: dict[str, Callable[[], object]] = {
+        "parpy.to_decimal": lambda: parpy.to_decimal(x),
+        "str": lambda: _str_unlimited(x),
+        "reference.to_decimal": lambda: parpy.reference.to_decimal(x),
+    }
+    if gmpy2 is not None:
+        m = gmpy2.mpz(x)
+        calls["gmpy2.digits"] = m.digits
+    return calls
+
+
+def links_candidates(copies: int = 1) -> dict[str, Callable[[], object]]:
+    """The links of about a MiB of real pages (html_corpus.py, times copies):
+    parpy.extract_links, its pure-Python twin, an html.parser crawler and
+    selectolax (lexbor)."""
+    from bench_links import html_parser_links, lexbor_links
+    from html_corpus import corpus
+
+    doc = corpus(copies)
+    return {
+        "parpy.extract_links": lambda: parpy.extract_links(doc),
+        "reference.extract_links": lambda: parpy.reference.extract_links(doc),
+        "html.parser": lambda: html_parser_links(doc),
+        "selectolax": lambda: lexbor_links(doc),
+    }

@@ -287,9 +287,9 @@ omp_kind(int schedule)
 static void
 team_main(parpy_batch *b)
 {
+    PARPY_HAPPENS_AFTER(b); /* first: everything below reads the batch */
     parpy_ctx ctx;
     batch_ctx(b, NULL, &ctx);
-    PARPY_HAPPENS_AFTER(b);
     if (b->schedule == PARPY_SCHED_AUTO) {
         compute_chunks(b, &ctx);
     }

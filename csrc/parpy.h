@@ -157,7 +157,8 @@ typedef struct parpy_kernel {
     X(fib_iterative)     \
     X(fib_recursive)     \
     X(fib_mod)           \
-    X(to_decimal)
+    X(to_decimal)        \
+    X(extract_links)
 
 #define PARPY_DECLARE_KERNEL(name) extern const parpy_kernel parpy_kernel_##name;
 PARPY_KERNELS(PARPY_DECLARE_KERNEL)

@@ -3,7 +3,7 @@ from typing import Any, Final, Generic, TypeVar
 
 R = TypeVar("R")
 
-__all__ = ["fib", "fib_iterative", "fib_recursive", "fib_mod", "to_decimal"]
+__all__ = ["fib", "fib_iterative", "fib_recursive", "fib_mod", "to_decimal", "extract_links"]
 
 class Kernel(Generic[R]):
     __name__: str
@@ -22,6 +22,7 @@ fib_iterative: Final[Kernel[int]]
 fib_recursive: Final[Kernel[int]]
 fib_mod: Final[Kernel[int]]
 to_decimal: Final[Kernel[str]]
+extract_links: Final[Kernel[list[str]]]
 gmp_version: Final[str]
 openmp_version: Final[int]
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import operator
 from typing import SupportsIndex
 
-__all__ = ["fib", "fib_iterative", "fib_recursive", "fib_mod", "to_decimal"]
+from parpy._links import extract_links
+
+__all__ = ["fib", "fib_iterative", "fib_recursive", "fib_mod", "to_decimal", "extract_links"]
 
 U64 = 1 << 64
 FIB_U64_MAX_N = 93  # F(93) is the largest Fibonacci number below 2**64

@@ -13,8 +13,8 @@ from _util import U64, fib_exact, fib_table, mismatches, run_python
 import parpy
 import parpy.reference
 
-KERNEL_NAMES = ["fib", "fib_iterative", "fib_recursive", "fib_mod", "to_decimal"]
-ARGS = {"fib_mod": (2, 2)}  # (min_args, max_args) where not (1, 1)
+KERNEL_NAMES = ["fib", "fib_iterative", "fib_recursive", "fib_mod", "to_decimal", "extract_links"]
+ARGS = {"fib_mod": (2, 2), "extract_links": (1, 3)}  # (min_args, max_args) where not (1, 1)
 BIG_KERNELS = ["fib", "fib_iterative"]
 
 # ---- small n: every value ------------------------------------------------------
@@ -170,6 +170,7 @@ DOC_STARTS = {
     "fib_recursive": "Return F(n) by the naive recursion",
     "fib_mod": "Return F(n) mod m",
     "to_decimal": "Return the decimal digits of the int x",
+    "extract_links": "Return the href of every <a> start tag",
 }
 
 
@@ -192,6 +193,7 @@ def test_kernel_doc_is_the_kernels_own(name):
         ("fib_recursive", "(n, /)"),
         ("fib_mod", "(n, m, /)"),
         ("to_decimal", "(x, /)"),
+        ("extract_links", "(html, /, base_url=None, mode='html')"),
     ],
 )
 def test_kernel_signature(name, signature):
