@@ -129,6 +129,24 @@ with parpy.ThreadPoolExecutor(2) as executor:
     futures = [executor.submit(parpy.to_decimal, x) for x in big]
     assert [f.result(60) for f in futures] == [ref.to_decimal(x) for x in big]
 
+# extract_links: both modes, bytes and str, a base, bad input, through a pool
+page = b'<base href="/b/"><a href="x">1</a><A HREF=y&amp;z><!-- <a href=no> --><a href=\xff\xfe>'
+assert parpy.extract_links(page, "http://h/") == ref.extract_links(page, "http://h/")
+assert parpy.extract_links(page.decode("latin-1"), mode="regex") == ref.extract_links(
+    page.decode("latin-1"), mode="regex"
+)
+pages = [page * k for k in range(1, 30)]
+assert parpy.map(parpy.extract_links, pages, workers=2) == [ref.extract_links(p) for p in pages]
+with parpy.Pool(2) as pool:
+    assert pool.map(parpy.extract_links, pages) == [ref.extract_links(p) for p in pages]
+for bad in (lambda: parpy.extract_links(5), lambda: parpy.extract_links(b"", mode="xml")):
+    try:
+        bad()
+    except (TypeError, ValueError):
+        pass
+    else:
+        raise AssertionError("no exception")
+
 report = compare(
     "iterative", [10, 500, 2000], backends="serial,threading,parpy", workers=2, repeat=1
 )
