@@ -230,12 +230,9 @@ queue_run(PyObject *op, PyObject *arg)
             task_free(tasks[i]);
         }
         ran += n;
-        if (max_tasks > 0 && ran >= max_tasks) {
-            if (next != NULL) { /* not ours to run: back to the queue */
-                if (parpy_ring_push(&self->ring, next, 0) != PARPY_RING_OK) {
-                    task_free(next); /* stopped meanwhile */
-                }
-            }
+        /* (gather stops at the limit, so a task popped on the way is never
+           left over when the limit is reached) */
+        if (max_tasks > 0 && ran >= max_tasks && next == NULL) {
             Py_RETURN_TRUE;
         }
     }
