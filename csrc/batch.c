@@ -50,6 +50,7 @@
 struct parpy_batch {
     PyObject_HEAD
     const parpy_kernel *kernel;
+    PyObject *kobj; /* strong: the Kernel object (its bound arguments) */
     parpy_state *st;
     Py_ssize_t n;
     char *items;          /* n items of kernel->item_size bytes */
@@ -765,12 +766,12 @@ parse_element(parpy_batch *b, Py_ssize_t i, PyObject *obj)
 {
     const parpy_kernel *k = b->kernel;
     if (b->call) {
-        return parpy_parse_call(k, ITEM(b, i), &PyTuple_GET_ITEM(obj, 0), PyTuple_GET_SIZE(obj),
-                                NULL);
+        return parpy_parse_call(b->kobj, ITEM(b, i), &PyTuple_GET_ITEM(obj, 0),
+                                PyTuple_GET_SIZE(obj), NULL);
     }
-    if (k->max_args == 1 || (k->min_args == 1 && !PyTuple_Check(obj) && !PyList_Check(obj))) {
-        PyObject *args[4] = {obj, NULL, NULL, NULL};
-        return k->parse(ITEM(b, i), args);
+    int one = ((parpy_KernelObject *)b->kobj)->bound != NULL || k->max_args == 1;
+    if (one || (k->min_args == 1 && !PyTuple_Check(obj) && !PyList_Check(obj))) {
+        return parpy_parse_call(b->kobj, ITEM(b, i), &obj, 1, NULL);
     }
     if (!(PyTuple_Check(obj) || PyList_Check(obj))) {
         PyErr_Format(PyExc_TypeError, "%s items must be tuples of %d arguments, not %.200s",
@@ -785,7 +786,7 @@ parse_element(parpy_batch *b, Py_ssize_t i, PyObject *obj)
     int rc = -1;
     Py_ssize_t nargs = PyTuple_GET_SIZE(args);
     if (nargs >= k->min_args && nargs <= k->max_args) {
-        rc = parpy_parse_call(k, ITEM(b, i), &PyTuple_GET_ITEM(args, 0), nargs, NULL);
+        rc = parpy_parse_call(b->kobj, ITEM(b, i), &PyTuple_GET_ITEM(args, 0), nargs, NULL);
     }
     else if (k->min_args == k->max_args) {
         PyErr_Format(PyExc_TypeError, "%s items must be tuples of %d arguments, not %zd", k->name,
@@ -809,14 +810,16 @@ typedef struct {
    Returns a new reference, or NULL with an exception set (what was parsed
    is released). */
 static PyObject *
-batch_make(PyTypeObject *type, const parpy_kernel *k, PyObject *items, const batch_options *o)
+batch_make(PyTypeObject *type, PyObject *kernel, PyObject *items, const batch_options *o)
 {
+    const parpy_kernel *k = ((parpy_KernelObject *)kernel)->kernel;
     parpy_state *st = parpy_state_of(type);
     parpy_batch *b = (parpy_batch *)type->tp_alloc(type, 0);
     if (b == NULL) {
         return NULL;
     }
     b->kernel = k;
+    b->kobj = Py_NewRef(kernel);
     b->st = st;
     b->schedule = o->schedule;
     b->chunksize = o->chunksize;
@@ -944,7 +947,7 @@ batch_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     o.control = control != Py_None ? control : NULL;
-    return batch_make(type, ((parpy_KernelObject *)kernel)->kernel, items, &o);
+    return batch_make(type, kernel, items, &o);
 }
 
 PyObject *
@@ -956,7 +959,7 @@ parpy_batch_call(parpy_state *st, PyObject *kernel, PyObject *args, PyObject *co
         return NULL;
     }
     batch_options o = {.workers = 1, .call = 1, .control = control};
-    return batch_make(st->batch_type, ((parpy_KernelObject *)kernel)->kernel, args, &o);
+    return batch_make(st->batch_type, kernel, args, &o);
 }
 
 static void
@@ -976,6 +979,7 @@ batch_dealloc(PyObject *op)
     }
     free(b->order);
     Py_XDECREF(b->prepare_error);
+    Py_XDECREF(b->kobj);
     Py_XDECREF(b->control);
     Py_XDECREF(b->target);
     Py_XDECREF(b->index);

@@ -368,17 +368,30 @@ fib_recursive_compute(void *p, const parpy_ctx *ctx)
 /* fib_mod: fast doubling modulo m, with 128-bit products. */
 
 static int
-fib_mod_parse(void *p, PyObject *const *args)
+parse_modulus(PyObject *arg, uint64_t *m)
 {
-    u64_item *it = p;
-    if (parpy_parse_u64(args[0], "n", &it->n) < 0 || parpy_parse_u64(args[1], "m", &it->m) < 0) {
+    if (parpy_parse_u64(arg, "m", m) < 0) {
         return -1;
     }
-    if (it->m == 0) {
+    if (*m == 0) {
         PyErr_SetString(PyExc_ValueError, "m must be >= 1, not 0");
         return -1;
     }
     return 0;
+}
+
+static int
+fib_mod_parse(void *p, PyObject *const *args)
+{
+    u64_item *it = p;
+    return parpy_parse_u64(args[0], "n", &it->n) < 0 ? -1 : parse_modulus(args[1], &it->m);
+}
+
+static int
+fib_mod_check(PyObject *const *args, int first)
+{
+    uint64_t m;
+    return first <= 1 ? parse_modulus(args[1], &m) : 0;
 }
 
 static double
@@ -493,6 +506,7 @@ const parpy_kernel parpy_kernel_fib_mod = {
     .item_size = sizeof(u64_item),
     .init = fib_init,
     .parse = fib_mod_parse,
+    .check = fib_mod_check,
     .cost = fib_mod_cost,
     .compute = fib_mod_compute,
     .build = u64_build,

@@ -90,9 +90,10 @@ parpy_restore_exception(PyObject *exc)
 
 #define MAX_ARGS 4
 
-int
-parpy_parse_call(const parpy_kernel *k, void *item, PyObject *const *args, Py_ssize_t nargs,
-                 PyObject *kwnames)
+/* Parses the table's own arguments. */
+static int
+parse_args(const parpy_kernel *k, void *item, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames)
 {
     PyObject *all[MAX_ARGS] = {NULL};
     if (nargs > k->max_args) {
@@ -141,6 +142,28 @@ parpy_parse_call(const parpy_kernel *k, void *item, PyObject *const *args, Py_ss
     return k->parse(item, all);
 }
 
+int
+parpy_parse_call(PyObject *kernel, void *item, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    parpy_KernelObject *ko = (parpy_KernelObject *)kernel;
+    if (ko->bound == NULL) {
+        return parse_args(ko->kernel, item, args, nargs, kwnames);
+    }
+    if (nargs != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0)) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s.bind(...)() takes exactly 1 positional argument (%zd given)",
+                     ko->kernel->name, nargs);
+        return -1;
+    }
+    PyObject *all[MAX_ARGS] = {args[0]};
+    Py_ssize_t nb = PyTuple_GET_SIZE(ko->bound);
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        all[1 + i] = PyTuple_GET_ITEM(ko->bound, i);
+    }
+    return parse_args(ko->kernel, item, all, 1 + nb, NULL);
+}
+
 static PyObject *
 kernel_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -156,7 +179,7 @@ kernel_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject
         return PyErr_NoMemory();
     }
     PyObject *result = NULL;
-    if (parpy_parse_call(k, item, args, PyVectorcall_NARGS(nargsf), kwnames) == 0) {
+    if (parpy_parse_call(self, item, args, PyVectorcall_NARGS(nargsf), kwnames) == 0) {
         if (k->prepare != NULL && k->prepare(item) < 0) {
             if (k->release != NULL) {
                 k->release(item);
@@ -176,6 +199,7 @@ static void
 kernel_dealloc(PyObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
+    Py_XDECREF(((parpy_KernelObject *)self)->bound);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -183,14 +207,86 @@ kernel_dealloc(PyObject *self)
 static PyObject *
 kernel_repr(PyObject *self)
 {
-    return PyUnicode_FromFormat("<parpy kernel %s>", ((parpy_KernelObject *)self)->kernel->name);
+    parpy_KernelObject *ko = (parpy_KernelObject *)self;
+    if (ko->bound == NULL) {
+        return PyUnicode_FromFormat("<parpy kernel %s>", ko->kernel->name);
+    }
+    PyObject *args = PyObject_Repr(ko->bound); /* "(m,)": shown without the comma */
+    if (args == NULL) {
+        return NULL;
+    }
+    Py_ssize_t len = PyUnicode_GET_LENGTH(args);
+    int single = PyTuple_GET_SIZE(ko->bound) == 1;
+    PyObject *inner = PyUnicode_Substring(args, 1, len - (single ? 2 : 1));
+    Py_DECREF(args);
+    if (inner == NULL) {
+        return NULL;
+    }
+    PyObject *r = PyUnicode_FromFormat("<parpy kernel %s.bind(%U)>", ko->kernel->name, inner);
+    Py_DECREF(inner);
+    return r;
 }
 
 /* Pickled by name, as functions are: parpy.<name>. */
 static PyObject *
 kernel_reduce(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return PyUnicode_FromString(((parpy_KernelObject *)self)->kernel->name);
+    parpy_KernelObject *ko = (parpy_KernelObject *)self;
+    if (ko->bound == NULL) {
+        return PyUnicode_FromString(ko->kernel->name); /* parpy.<name> */
+    }
+    /* parpy._core._bind(parpy.<name>, bound) */
+    PyObject *core = PyImport_ImportModule("parpy._core");
+    PyObject *rebind = core ? PyObject_GetAttrString(core, "_bind") : NULL;
+    PyObject *base = rebind ? PyObject_GetAttrString(core, ko->kernel->name) : NULL;
+    PyObject *r = base ? Py_BuildValue("O(OO)", rebind, base, ko->bound) : NULL;
+    Py_XDECREF(base);
+    Py_XDECREF(rebind);
+    Py_XDECREF(core);
+    return r;
+}
+
+PyDoc_STRVAR(kernel_bind_doc,
+             "bind(*args)\n--\n\n"
+             "Return a kernel of one argument x that computes kernel(x, *args): the trailing\n"
+             "arguments fixed, validated now. Native in every executor, picklable.\n"
+             "Example: parpy.fib_mod.bind(10**9 + 7) is n -> F(n) mod (10**9 + 7).");
+
+static PyObject *
+kernel_bind(PyObject *self, PyObject *args)
+{
+    parpy_KernelObject *ko = (parpy_KernelObject *)self;
+    const parpy_kernel *k = ko->kernel;
+    Py_ssize_t nb = PyTuple_GET_SIZE(args);
+    if (ko->bound != NULL) {
+        PyErr_Format(PyExc_TypeError, "%s is bound already", k->name);
+        return NULL;
+    }
+    if (1 + nb < k->min_args || 1 + nb > k->max_args || (nb > 0 && k->check == NULL)) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s.bind() takes the arguments after the first: %d to %d, not %zd", k->name,
+                     k->min_args - 1 > 0 ? k->min_args - 1 : 0, k->max_args - 1, nb);
+        return NULL;
+    }
+    PyObject *all[MAX_ARGS] = {NULL};
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        all[1 + i] = PyTuple_GET_ITEM(args, i);
+    }
+    if (nb > 0 && k->check(all, 1) < 0) {
+        return NULL;
+    }
+    parpy_KernelObject *bound = (parpy_KernelObject *)parpy_kernel_new(Py_TYPE(self), k);
+    if (bound != NULL) {
+        bound->bound = Py_NewRef(args);
+    }
+    return (PyObject *)bound;
+}
+
+static PyObject *
+kernel_get_bound(PyObject *self, void *Py_UNUSED(closure))
+{
+    PyObject *bound = ((parpy_KernelObject *)self)->bound;
+    return Py_NewRef(bound != NULL ? bound : Py_None);
 }
 
 static PyObject *
@@ -227,10 +323,31 @@ text_signature(const parpy_kernel *k)
     return PyUnicode_FromStringAndSize(open, end - open);
 }
 
+/* The text signature; a bound kernel's keeps its first parameter only. */
+static PyObject *
+kernel_text_signature(PyObject *self)
+{
+    parpy_KernelObject *ko = (parpy_KernelObject *)self;
+    PyObject *text = text_signature(ko->kernel);
+    if (text == NULL || ko->bound == NULL || text == Py_None) {
+        return text;
+    }
+    const char *sig = PyUnicode_AsUTF8(text);
+    if (sig == NULL) {
+        Py_DECREF(text);
+        return NULL;
+    }
+    char first_param[64];
+    snprintf(first_param, sizeof(first_param), "(%.*s, /)", (int)strcspn(sig + 1, ",)"), sig + 1);
+    PyObject *first = PyUnicode_FromString(first_param);
+    Py_DECREF(text);
+    return first;
+}
+
 static PyObject *
 kernel_get_text_signature(PyObject *self, void *Py_UNUSED(closure))
 {
-    return text_signature(((parpy_KernelObject *)self)->kernel);
+    return kernel_text_signature(self);
 }
 
 /* inspect.Signature of the kernel, read from its text signature as
@@ -241,7 +358,7 @@ kernel_get_signature(PyObject *self, void *Py_UNUSED(closure))
     PyObject *inspect = NULL, *cls = NULL, *text = NULL, *sig = NULL;
     inspect = PyImport_ImportModule("inspect");
     cls = inspect ? PyObject_GetAttrString(inspect, "Signature") : NULL;
-    text = cls ? text_signature(((parpy_KernelObject *)self)->kernel) : NULL;
+    text = cls ? kernel_text_signature(self) : NULL;
     if (text != NULL) {
         sig = PyObject_CallMethod(inspect, "_signature_fromstr", "OOO", cls, self, text);
     }
@@ -254,13 +371,15 @@ kernel_get_signature(PyObject *self, void *Py_UNUSED(closure))
 static PyObject *
 kernel_get_min_args(PyObject *self, void *Py_UNUSED(closure))
 {
-    return PyLong_FromLong(((parpy_KernelObject *)self)->kernel->min_args);
+    parpy_KernelObject *ko = (parpy_KernelObject *)self;
+    return PyLong_FromLong(ko->bound != NULL ? 1 : ko->kernel->min_args);
 }
 
 static PyObject *
 kernel_get_max_args(PyObject *self, void *Py_UNUSED(closure))
 {
-    return PyLong_FromLong(((parpy_KernelObject *)self)->kernel->max_args);
+    parpy_KernelObject *ko = (parpy_KernelObject *)self;
+    return PyLong_FromLong(ko->bound != NULL ? 1 : ko->kernel->max_args);
 }
 
 static PyObject *
@@ -286,6 +405,7 @@ kernel_get_output(PyObject *self, void *Py_UNUSED(closure))
 
 static PyMethodDef kernel_methods[] = {
     {"__reduce__", kernel_reduce, METH_NOARGS, NULL},
+    {"bind", kernel_bind, METH_VARARGS, kernel_bind_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -298,6 +418,7 @@ static PyGetSetDef kernel_getset[] = {
     {"__signature__", kernel_get_signature, NULL, NULL, NULL},
     {"min_args", kernel_get_min_args, NULL, "Fewest Python arguments of one item.", NULL},
     {"max_args", kernel_get_max_args, NULL, "Most Python arguments of one item.", NULL},
+    {"bound", kernel_get_bound, NULL, "The arguments fixed by bind(), or None.", NULL},
     {"input", kernel_get_input, NULL,
      "The C value type this kernel can take from the kernel before it, or None.", NULL},
     {"output", kernel_get_output, NULL,
@@ -343,5 +464,6 @@ parpy_kernel_new(PyTypeObject *type, const parpy_kernel *kernel)
     }
     self->kernel = kernel;
     self->vectorcall = kernel_vectorcall;
+    self->bound = NULL;
     return (PyObject *)self;
 }

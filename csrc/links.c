@@ -29,11 +29,44 @@ typedef struct {
     parpy_links links;
 } links_item;
 
+/* Validates base_url and mode (args[1], args[2]; NULL where omitted).
+   Returns 0 with *mode set, or -1 with an exception set. */
+static int
+links_options(PyObject *const *args, int *mode)
+{
+    PyObject *base_url = args[1], *name = args[2];
+    if (base_url != NULL && base_url != Py_None && !PyUnicode_Check(base_url)) {
+        PyErr_Format(PyExc_TypeError, "base_url must be str or None, not %.200s",
+                     Py_TYPE(base_url)->tp_name);
+        return -1;
+    }
+    *mode = PARPY_LINKS_HTML;
+    if (name != NULL) {
+        int is_html = PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, "html") == 0;
+        int is_regex =
+            PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, "regex") == 0;
+        if (!is_html && !is_regex) {
+            PyErr_Format(PyExc_ValueError, "mode must be 'html' or 'regex', not %R", name);
+            return -1;
+        }
+        *mode = is_regex ? PARPY_LINKS_REGEX : PARPY_LINKS_HTML;
+    }
+    return 0;
+}
+
+static int
+links_check(PyObject *const *args, int first)
+{
+    int mode;
+    (void)first;
+    return links_options(args, &mode);
+}
+
 static int
 links_parse(void *p, PyObject *const *args)
 {
     links_item *it = p;
-    PyObject *html = args[0], *base_url = args[1], *mode = args[2];
+    PyObject *html = args[0], *base_url = args[1];
     if (PyBytes_Check(html)) {
         it->data = PyBytes_AS_STRING(html);
         it->len = PyBytes_GET_SIZE(html);
@@ -61,23 +94,9 @@ links_parse(void *p, PyObject *const *args)
                      Py_TYPE(html)->tp_name);
         return -1;
     }
-    if (base_url != NULL && base_url != Py_None && !PyUnicode_Check(base_url)) {
-        PyErr_Format(PyExc_TypeError, "base_url must be str or None, not %.200s",
-                     Py_TYPE(base_url)->tp_name);
+    if (links_options(args, &it->mode) < 0) {
         Py_CLEAR(it->encoded);
         return -1;
-    }
-    it->mode = PARPY_LINKS_HTML;
-    if (mode != NULL) {
-        int is_html = PyUnicode_Check(mode) && PyUnicode_CompareWithASCIIString(mode, "html") == 0;
-        int is_regex =
-            PyUnicode_Check(mode) && PyUnicode_CompareWithASCIIString(mode, "regex") == 0;
-        if (!is_html && !is_regex) {
-            PyErr_Format(PyExc_ValueError, "mode must be 'html' or 'regex', not %R", mode);
-            Py_CLEAR(it->encoded);
-            return -1;
-        }
-        it->mode = is_regex ? PARPY_LINKS_REGEX : PARPY_LINKS_HTML;
     }
     it->page = Py_NewRef(html);
     it->base_url = base_url != NULL && base_url != Py_None ? Py_NewRef(base_url) : NULL;
@@ -201,6 +220,7 @@ const parpy_kernel parpy_kernel_extract_links = {
     .keywords = links_keywords,
     .item_size = sizeof(links_item),
     .parse = links_parse,
+    .check = links_check,
     .cost = links_cost,
     .result_bytes = links_result_bytes,
     .compute = links_compute,

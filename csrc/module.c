@@ -97,6 +97,10 @@ chain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
         ks[i] = ((parpy_KernelObject *)k)->kernel;
+        if (i > 0 && ((parpy_KernelObject *)k)->bound != NULL) {
+            PyErr_Format(PyExc_TypeError, "chain: a bound kernel can only come first");
+            return NULL;
+        }
         if (i > 0 && (ks[i]->input == NULL || ks[i]->input != ks[i - 1]->output)) {
             PyErr_Format(PyExc_TypeError, "chain: %s cannot take the output of %s", ks[i]->name,
                          ks[i - 1]->name);
@@ -108,8 +112,8 @@ chain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return PyErr_NoMemory();
     }
     PyObject *tuple = args[1];
-    if (parpy_parse_call(ks[0], item, &PyTuple_GET_ITEM(tuple, 0), PyTuple_GET_SIZE(tuple), NULL) <
-        0) {
+    if (parpy_parse_call(PyTuple_GET_ITEM(args[0], 0), item, &PyTuple_GET_ITEM(tuple, 0),
+                         PyTuple_GET_SIZE(tuple), NULL) < 0) {
         free(item);
         return NULL;
     }
@@ -165,7 +169,25 @@ call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return parpy_batch_call(get_state(module), args[0], args[1], control);
 }
 
+PyDoc_STRVAR(rebind_doc,
+             "_bind(kernel, args, /)\n--\n\n"
+             "kernel.bind(*args): how a bound kernel is unpickled.");
+
+static PyObject *
+rebind(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "_bind(kernel, args: tuple)");
+        return NULL;
+    }
+    PyObject *bind = PyObject_GetAttrString(args[0], "bind");
+    PyObject *r = bind ? PyObject_Call(bind, args[1], NULL) : NULL;
+    Py_XDECREF(bind);
+    return r;
+}
+
 static PyMethodDef module_methods[] = {
+    {"_bind", (PyCFunction)(void (*)(void))rebind, METH_FASTCALL, rebind_doc},
     {"call", (PyCFunction)(void (*)(void))call, METH_FASTCALL, call_doc},
     {"set_num_threads", set_num_threads, METH_O, set_num_threads_doc},
     {"get_num_threads", get_num_threads, METH_NOARGS, get_num_threads_doc},
@@ -192,7 +214,28 @@ module_exec(PyObject *module)
     if (add_type(module, &st->kernel_type, parpy_kernel_type_new) < 0 ||
         add_type(module, &st->control_type, parpy_control_type_new) < 0 ||
         add_type(module, &st->batch_type, parpy_batch_type_new) < 0 ||
-        add_type(module, &st->queue_type, parpy_queue_type_new) < 0) {
+        add_type(module, &st->queue_type, parpy_queue_type_new) < 0 ||
+        add_type(module, &st->pyqueue_type, parpy_pyqueue_type_new) < 0) {
+        return -1;
+    }
+    /* parpy.Queue raises queue's own exceptions */
+    PyObject *queue = PyImport_ImportModule("queue");
+    if (queue == NULL) {
+        return -1;
+    }
+    st->empty_error = PyObject_GetAttrString(queue, "Empty");
+    st->full_error = st->empty_error ? PyObject_GetAttrString(queue, "Full") : NULL;
+    if (st->full_error != NULL && PyObject_HasAttrString(queue, "ShutDown")) {
+        st->shutdown_error = PyObject_GetAttrString(queue, "ShutDown");
+    }
+    else if (st->full_error != NULL) { /* before 3.13 */
+        st->shutdown_error = PyErr_NewExceptionWithDoc(
+            "parpy.ShutDown", "Raised by parpy.Queue.put and get once the queue is shut down.",
+            PyExc_Exception, NULL);
+    }
+    Py_DECREF(queue);
+    if (st->shutdown_error == NULL ||
+        PyModule_AddObjectRef(module, "ShutDown", st->shutdown_error) < 0) {
         return -1;
     }
     st->cancelled_error = PyErr_NewExceptionWithDoc(
@@ -241,7 +284,11 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->control_type);
     Py_VISIT(st->batch_type);
     Py_VISIT(st->queue_type);
+    Py_VISIT(st->pyqueue_type);
     Py_VISIT(st->cancelled_error);
+    Py_VISIT(st->empty_error);
+    Py_VISIT(st->full_error);
+    Py_VISIT(st->shutdown_error);
     return 0;
 }
 
@@ -253,7 +300,11 @@ module_clear(PyObject *module)
     Py_CLEAR(st->control_type);
     Py_CLEAR(st->batch_type);
     Py_CLEAR(st->queue_type);
+    Py_CLEAR(st->pyqueue_type);
     Py_CLEAR(st->cancelled_error);
+    Py_CLEAR(st->empty_error);
+    Py_CLEAR(st->full_error);
+    Py_CLEAR(st->shutdown_error);
     Py_CLEAR(st->str_set);
     Py_CLEAR(st->str_add_note);
     return 0;

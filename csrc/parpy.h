@@ -116,6 +116,11 @@ typedef struct parpy_kernel {
        allocate. Returns 0, or -1 with an exception set and the item holding
        nothing. */
     int (*parse)(void *item, PyObject *const *args);
+    /* GIL held. Validates the trailing arguments args[first..max_args)
+       (NULL where omitted) as parse does: kernel.bind(*args) checks them
+       at once. Returns 0, or -1 with an exception set. NULL: nothing can be
+       bound. */
+    int (*check)(PyObject *const *args, int first);
     /* No GIL. Fills item from *value, a value of type input, which it now
        owns. Returns PARPY_OK, or a code (the value is then dropped by
        take). NULL when input is NULL. */
@@ -170,7 +175,11 @@ typedef struct {
     PyTypeObject *control_type;
     PyTypeObject *batch_type;
     PyTypeObject *queue_type;
+    PyTypeObject *pyqueue_type;
     PyObject *cancelled_error; /* parpy._core.Cancelled, a RuntimeError */
+    PyObject *empty_error;     /* queue.Empty */
+    PyObject *full_error;      /* queue.Full */
+    PyObject *shutdown_error;  /* queue.ShutDown (3.13+), else parpy's own */
     PyObject *str_set;         /* "_set": the completion method of results */
     PyObject *str_add_note;
 } parpy_state;
@@ -195,6 +204,7 @@ typedef struct {
     PyObject_HEAD
     const parpy_kernel *kernel;
     vectorcallfunc vectorcall;
+    PyObject *bound; /* kernel.bind(*args): the trailing arguments (a tuple), or NULL */
 } parpy_KernelObject;
 
 PyTypeObject *parpy_kernel_type_new(PyObject *module);
@@ -260,10 +270,11 @@ int parpy_batch_init(void);        /* once per process; -1 with an exception set
    consumed either way. */
 PyObject *parpy_run_one(parpy_state *st, const parpy_kernel *kernel, void *item);
 
-/* Parses one call's arguments (vectorcall convention) into item. Returns 0,
-   or -1 with an exception set and the item holding nothing. */
-int parpy_parse_call(const parpy_kernel *kernel, void *item, PyObject *const *args,
-                     Py_ssize_t nargs, PyObject *kwnames);
+/* Parses one call's arguments (vectorcall convention) into item: those of
+   kernel, a Kernel object, followed by its bound ones. Returns 0, or -1 with
+   an exception set and the item holding nothing. */
+int parpy_parse_call(PyObject *kernel, void *item, PyObject *const *args, Py_ssize_t nargs,
+                     PyObject *kwnames);
 
 /* ---- the bounded queue (ring.c) ----------------------------------------- */
 
@@ -279,7 +290,8 @@ typedef struct {
     size_t capacity, head, count;
     size_t maxsize;
     int closed, stopped;
-    int waiting_pop; /* consumers blocked in pop */
+    int waiting_pop;  /* consumers blocked in pop */
+    int waiting_push; /* producers blocked in push */
 } parpy_ring;
 
 enum {
@@ -307,9 +319,10 @@ int parpy_ring_waiting(parpy_ring *q); /* consumers blocked in pop */
 int parpy_ring_closed(parpy_ring *q);
 void parpy_ring_set_maxsize(parpy_ring *q, size_t maxsize);
 
-/* ---- the work queue (workqueue.c) --------------------------------------- */
+/* ---- the work queue (workqueue.c) and parpy.Queue (queue.c) ------------ */
 
 PyTypeObject *parpy_queue_type_new(PyObject *module);
+PyTypeObject *parpy_pyqueue_type_new(PyObject *module);
 
 /* ---- shared helpers ----------------------------------------------------- */
 

@@ -37,7 +37,7 @@ parpy_ring_init(parpy_ring *q, size_t maxsize)
     q->head = q->count = 0;
     q->maxsize = maxsize;
     q->closed = q->stopped = 0;
-    q->waiting_pop = 0;
+    q->waiting_pop = q->waiting_push = 0;
     pthread_mutex_init(&q->mu, NULL);
     cond_init_monotonic(&q->not_empty);
     cond_init_monotonic(&q->not_full);
@@ -128,8 +128,10 @@ parpy_ring_push(parpy_ring *q, void *item, int64_t timeout_ns)
             rc = PARPY_RING_TIMEOUT;
             break;
         }
+        q->waiting_push++;
         int timed_out =
             wait_until(&q->not_full, &q->mu, timeout_ns > 0 ? &deadline : NULL) == ETIMEDOUT;
+        q->waiting_push--;
         if (timed_out && full_locked(q) && !q->stopped && !q->closed) {
             rc = PARPY_RING_TIMEOUT;
             break;
@@ -187,7 +189,9 @@ parpy_ring_pop(parpy_ring *q, void **item, int64_t timeout_ns)
         *item = q->slots[q->head];
         q->head = (q->head + 1) % q->capacity;
         q->count--;
-        pthread_cond_signal(&q->not_full);
+        if (q->waiting_push > 0) {
+            pthread_cond_signal(&q->not_full);
+        }
     }
     pthread_mutex_unlock(&q->mu);
     return rc;

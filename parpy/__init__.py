@@ -35,7 +35,7 @@ _load_core()
 from parpy import _core, reference  # noqa: E402
 from parpy._batch import fib_batch, get_num_threads, map, set_num_threads  # noqa: E402
 from parpy._core import *  # noqa: E402, F403 - the kernels (parpy._core.__all__)
-from parpy._core import Kernel  # noqa: E402
+from parpy._core import Kernel, Queue, ShutDown  # noqa: E402
 from parpy.executor import ThreadPoolExecutor  # noqa: E402
 from parpy.pool import Pool  # noqa: E402
 
@@ -44,6 +44,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Kernel",
     "Pool",
+    "Queue",
+    "ShutDown",
     "ThreadPoolExecutor",
     "fib_batch",
     "get_num_threads",
