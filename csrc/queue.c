@@ -4,9 +4,12 @@
  * threads. put and get take the ring's lock without giving up the GIL when
  * they need not wait; when they must, they release the GIL and wait in
  * slices, re-taking it between slices to run signal handlers, so that Ctrl-C
- * interrupts a blocked call. The ring holds a strong reference to every item
- * in it. unfinished counts the items put and not yet marked done
- * (task_done/join), under a lock and condition of its own.
+ * interrupts a blocked call. Between two threads taking turns (a producer
+ * and a consumer of a bounded queue) every turn is a hand-off of the GIL;
+ * a waiting call spins a little before it sleeps and before it asks for the
+ * GIL back, so that each turn costs one wake-up, not three. The ring holds a strong reference to
+ * every item in it. unfinished counts the items put and not yet marked done (task_done/join), under
+ * a lock and condition of its own.
  */
 #include "parpy.h"
 
@@ -14,8 +17,9 @@
 #include <structmember.h>
 #include <time.h>
 
-#define SLICE_NS 50000000LL /* a blocked call checks for signals this often */
-#define SPINS    1000       /* tries (about 20-50 ns each) before a blocked call sleeps */
+#define SLICE_NS  50000000LL /* a blocked call checks for signals this often */
+#define SPINS     1000       /* tries (about 20-50 ns each) before a blocked call sleeps */
+#define SETTLE_NS 30000      /* the most a woken call spins before it takes the GIL back */
 
 typedef struct {
     PyObject_HEAD
@@ -26,7 +30,8 @@ typedef struct {
     pthread_mutex_t mu;      /* join waits on all_done under it */
     pthread_cond_t all_done;
     PyObject *weakrefs;
-    PyObject *dict; /* subclasses may add attributes */
+    PyObject *dict;        /* subclasses may add attributes */
+    atomic_int blocked[2]; /* getters [0] and putters [1] waiting without the GIL */
 } queue_object;
 
 static parpy_state *
@@ -64,6 +69,34 @@ parse_timeout(PyObject *timeout, double *seconds)
     return 0;
 }
 
+static inline void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* After a wait, before taking the GIL back (no GIL held). The GIL is most
+   likely held by the thread on the other side, which gives it up when it
+   blocks on this queue in turn; a thread that asked for it now would sleep
+   until then and be woken a second time. Spin until that side is blocked,
+   at most SETTLE_NS, and take the GIL awake. */
+static void
+settle(queue_object *self, int push)
+{
+    double until = monotonic() + SETTLE_NS * 1e-9;
+    for (int spin = 1; atomic_load_explicit(&self->blocked[!push], memory_order_relaxed) == 0;
+         spin++) {
+        cpu_relax();
+        if ((spin & 63) == 0 && monotonic() > until) {
+            return;
+        }
+    }
+}
+
 /* Runs op (a ring push of item, or a pop into *out) until it is done, the
    queue is shut down, or the timeout (seconds, -1: none) passes; waits
    without the GIL, in slices between which signal handlers run. Returns a
@@ -85,6 +118,7 @@ wait_for(queue_object *self, int push, void *item, void **out, double timeout)
         }
         int rc;
         Py_BEGIN_ALLOW_THREADS
+            atomic_fetch_add(&self->blocked[push], 1);
             /* Spin a little before sleeping: the other side usually acts within
                microseconds of getting the GIL we just gave up, and a thread that
                slept would then be woken twice (by the queue, then by the GIL). */
@@ -93,9 +127,16 @@ wait_for(queue_object *self, int push, void *item, void **out, double timeout)
                 rc = push ? parpy_ring_push(&self->ring, item, 0)
                           : parpy_ring_pop(&self->ring, out, 0);
             }
+            /* Done while spinning: the other side is taking turns with this
+               one, not working at its own pace. */
+            int turns = rc == PARPY_RING_OK;
             if (rc == PARPY_RING_TIMEOUT) {
                 rc = push ? parpy_ring_push(&self->ring, item, slice)
                           : parpy_ring_pop(&self->ring, out, slice);
+            }
+            atomic_fetch_sub(&self->blocked[push], 1);
+            if (turns) {
+                settle(self, push);
             }
         Py_END_ALLOW_THREADS
         if (rc != PARPY_RING_TIMEOUT) {
@@ -483,6 +524,8 @@ queue_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwa
         return PyErr_NoMemory();
     }
     atomic_init(&self->unfinished, 0);
+    atomic_init(&self->blocked[0], 0);
+    atomic_init(&self->blocked[1], 0);
     pthread_mutex_init(&self->mu, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
