@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from bench_queue import queue_candidates
 from workloads import (
     BALANCED,
     ITERATIVE,
@@ -60,6 +61,7 @@ def targets() -> list[Target]:
     iterative, tiny = candidates(ITERATIVE, "iterative"), candidates(TINY)
     kernel_map = pool_candidates("map-kernel")
     decimal, links = decimal_candidates(), links_candidates()
+    queues = queue_candidates()
     # 10x the input against the 1x input: the ratio of per-MiB times
     ten = links_candidates(10)["parpy.extract_links"]
     one = links["parpy.extract_links"]
@@ -102,6 +104,8 @@ def targets() -> list[Target]:
                2.0, ">= 2x"),
         Target("  10x the input vs 10 times the input", links10, "10 MiB once",
                "1 MiB ten times", 0.8, ">= 0.8x (linear)", 3),
+        Target("Queue(64), producer -> consumer thread", queues, "parpy.Queue(64)",
+               "queue.Queue(64)", 5.0, ">= 5x", 3),
     ]  # fmt: skip
 
 
