@@ -74,7 +74,8 @@ struct parpy_batch {
     /* the plan: chunk c covers order[bounds[c] .. bounds[c + 1]) */
     Py_ssize_t *order;  /* NULL: input order */
     Py_ssize_t *bounds; /* n + 1 */
-    void *block;        /* owns items, costs, bounds, held and codes */
+    void *block;        /* owns items and held */
+    void *plan_block;   /* owns costs, bounds and codes */
     Py_ssize_t nchunks;
     atomic_size_t next_chunk;
     atomic_int helpers; /* queued helpers still to finish */
@@ -769,8 +770,11 @@ parse_element(parpy_batch *b, Py_ssize_t i, PyObject *obj)
         return parpy_parse_call(b->kobj, ITEM(b, i), &PyTuple_GET_ITEM(obj, 0),
                                 PyTuple_GET_SIZE(obj), NULL);
     }
-    int one = ((parpy_KernelObject *)b->kobj)->bound != NULL || k->max_args == 1;
-    if (one || (k->min_args == 1 && !PyTuple_Check(obj) && !PyList_Check(obj))) {
+    int bound = ((parpy_KernelObject *)b->kobj)->bound != NULL;
+    if (k->max_args == 1 && !bound) { /* the common case, kept short */
+        return k->parse(ITEM(b, i), &obj);
+    }
+    if (bound || (k->min_args == 1 && !PyTuple_Check(obj) && !PyList_Check(obj))) {
         return parpy_parse_call(b->kobj, ITEM(b, i), &obj, 1, NULL);
     }
     if (!(PyTuple_Check(obj) || PyList_Check(obj))) {
@@ -845,22 +849,22 @@ batch_make(PyTypeObject *type, PyObject *kernel, PyObject *items, const batch_op
         goto fail;
     }
     Py_ssize_t n = b->n = PyTuple_GET_SIZE(seq);
-    /* one block: items | costs | bounds | held | codes */
+    /* two blocks: items | held, zero-filled; costs | bounds | codes, not */
     size_t count = n > 0 ? (size_t)n : 1;
     size_t item_bytes = (k->item_size * count + 15) & ~(size_t)15;
-    size_t costs_at = item_bytes, bounds_at = costs_at + count * sizeof(double);
-    size_t held_at = bounds_at + (count + 1) * sizeof(Py_ssize_t), codes_at = held_at + count;
+    size_t bounds_at = count * sizeof(double),
+           codes_at = bounds_at + (count + 1) * sizeof(Py_ssize_t);
     if (count > (SIZE_MAX / 4) / (k->item_size + 32) ||
-        (b->block = calloc(1, codes_at + count)) == NULL) {
+        (b->block = calloc(1, item_bytes + count)) == NULL ||
+        (b->plan_block = malloc(codes_at + count)) == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
-    char *block = b->block;
-    b->items = block;
-    b->costs = (double *)(void *)(block + costs_at);
-    b->bounds = (Py_ssize_t *)(void *)(block + bounds_at);
-    b->held = (unsigned char *)(block + held_at);
-    b->codes = (unsigned char *)(block + codes_at);
+    b->items = b->block;
+    b->held = (unsigned char *)b->block + item_bytes;
+    b->costs = b->plan_block;
+    b->bounds = (Py_ssize_t *)(void *)((char *)b->plan_block + bounds_at);
+    b->codes = (unsigned char *)b->plan_block + codes_at;
     memset(b->codes, NOT_RUN, count);
     uint64_t scratch = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -876,6 +880,7 @@ batch_make(PyTypeObject *type, PyObject *kernel, PyObject *items, const batch_op
             }
             b->errors[i] = parpy_fetch_exception();
             b->codes[i] = PARSE_FAILED;
+            b->costs[i] = 0.0;
             continue;
         }
         b->held[i] = 1;
@@ -971,6 +976,7 @@ batch_dealloc(PyObject *op)
         release_all(b);
     }
     free(b->block);
+    free(b->plan_block);
     if (b->errors != NULL) {
         for (Py_ssize_t i = 0; i < b->n; i++) {
             Py_XDECREF(b->errors[i]);
