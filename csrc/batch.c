@@ -1030,21 +1030,9 @@ batch_run(PyObject *op, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-batch_get_cost(PyObject *op, void *Py_UNUSED(closure))
-{
-    return PyFloat_FromDouble(((parpy_batch *)op)->total_cost);
-}
-
-static PyObject *
 batch_get_tiny(PyObject *op, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(((parpy_batch *)op)->total_cost < INLINE_GIL_NS);
-}
-
-static PyObject *
-batch_get_threads(PyObject *op, void *Py_UNUSED(closure))
-{
-    return PyLong_FromLong(((parpy_batch *)op)->nthreads);
 }
 
 static Py_ssize_t
@@ -1059,10 +1047,8 @@ static PyMethodDef batch_methods[] = {
 };
 
 static PyGetSetDef batch_getset[] = {
-    {"cost", batch_get_cost, NULL, "Estimated nanoseconds of work in all.", NULL},
     {"tiny", batch_get_tiny, NULL,
      "True when computing it here with the GIL held costs less than handing it over.", NULL},
-    {"threads", batch_get_threads, NULL, "Threads that compute it at once.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -55,9 +55,7 @@ class Control:
     def add(self, n: int, /) -> None: ...
 
 class Batch:
-    cost: float
     tiny: bool
-    threads: int
     def __init__(
         self,
         kernel: Kernel[Any],

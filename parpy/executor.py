@@ -172,27 +172,37 @@ class ThreadPoolExecutor(_base.Executor):
         weakref.finalize(self, self._queue.close)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future = _Future()
+        kernel = kernel_for(fn, len(args), kwargs)
+        if kernel is None:
+            return self._enqueue(future, future._call, (fn, args, kwargs))
         with self._shutdown_lock, _global_shutdown_lock:
-            if self._broken:
-                raise BrokenThreadPool(self._broken)
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
-            if _global_shutdown:
-                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
-            future = _Future()
-            kernel = kernel_for(fn, len(args), kwargs)
-            if kernel is None:
-                busy = self._queue.submit(future, 0, future._call, (fn, args, kwargs))
-            else:
-                try:  # validated now: bad input gives an already failed future
-                    batch = _core.call(kernel, args)
-                except Exception as exc:
-                    future.set_exception(exc)
-                    return future
-                busy = self._queue.submit(future, 0, batch)
+            self._check_open()  # before the argument: shutdown wins over bad input
+        try:  # validated now (not under the lock: it may run __index__)
+            batch = _core.call(kernel, args)
+        except Exception as exc:
+            future.set_exception(exc)  # bad input gives an already failed future
+            return future
+        return self._enqueue(future, batch)
+
+    def _check_open(self) -> None:
+        """Raises if no work may be submitted. Call with the locks held."""
+        if self._broken:
+            raise BrokenThreadPool(self._broken)
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        if _global_shutdown:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    def _enqueue(self, future: _Future, task: Any, args: tuple[Any, ...] = ()) -> Future[Any]:
+        """Queues task (a Batch, or a call of task(*args)) for future; starts
+        a worker when none is idle to take it."""
+        with self._shutdown_lock, _global_shutdown_lock:
+            self._check_open()
+            busy = self._queue.submit(future, 0, task, args)
             if busy and len(self._threads) < self._max_workers:
                 self._start_worker()
-            return future
+        return future
 
     submit.__doc__ = _base.Executor.submit.__doc__
 
@@ -294,18 +304,7 @@ class ThreadPoolExecutor(_base.Executor):
             future = _Future()
             future.set_exception(exc)
             return future
-        return self._submit_task(task)
-
-    def _submit_task(self, task: _core.Batch) -> Future[Any]:
-        with self._shutdown_lock, _global_shutdown_lock:
-            if self._broken:
-                raise BrokenThreadPool(self._broken)
-            if self._shutdown or _global_shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
-            future = _Future()
-            if self._queue.submit(future, 0, task) and len(self._threads) < self._max_workers:
-                self._start_worker()
-            return future
+        return self._enqueue(_Future(), task)
 
     @staticmethod
     def _results(

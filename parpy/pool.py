@@ -47,8 +47,6 @@ _job_counter = itertools.count()
 _live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 _worker_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # of every pool
 
-_terminated = terminated
-
 
 class ApplyResult:
     """The result of ``apply_async``: ``get``, ``wait``, ``ready``, ``successful``."""
@@ -111,7 +109,7 @@ class ApplyResult:
 
     def _cancel(self, error: BaseException | None = None) -> None:
         """Stop what is left of this call's work (terminate, Ctrl-C)."""
-        self._finish(False, error or _terminated())
+        self._finish(False, error or terminated())
 
 
 AsyncResult = ApplyResult
@@ -561,7 +559,7 @@ class Pool:
         with self._lock:
             self._state = TERMINATE
         self._queue.stop()
-        self._fail_pending(_terminated())
+        self._fail_pending(terminated())
 
     def join(self) -> None:
         """Wait for the workers to leave (after close() or terminate())."""
