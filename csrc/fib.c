@@ -19,11 +19,15 @@
    size of its result. */
 #define FIB_SCRATCH_FACTOR 4
 
-/* compute's code for a failed GMP allocation. */
-#define FIB_ENOMEM PARPY_CODE_FIRST
+/* compute's code for a failed GMP allocation; take's for an n it refuses. */
+#define FIB_ENOMEM    PARPY_CODE_FIRST
+#define FIB_ENEGATIVE (PARPY_CODE_FIRST + 1)
+#define FIB_ERANGE    (PARPY_CODE_FIRST + 2)
 
 static const parpy_error fib_errors[] = {
     {FIB_ENOMEM, &PyExc_MemoryError, "out of memory (GMP allocation failed)"},
+    {FIB_ENEGATIVE, &PyExc_ValueError, "n must be >= 0"},
+    {FIB_ERANGE, &PyExc_OverflowError, "n must be < 2**64"},
     {0, NULL, NULL},
 };
 
@@ -388,10 +392,30 @@ fib_mod_parse(void *p, PyObject *const *args)
 }
 
 static int
-fib_mod_check(PyObject *const *args, int first)
+fib_mod_bind(void *p, PyObject *const *args, int first)
 {
-    uint64_t m;
-    return first <= 1 ? parse_modulus(args[1], &m) : 0;
+    return first <= 1 ? parse_modulus(args[1], &((u64_item *)p)->m) : 0;
+}
+
+/* fib_mod takes n as an mpz (fib's output, and its own). */
+static int
+u64_take(void *p, parpy_value *value)
+{
+    mpz_ptr z = parpy_value_mpz_ptr(value);
+    u64_item *it = p;
+    int code = PARPY_OK;
+    if (mpz_sgn(z) < 0) {
+        code = FIB_ENEGATIVE;
+    }
+    else if (mpz_sizeinbase(z, 2) > 64) {
+        code = FIB_ERANGE;
+    }
+    else {
+        it->n = 0;
+        mpz_export(&it->n, NULL, -1, sizeof(it->n), 0, 0, z);
+    }
+    mpz_clear(z);
+    return code;
 }
 
 static double
@@ -506,7 +530,9 @@ const parpy_kernel parpy_kernel_fib_mod = {
     .item_size = sizeof(u64_item),
     .init = fib_init,
     .parse = fib_mod_parse,
-    .check = fib_mod_check,
+    .bind = fib_mod_bind,
+    .take = u64_take,
+    .input = &parpy_value_mpz,
     .cost = fib_mod_cost,
     .compute = fib_mod_compute,
     .build = u64_build,

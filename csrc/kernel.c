@@ -200,6 +200,7 @@ kernel_dealloc(PyObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     Py_XDECREF(((parpy_KernelObject *)self)->bound);
+    PyMem_Free(((parpy_KernelObject *)self)->template);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -262,7 +263,7 @@ kernel_bind(PyObject *self, PyObject *args)
         PyErr_Format(PyExc_TypeError, "%s is bound already", k->name);
         return NULL;
     }
-    if (1 + nb < k->min_args || 1 + nb > k->max_args || (nb > 0 && k->check == NULL)) {
+    if (1 + nb < k->min_args || 1 + nb > k->max_args || (nb > 0 && k->bind == NULL)) {
         PyErr_Format(PyExc_TypeError,
                      "%s.bind() takes the arguments after the first: %d to %d, not %zd", k->name,
                      k->min_args - 1 > 0 ? k->min_args - 1 : 0, k->max_args - 1, nb);
@@ -272,13 +273,21 @@ kernel_bind(PyObject *self, PyObject *args)
     for (Py_ssize_t i = 0; i < nb; i++) {
         all[1 + i] = PyTuple_GET_ITEM(args, i);
     }
-    if (nb > 0 && k->check(all, 1) < 0) {
+    void *template = PyMem_Calloc(1, k->item_size);
+    if (template == NULL) {
+        return PyErr_NoMemory();
+    }
+    if (nb > 0 && k->bind(template, all, 1) < 0) {
+        PyMem_Free(template);
         return NULL;
     }
     parpy_KernelObject *bound = (parpy_KernelObject *)parpy_kernel_new(Py_TYPE(self), k);
-    if (bound != NULL) {
-        bound->bound = Py_NewRef(args);
+    if (bound == NULL) {
+        PyMem_Free(template);
+        return NULL;
     }
+    bound->bound = Py_NewRef(args);
+    bound->template = template;
     return (PyObject *)bound;
 }
 
@@ -465,5 +474,27 @@ parpy_kernel_new(PyTypeObject *type, const parpy_kernel *kernel)
     self->kernel = kernel;
     self->vectorcall = kernel_vectorcall;
     self->bound = NULL;
+    self->template = NULL;
     return (PyObject *)self;
+}
+
+int
+parpy_kernel_takes(PyObject *kernel, const parpy_value_type *output)
+{
+    parpy_KernelObject *ko = (parpy_KernelObject *)kernel;
+    Py_ssize_t nb = ko->bound != NULL ? PyTuple_GET_SIZE(ko->bound) : 0;
+    return output != NULL && ko->kernel->input == output && 1 + nb >= ko->kernel->min_args;
+}
+
+int
+parpy_take(PyObject *kernel, void *item, parpy_value *value)
+{
+    parpy_KernelObject *ko = (parpy_KernelObject *)kernel;
+    if (ko->template != NULL) {
+        memcpy(item, ko->template, ko->kernel->item_size);
+    }
+    else {
+        memset(item, 0, ko->kernel->item_size);
+    }
+    return ko->kernel->take(item, value);
 }

@@ -54,12 +54,12 @@ links_options(PyObject *const *args, int *mode)
     return 0;
 }
 
+/* Only the mode is kept: base_url is a reference, parsed again per item. */
 static int
-links_check(PyObject *const *args, int first)
+links_bind(void *p, PyObject *const *args, int first)
 {
-    int mode;
     (void)first;
-    return links_options(args, &mode);
+    return links_options(args, &((links_item *)p)->mode);
 }
 
 static int
@@ -220,7 +220,7 @@ const parpy_kernel parpy_kernel_extract_links = {
     .keywords = links_keywords,
     .item_size = sizeof(links_item),
     .parse = links_parse,
-    .check = links_check,
+    .bind = links_bind,
     .cost = links_cost,
     .result_bytes = links_result_bytes,
     .compute = links_compute,

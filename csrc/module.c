@@ -97,11 +97,7 @@ chain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
         ks[i] = ((parpy_KernelObject *)k)->kernel;
-        if (i > 0 && ((parpy_KernelObject *)k)->bound != NULL) {
-            PyErr_Format(PyExc_TypeError, "chain: a bound kernel can only come first");
-            return NULL;
-        }
-        if (i > 0 && (ks[i]->input == NULL || ks[i]->input != ks[i - 1]->output)) {
+        if (i > 0 && !parpy_kernel_takes(k, ks[i - 1]->output)) {
             PyErr_Format(PyExc_TypeError, "chain: %s cannot take the output of %s", ks[i]->name,
                          ks[i - 1]->name);
             return NULL;
@@ -121,6 +117,7 @@ chain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         const parpy_kernel *k = ks[i];
         parpy_ctx ctx = {{NULL, NULL, NULL}};
         int code;
+        const parpy_kernel *failed = k;
         parpy_value value;
         void *next = calloc(1, ks[i + 1]->item_size);
         if (next == NULL) {
@@ -134,7 +131,8 @@ chain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             code = k->compute(item, &ctx);
             if (code == PARPY_OK) {
                 k->give(item, &value);
-                code = ks[i + 1]->take(next, &value);
+                code = parpy_take(PyTuple_GET_ITEM(args[0], i + 1), next, &value);
+                failed = ks[i + 1];
             }
         Py_END_ALLOW_THREADS
         if (k->release != NULL) {
@@ -144,7 +142,7 @@ chain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         item = next;
         if (code != PARPY_OK) {
             free(item);
-            parpy_raise_code(st, k, code);
+            parpy_raise_code(st, failed, code);
             return NULL;
         }
     }

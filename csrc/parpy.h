@@ -116,14 +116,17 @@ typedef struct parpy_kernel {
        allocate. Returns 0, or -1 with an exception set and the item holding
        nothing. */
     int (*parse)(void *item, PyObject *const *args);
-    /* GIL held. Validates the trailing arguments args[first..max_args)
-       (NULL where omitted) as parse does: kernel.bind(*args) checks them
-       at once. Returns 0, or -1 with an exception set. NULL: nothing can be
-       bound. */
-    int (*check)(PyObject *const *args, int first);
-    /* No GIL. Fills item from *value, a value of type input, which it now
-       owns. Returns PARPY_OK, or a code (the value is then dropped by
-       take). NULL when input is NULL. */
+    /* GIL held. kernel.bind(*args): validates the trailing arguments
+       args[first..max_args) (NULL where omitted) as parse does, and writes
+       what they fix into item, which then holds plain C data only (no
+       references, no allocations): it is the bound kernel's template,
+       copied into every item before take. Returns 0, or -1 with an
+       exception set. NULL: nothing can be bound. */
+    int (*bind)(void *item, PyObject *const *args, int first);
+    /* No GIL. Fills item (zero, or a bound kernel's template) from *value,
+       a value of type input, which it now owns: the first argument.
+       Returns PARPY_OK, or a code (the value is then dropped by take, and
+       the item holds nothing). NULL when input is NULL. */
     int (*take)(void *item, parpy_value *value);
     const parpy_value_type *input;
     /* No GIL. Estimated nanoseconds of compute, for scheduling. */
@@ -205,10 +208,19 @@ typedef struct {
     const parpy_kernel *kernel;
     vectorcallfunc vectorcall;
     PyObject *bound; /* kernel.bind(*args): the trailing arguments (a tuple), or NULL */
+    void *template;  /* what take fills: zeros, or what bind wrote (item_size bytes) */
 } parpy_KernelObject;
 
 PyTypeObject *parpy_kernel_type_new(PyObject *module);
 PyObject *parpy_kernel_new(PyTypeObject *type, const parpy_kernel *kernel);
+
+/* No GIL. Takes *value (owned) into item as kernel, a Kernel object, takes
+   its first argument: item is filled from the kernel's template, then by
+   take. Returns PARPY_OK or take's code. */
+int parpy_take(PyObject *kernel, void *item, parpy_value *value);
+/* Whether kernel, a Kernel object, can take values of type output as its
+   only argument (its other arguments bound). */
+int parpy_kernel_takes(PyObject *kernel, const parpy_value_type *output);
 
 /* Raises the exception of a code compute returned (kernel-defined, or
    Cancelled for PARPY_CANCELLED). */

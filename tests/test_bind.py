@@ -118,5 +118,10 @@ def test_a_bound_kernels_bad_item_names_its_position():
 def test_a_bound_kernel_feeds_the_next_kernel_as_a_c_value():
     bound = parpy.fib_mod.bind(M)
     assert parpy._core.chain((bound, parpy.to_decimal), (10**6,)) == str(bound(10**6))
-    with pytest.raises(TypeError, match="only come first"):
-        parpy._core.chain((parpy.fib, parpy.fib_mod.bind(M)), (5,))
+    # fib_mod takes an mpz as n, its modulus from the binding
+    assert parpy._core.chain((bound, bound), (10**6,)) == bound(bound(10**6))
+    assert parpy._core.chain((parpy.fib, bound), (90,)) == bound(parpy.fib(90))
+    with pytest.raises(OverflowError, match="n must be < 2"):
+        parpy._core.chain((parpy.fib, bound), (94 * 2,))
+    with pytest.raises(TypeError, match="cannot take the output of fib"):
+        parpy._core.chain((parpy.fib, parpy.fib_mod), (5,))  # no modulus
