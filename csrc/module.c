@@ -213,7 +213,8 @@ module_exec(PyObject *module)
         add_type(module, &st->control_type, parpy_control_type_new) < 0 ||
         add_type(module, &st->batch_type, parpy_batch_type_new) < 0 ||
         add_type(module, &st->queue_type, parpy_queue_type_new) < 0 ||
-        add_type(module, &st->pyqueue_type, parpy_pyqueue_type_new) < 0) {
+        add_type(module, &st->pyqueue_type, parpy_pyqueue_type_new) < 0 ||
+        add_type(module, &st->pipeline_type, parpy_pipeline_type_new) < 0) {
         return -1;
     }
     /* parpy.Queue raises queue's own exceptions */
@@ -283,6 +284,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->batch_type);
     Py_VISIT(st->queue_type);
     Py_VISIT(st->pyqueue_type);
+    Py_VISIT(st->pipeline_type);
     Py_VISIT(st->cancelled_error);
     Py_VISIT(st->empty_error);
     Py_VISIT(st->full_error);
@@ -299,6 +301,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->batch_type);
     Py_CLEAR(st->queue_type);
     Py_CLEAR(st->pyqueue_type);
+    Py_CLEAR(st->pipeline_type);
     Py_CLEAR(st->cancelled_error);
     Py_CLEAR(st->empty_error);
     Py_CLEAR(st->full_error);

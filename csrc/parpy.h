@@ -179,6 +179,7 @@ typedef struct {
     PyTypeObject *batch_type;
     PyTypeObject *queue_type;
     PyTypeObject *pyqueue_type;
+    PyTypeObject *pipeline_type;
     PyObject *cancelled_error; /* parpy._core.Cancelled, a RuntimeError */
     PyObject *empty_error;     /* queue.Empty */
     PyObject *full_error;      /* queue.Full */
@@ -335,6 +336,10 @@ void parpy_ring_set_maxsize(parpy_ring *q, size_t maxsize);
 
 PyTypeObject *parpy_queue_type_new(PyObject *module);
 PyTypeObject *parpy_pyqueue_type_new(PyObject *module);
+
+/* ---- native pipelines (pipeline.c) -------------------------------------- */
+
+PyTypeObject *parpy_pipeline_type_new(PyObject *module);
 
 /* ---- shared helpers ----------------------------------------------------- */
 

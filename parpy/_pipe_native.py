@@ -1,0 +1,124 @@
+"""The native backend of parpy.Pipeline: parpy._core.PipelineRun's threads.
+
+A run is a ``_core.PipelineRun`` (csrc/pipeline.c) driven by Python threads
+that call into it and stay in C: one reads the input (``feed``), each stage
+worker computes (``work``) without the GIL unless its stage is a Python
+callable; the consumer takes chunks of results (``next``). The threads are
+kept between runs, parked on a queue, and released by :meth:`close`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from parpy import _core
+from parpy.pipeline import RawStage, RawStats, Stage
+
+_ENOUGH = 4096  # threads kept parked between runs, at most
+
+
+class _Workers:
+    """Parked threads that run one task each per run."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._idle: list[tuple[threading.Thread, queue.SimpleQueue[Any]]] = []
+        self._all: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def start(self, tasks: list[Callable[[], object]]) -> list[threading.Event]:
+        """Runs every task on a thread of its own; returns an Event per task."""
+        events = []
+        for task in tasks:
+            with self._lock:
+                slot = self._idle.pop() if self._idle else None
+            if slot is None:
+                inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+                thread = threading.Thread(
+                    target=self._loop, args=(inbox,), name=f"{self._name}-{len(self._all)}",
+                    daemon=True,
+                )
+                slot = (thread, inbox)
+                with self._lock:
+                    self._all.append(thread)
+                thread.start()
+            finished = threading.Event()
+            slot[1].put((task, finished, slot))
+            events.append(finished)
+        return events
+
+    def _loop(self, inbox: queue.SimpleQueue[Any]) -> None:
+        while True:
+            job = inbox.get()
+            if job is None:
+                return
+            task, finished, slot = job
+            del job  # a parked thread keeps nothing of the run alive
+            try:
+                task()
+            finally:
+                del task
+                with self._lock:
+                    keep = not self._closed and len(self._idle) < _ENOUGH
+                    if keep:
+                        self._idle.append(slot)
+                finished.set()
+            if not keep:
+                return
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            threads, self._all = self._all, []
+        for _, inbox in idle:
+            inbox.put(None)
+        for thread in threads:
+            thread.join()
+
+
+class NativeRunner:
+    def __init__(self, stages: tuple[Stage, ...], maxsize: int, ordered: bool) -> None:
+        self._spec = tuple((s.func, s.workers, s.name) for s in stages)
+        self._maxsize = maxsize
+        self._ordered = ordered
+        self._workers = _Workers("parpy-pipeline")
+        self._run: _core.PipelineRun | None = None
+
+    def run(self, iterator: Iterator[Any]) -> Iterator[Any]:
+        run = _core.PipelineRun(self._spec, self._maxsize, self._ordered)
+        self._run = run
+        tasks: list[Callable[[], object]] = [lambda: run.feed(iterator)]
+        for k, (_, workers, _) in enumerate(self._spec):
+            tasks += [lambda k=k: run.work(k)] * workers  # type: ignore[misc]
+        finished = self._workers.start(tasks)
+        try:
+            while (chunk := run.next()) is not None:
+                yield from chunk
+        finally:
+            run.stop()
+            for event in finished:
+                event.wait()
+            run.close()
+
+    def snapshot(self) -> RawStats | None:
+        run = self._run
+        if run is None:
+            return None
+        wall, running, input_blocked, rows = run.counters()
+        return RawStats(wall, running, tuple(RawStage(*row) for row in rows), input_blocked)
+
+    @property
+    def done(self) -> int:
+        run = self._run
+        return 0 if run is None else run.done
+
+    def close(self) -> None:
+        run = self._run
+        if run is not None:
+            run.stop(RuntimeError("the Pipeline was closed during this run"))
+        self._workers.close()
