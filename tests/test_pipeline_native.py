@@ -68,7 +68,8 @@ def test_a_value_the_next_kernel_refuses_names_that_stage():
 
 def test_python_stages_parse_for_the_native_stage_after_them():
     with Pipeline([Stage(int, 2), Stage(parpy.fib, 2), Stage(parpy.to_decimal)]) as pipe:
-        assert pipe.map(["10", "20", "300"]) == ["55", "6765", parpy.reference.to_decimal(parpy.fib(300))]
+        want = ["55", "6765", parpy.reference.to_decimal(parpy.fib(300))]
+        assert pipe.map(["10", "20", "300"]) == want
         with pytest.raises(ValueError, match="n must be >= 0") as info:
             pipe.map(["1", "-4"])
         assert info.value.__notes__ == ["parpy.Pipeline: stages[1] (fib) failed on item 1"]
@@ -109,7 +110,7 @@ def test_every_object_is_released_on_every_way_out(where):
                 pipe.map(source())
             assert len(info.value.__notes__) == 1
             del info  # its traceback holds the frame that raised, and its token
-    del tokens
+    tokens.clear()
     gc.collect()
     assert [r for r in refs if r() is not None] == []
 
