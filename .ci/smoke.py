@@ -147,6 +147,26 @@ for bad in (lambda: parpy.extract_links(5), lambda: parpy.extract_links(b"", mod
     else:
         raise AssertionError("no exception")
 
+# pipelines: C values between native stages, Python stages, a bound kernel,
+# an error in a stage, an imap closed early
+bound = parpy.fib_mod.bind(10**9 + 7)
+with parpy.Pipeline([parpy.Stage(int, 2), parpy.Stage(parpy.fib, 2), parpy.to_decimal]) as pipe:
+    texts = [str(n) for n in range(7, 4000, 7)]  # int("0") trips valgrind in CPython 3.11
+    assert pipe.map(texts) == [ref.to_decimal(ref.fib(int(t))) for t in texts]
+    try:
+        pipe.map(["1", "x"])
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("no exception")
+with parpy.Pipeline([parpy.Stage(bound, 2), parpy.Stage(bound, 2)], ordered=False) as pipe:
+    assert sorted(pipe.map(range(5000))) == sorted(
+        ref.fib_mod(ref.fib_mod(n, 10**9 + 7), 10**9 + 7) for n in range(5000)
+    )
+    results = pipe.imap(iter(range(10**9)))
+    assert len([next(results) for _ in range(1000)]) == 1000
+    results.close()
+
 report = compare(
     "iterative", [10, 500, 2000], backends="serial,threading,parpy", workers=2, repeat=1
 )

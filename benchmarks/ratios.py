@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from bench_pipeline import pipeline_candidates
 from bench_queue import queue_candidates
 from workloads import (
     BALANCED,
@@ -62,6 +63,8 @@ def targets() -> list[Target]:
     kernel_map = pool_candidates("map-kernel")
     decimal, links = decimal_candidates(), links_candidates()
     queues = queue_candidates()
+    native, pyfib = pipeline_candidates("native"), pipeline_candidates("python-fib")
+    decimal_pipe = pipeline_candidates("fib-decimal")
     # 10x the input against the 1x input: the ratio of per-MiB times
     ten = links_candidates(10)["parpy.extract_links"]
     one = links["parpy.extract_links"]
@@ -106,6 +109,14 @@ def targets() -> list[Target]:
                "1 MiB ten times", 0.8, ">= 0.8x (linear)", 3),
         Target("Queue(64), producer -> consumer thread", queues, "parpy.Queue(64)",
                "queue.Queue(64)", 5.0, ">= 5x", 3),
+        Target("Pipeline fib_mod.bind x2, native vs threading", native, "native", "threading",
+               10.0, ">= 10x", 3),
+        Target("Pipeline Python -> fib -> Python, 2 vs 1", pyfib, "native-2", "native-1",
+               1.8, ">= 1.8x"),
+        Target("  ... native vs multiprocessing backend", pyfib, "native-2",
+               "multiprocessing-2", 1.0, "faster"),
+        Target("Pipeline fib -> to_decimal vs str() loop", decimal_pipe, "native", "str-loop",
+               20.0, ">= 20x", 3),
     ]  # fmt: skip
 
 
