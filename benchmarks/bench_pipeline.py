@@ -34,7 +34,7 @@ from parpy import Pipeline, Stage
 M = 10**9 + 7
 NATIVE_N = 200_000  # items per call in the comparison with threading
 FIB_RANGE = (10**5, 15 * 10**4)
-FIB_ITEMS = 200
+FIB_ITEMS = 1000
 DECIMAL_NS = [10**6 + i for i in range(6)]
 
 

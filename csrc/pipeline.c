@@ -31,7 +31,7 @@
 
 #define SLICE_NS        50000000LL /* the consumer checks for signals this often */
 #define FLUSH_NS        1000000LL  /* a chunk the input is slow to fill leaves after this */
-#define CHUNK_TARGET_NS 200000.0   /* a chunk's time at the slowest stage, once measured */
+#define CHUNK_TARGET_NS 500000.0   /* a chunk's time at the slowest stage, once measured */
 
 enum {
     FORM_OBJ,  /* PyObject * (strong references) */
@@ -915,8 +915,8 @@ run_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                    parpy_kernel_takes(t->func, s->kernel->output);
     }
     for (int k = 0; k <= n; k++) {
-        /* a few chunks for each worker of the stage it feeds (the consumer: 2) */
-        size_t capacity = k < n ? 2 * (size_t)r->stages[k].workers + 1 : 4;
+        /* a few chunks for each worker of the stage it feeds (the consumer: 8) */
+        size_t capacity = k < n ? 4 * (size_t)r->stages[k].workers + 2 : 8;
         if (parpy_ring_init(&r->rings[k], capacity) != 0) {
             PyErr_NoMemory();
             goto error;

@@ -67,6 +67,11 @@ class Stage:
     def __init__(self, func: Callable[[Any], Any], workers: int = 1, name: str | None = None):
         if not callable(func):
             raise TypeError(f"a Stage needs a callable, not {type(func).__name__}")
+        if isinstance(func, _core.Kernel) and 1 + len(func.bound or ()) < func.min_args:
+            raise TypeError(
+                f"{func.__name__} takes {func.min_args} arguments and a stage gives it one: "
+                f"bind the others first, e.g. parpy.{func.__name__}.bind(...)"
+            )
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, not {type(name).__name__}")
         self.func = func

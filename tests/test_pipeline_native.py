@@ -47,11 +47,18 @@ def test_native_stages_pass_c_values():
     with Pipeline([bound, bound, Stage(str), Stage(int), bound]) as pipe:
         assert pipe.map(range(1000)) == [bound(int(str(bound(bound(n))))) for n in range(1000)]
         assert run_of(pipe).gives == (True, False, False, False, False)
-    # fib_mod without its modulus cannot take a value: the stages pass ints
-    with Pipeline([parpy.fib, parpy.to_decimal, parpy.fib_mod]) as pipe:
-        with pytest.raises(TypeError) as info:
+    # to_decimal gives text, which fib_mod cannot take: the stages pass ints
+    with Pipeline([parpy.fib, parpy.to_decimal, int, bound]) as pipe:
+        assert pipe.map([5, 20]) == [5, bound(6765)]
+        assert run_of(pipe).gives == (True, False, False, False)
+    with Pipeline([parpy.fib, parpy.to_decimal, bound]) as pipe:
+        with pytest.raises(TypeError, match="must be an int") as info:
             pipe.map([5])
-        assert info.value.__notes__ == ["parpy.Pipeline: stages[2] (fib_mod) failed on item 0"]
+        assert info.value.__notes__ == [
+            f"parpy.Pipeline: stages[2] ({bound.__name__}.bind({M})) failed on item 0"
+        ]
+    with pytest.raises(TypeError, match=r"bind the others first"):
+        Stage(parpy.fib_mod)  # no modulus
 
 
 def test_a_value_the_next_kernel_refuses_names_that_stage():
