@@ -681,6 +681,9 @@ run_next(PyObject *self, PyObject *Py_UNUSED(ignored))
     if (r->ended) {
         return r->error != NULL ? raise_error(r) : Py_NewRef(Py_None);
     }
+    if (atomic_load(&r->stop)) { /* failed, or stopped: nothing more comes out */
+        return raise_error(r);
+    }
     parpy_ring *last = &r->rings[r->nstages];
     chunk *c = r->ordered ? reorder_take(r) : NULL;
     while (c == NULL) {

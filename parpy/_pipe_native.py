@@ -39,7 +39,9 @@ class _Workers:
             if slot is None:
                 inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
                 thread = threading.Thread(
-                    target=self._loop, args=(inbox,), name=f"{self._name}-{len(self._all)}",
+                    target=self._loop,
+                    args=(inbox,),
+                    name=f"{self._name}-{len(self._all)}",
                     daemon=True,
                 )
                 slot = (thread, inbox)
@@ -70,14 +72,18 @@ class _Workers:
             if not keep:
                 return
 
-    def close(self) -> None:
+    def release(self) -> list[threading.Thread]:
+        """Parked threads leave now, busy ones after their task; returns them all."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
             threads, self._all = self._all, []
         for _, inbox in idle:
             inbox.put(None)
-        for thread in threads:
+        return threads
+
+    def close(self) -> None:
+        for thread in self.release():
             thread.join()
 
 
@@ -122,3 +128,8 @@ class NativeRunner:
         if run is not None:
             run.stop(RuntimeError("the Pipeline was closed during this run"))
         self._workers.close()
+
+    def __del__(self) -> None:
+        # an unclosed pipeline: its parked threads leave (without a join,
+        # which could be from one of them)
+        self._workers.release()

@@ -21,6 +21,7 @@ rules:
 
 from __future__ import annotations
 
+import functools
 import html
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -45,6 +46,8 @@ def _count(what: str, value: object) -> int:
 
 
 def _name_of(func: Callable[..., Any]) -> str:
+    while isinstance(func, functools.partial):
+        func = func.func
     if isinstance(func, _core.Kernel):
         if func.bound is None:
             return func.__name__
@@ -320,7 +323,10 @@ class Pipeline:
         return list(self.imap(items))
 
     def imap(self, items: Iterable[Any]) -> Iterator[Any]:
-        """The results as they leave the last stage; the input is read lazily."""
+        """The results as they leave the last stage; the input is read lazily.
+
+        The run starts at the first ``next()`` (which raises RuntimeError if
+        another run of this pipeline is unfinished)."""
         if self._closed:
             raise ValueError("Pipeline is closed")
         return self._imap(iter(items), _progress.total_of(items))
@@ -336,8 +342,9 @@ class Pipeline:
                     "Pipeline, or finish or close the other iterator"
                 )
             self._running = True
-        bar = _progress.start(self.progress, self._runner, total, "pipeline")  # type: ignore[arg-type]
+        bar = None
         try:
+            bar = _progress.start(self.progress, self._runner, total, "pipeline")  # type: ignore[arg-type]
             yield from self._runner.run(iterator)
         finally:
             if bar is not None:

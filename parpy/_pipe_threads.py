@@ -1,0 +1,319 @@
+"""The threading backend of parpy.Pipeline: threading.Thread and queue.Queue.
+
+Every run starts its own threads, all named ``parpy-pipeline-...``: a feeder
+that reads the input, and ``stage.workers`` threads per stage, each calling
+``stage.func(item)`` (a parpy kernel is just called). The queue in front of
+each stage holds at most :func:`room` items, so a stage ahead of a slower one
+waits for room (``blocked_out``), and so does the feeder (counted in
+``input_blocked``, with its waits for a token). The last stage's results go
+to an unbounded queue that the consumer, the generator
+:meth:`ThreadRunner.run`, reads.
+
+The bound: the feeder takes a token from a semaphore of ``maxsize`` before it
+reads each item; the consumer gives one back when it comes back for the next
+result after one it handed out. So at most ``maxsize`` items are between the
+input and the consumer, wherever they are (queues, stage functions, the
+reorder buffer).
+
+Errors: the first exception (a stage's, or the input's) is kept with its
+stage and item position, every thread is told to stop, queued items are
+dropped, and the consumer raises it, with its note, once every thread of the
+run has ended. Closing the generator, or an exception in the consumer
+(KeyboardInterrupt while it waits), ends the run the same way. Every wait
+of the consumer wakes at least every :data:`POLL` seconds. A pipeline at rest
+holds no thread: the run's threads end before ``run`` returns or raises.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from parpy.pipeline import RawStage, RawStats, Stage, input_note, stage_note
+
+__all__ = ["ThreadRunner"]
+
+# Seconds: the longest any wait sleeps before it looks at the run's state
+# again (Ctrl-C in the consumer, a stop while a worker waits).
+POLL = 0.05
+
+# Per-worker counters, summed per stage by snapshot().
+ITEMS_IN, ITEMS_OUT, BUSY, BLOCKED_IN, BLOCKED_OUT = range(5)
+
+
+def room(stage: Stage, maxsize: int) -> int:
+    """The capacity of the queue in front of a stage: a few items per worker,
+    never more than the in-flight bound."""
+    return min(maxsize, max(16, 4 * stage.workers))
+
+
+def closed_error() -> RuntimeError:
+    return RuntimeError("the Pipeline was closed during this run")
+
+
+_END = object()  # on a stage's queue: the worker that takes it ends
+_WAKE = object()  # on the results queue: look at the run's state
+
+
+class _Run:
+    """One run's queues, threads, counters and outcome."""
+
+    def __init__(self, stages: tuple[Stage, ...], maxsize: int) -> None:
+        self.stages = stages
+        self.stop = threading.Event()
+        self.tokens = threading.Semaphore(maxsize)
+        self.queues: list[queue.Queue[Any]] = [queue.Queue(room(s, maxsize)) for s in stages]
+        self.results: queue.Queue[Any] = queue.Queue()
+        self.counts: list[list[list[Any]]] = [
+            [[0, 0, 0.0, 0.0, 0.0] for _ in range(s.workers)] for s in stages
+        ]
+        self.lock = threading.Lock()
+        # The first exception, the stage that raised it (None: the input) and
+        # the item's position.
+        self.error: tuple[BaseException, int | None, int] | None = None
+        self.total: int | None = None  # items read, once the input ended
+        self.input_blocked = 0.0
+        self.done = 0
+        self.closed = False
+        self.threads: list[threading.Thread] = []
+        self.started = time.monotonic()
+        self.ended: float | None = None
+
+    def fail(self, exc: BaseException, stage: int | None, position: int) -> None:
+        """Keeps the first exception of the run and stops every thread."""
+        with self.lock:
+            if self.error is None and not self.closed:
+                self.error = (exc, stage, position)
+        self.stop.set()
+        self.results.put(_WAKE)
+
+    def feed(self, iterator: Iterator[Any]) -> None:
+        """The feeder thread: a token, then an item, until the input ends."""
+        tokens, stop, put = self.tokens, self.stop, self.queues[0].put
+        now = time.monotonic
+        position = 0
+        while True:
+            began = now()
+            while not tokens.acquire(timeout=POLL):
+                if stop.is_set():
+                    break
+            self.input_blocked += now() - began
+            if stop.is_set():
+                return
+            try:
+                item = next(iterator)
+            except StopIteration:
+                self.total = position
+                self.results.put(_WAKE)
+                return
+            except BaseException as exc:
+                self.fail(exc, None, position)
+                return
+            message = (position, item)
+            del item
+            began = now()
+            while True:
+                try:
+                    put(message, timeout=POLL)
+                except queue.Full:
+                    if stop.is_set():
+                        return
+                else:
+                    break
+            del message
+            self.input_blocked += now() - began
+            position += 1
+
+    def work(self, index: int, counts: list[Any]) -> None:
+        """A worker thread of stages[index]."""
+        func = self.stages[index].func
+        get = self.queues[index].get
+        out = self.queues[index + 1] if index + 1 < len(self.queues) else self.results
+        stop = self.stop
+        while True:
+            began = time.monotonic()
+            try:
+                message = get(timeout=POLL)
+            except queue.Empty:
+                counts[BLOCKED_IN] += time.monotonic() - began
+                if stop.is_set():
+                    return
+                continue
+            counts[BLOCKED_IN] += time.monotonic() - began
+            if message is _END or stop.is_set():
+                return
+            position, item = message
+            del message
+            counts[ITEMS_IN] += 1
+            began = time.monotonic()
+            try:
+                value = func(item)
+            except BaseException as exc:
+                counts[BUSY] += time.monotonic() - began
+                self.fail(exc, index, position)
+                return
+            del item
+            finished = time.monotonic()
+            counts[BUSY] += finished - began
+            message = (position, value)
+            del value
+            while True:
+                try:
+                    out.put(message, timeout=POLL)
+                except queue.Full:
+                    if stop.is_set():
+                        break
+                else:
+                    counts[ITEMS_OUT] += 1
+                    break
+            del message
+            counts[BLOCKED_OUT] += time.monotonic() - finished
+
+    def start(self, iterator: Iterator[Any]) -> None:
+        threads = [
+            threading.Thread(target=self.feed, args=(iterator,), name="parpy-pipeline-feeder")
+        ]
+        for index, stage_counts in enumerate(self.counts):
+            for worker, counts in enumerate(stage_counts):
+                threads.append(
+                    threading.Thread(
+                        target=self.work,
+                        args=(index, counts),
+                        name=f"parpy-pipeline-stage{index}-{worker}",
+                    )
+                )
+        for thread in threads:
+            thread.daemon = True
+            self.threads.append(thread)
+            thread.start()
+
+    def finish(self) -> None:
+        """Stops the run and waits until every thread of it has ended."""
+        self.stop.set()
+        for stage, q in zip(self.stages, self.queues, strict=True):
+            for _ in range(stage.workers):  # wakes the idle workers at once
+                try:
+                    q.put_nowait(_END)
+                except queue.Full:
+                    break  # a full queue's workers see the stop within POLL
+        me = threading.current_thread()
+        for thread in self.threads:
+            while thread is not me and thread.is_alive():
+                thread.join(POLL)
+        if self.ended is None:
+            self.ended = time.monotonic()
+        for q in (*self.queues, self.results):  # what a stopped run left queued
+            while True:
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    break
+
+    def snapshot(self) -> RawStats:
+        ended = self.ended
+        wall = (time.monotonic() if ended is None else ended) - self.started
+        stages = tuple(
+            RawStage(
+                sum(c[ITEMS_IN] for c in counts),
+                sum(c[ITEMS_OUT] for c in counts),
+                sum(c[BUSY] for c in counts),
+                sum(c[BLOCKED_IN] for c in counts),
+                sum(c[BLOCKED_OUT] for c in counts),
+            )
+            for counts in self.counts
+        )
+        return RawStats(wall, ended is None, stages, self.input_blocked)
+
+
+class ThreadRunner:
+    """Runs a Pipeline's stages on threading.Thread workers joined by queue.Queue."""
+
+    def __init__(self, stages: tuple[Stage, ...], maxsize: int, ordered: bool) -> None:
+        self._stages = stages
+        self._maxsize = maxsize
+        self._ordered = ordered
+        self._run: _Run | None = None
+        self._closed = False
+
+    def run(self, iterator: Iterator[Any]) -> Iterator[Any]:
+        if self._closed:
+            raise ValueError("Pipeline is closed")
+        last = self._run
+        if last is not None and last.ended is None:
+            last.finish()  # its end was interrupted (a second Ctrl-C): its threads end first
+        run = _Run(self._stages, self._maxsize)
+        self._run = run
+        try:
+            run.start(iterator)
+            yield from self._collect(run)
+        finally:
+            run.finish()
+        if run.error is not None:
+            exc, stage, position = run.error
+            run.error = None  # the runner keeps no frames alive
+            if stage is None:
+                input_note(exc, position)
+            else:
+                stage_note(exc, stage, self._stages[stage].name, position)
+            try:
+                raise exc
+            finally:
+                del exc
+        if run.closed:
+            raise closed_error()
+
+    def _collect(self, run: _Run) -> Iterator[Any]:
+        """The consumer: results in input order, or as they come. (Its own
+        frame: the traceback of an error raised by run() does not hold the
+        reorder buffer.)"""
+        results, tokens, ordered = run.results, run.tokens, self._ordered
+        waiting: dict[int, Any] = {}  # the reorder buffer: position -> result
+        expected = 0  # the position handed out next, when ordered
+        while run.error is None and not run.closed and run.done != run.total:
+            try:
+                message = results.get(timeout=POLL)
+            except queue.Empty:
+                continue
+            if message is _WAKE:
+                continue
+            position, value = message
+            del message
+            if ordered:
+                waiting[position] = value
+                del value
+                while expected in waiting:
+                    value = waiting.pop(expected)
+                    expected += 1
+                    run.done += 1
+                    yield value
+                    del value
+                    tokens.release()
+                    if run.error is not None or run.closed:
+                        break
+            else:
+                run.done += 1
+                yield value
+                del value
+                tokens.release()
+
+    def snapshot(self) -> RawStats | None:
+        run = self._run
+        return None if run is None else run.snapshot()
+
+    @property
+    def done(self) -> int:
+        run = self._run
+        return 0 if run is None else run.done
+
+    def close(self) -> None:
+        self._closed = True
+        run = self._run
+        if run is not None and run.ended is None:
+            with run.lock:
+                run.closed = True
+            run.stop.set()
+            run.results.put(_WAKE)
+            run.finish()
