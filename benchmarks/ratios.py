@@ -1,6 +1,6 @@
 """Measure, in one run, the ratios the README quotes.
 
-    python benchmarks/ratios.py [--json] [--budget SECONDS]
+    python benchmarks/ratios.py [--json] [--budget SECONDS] [--only TEXT]
 
 (with parpy importable: installed, or PYTHONPATH=. from the repository root)
 
@@ -193,6 +193,7 @@ def main() -> int:
     parser.add_argument(
         "--budget", type=float, default=6.0, help="seconds of timed runs per target (default: 6)"
     )
+    parser.add_argument("--only", default="", help="the targets whose label contains this")
     args = parser.parse_args()
 
     cpus = len(os.sched_getaffinity(0))
@@ -207,6 +208,8 @@ def main() -> int:
     if not args.json:
         print(f"{'target':<44} | {'ratio':>8} | {'goal':<10} | ok     | others' load")
     for target in targets():
+        if args.only.lower() not in target.label.lower():
+            continue
         if target.other not in target.workload:
             results.append({"target": target.label, "skipped": "gmpy2 is not installed"})
         else:

@@ -31,7 +31,7 @@
 
 #define SLICE_NS        50000000LL /* the consumer checks for signals this often */
 #define FLUSH_NS        1000000LL  /* a chunk the input is slow to fill leaves after this */
-#define CHUNK_TARGET_NS 500000.0   /* a chunk's time at the slowest stage, once measured */
+#define CHUNK_TARGET_NS 2000000.0  /* a chunk's time at the slowest stage, once measured */
 
 enum {
     FORM_OBJ,  /* PyObject * (strong references) */
@@ -451,12 +451,15 @@ gate_give(run_object *r, size_t n)
     pthread_mutex_unlock(&r->gate_mu);
 }
 
-/* The next chunk's size: a few hundred microseconds at the slowest stage
-   once every stage has measured its items; doubling until then. */
+/* The next chunk's size: about CHUNK_TARGET_NS at the slowest stage once
+   every stage has measured its items, doubling until then; when the input's
+   length is known (remaining >= 0), no more than a share of what is left
+   for each worker of the slowest stage, so that its workers end together. */
 static size_t
-next_chunk_size(run_object *r, size_t last)
+next_chunk_size(run_object *r, size_t last, Py_ssize_t remaining)
 {
     double slowest = 0.0;
+    int workers = 1;
     for (int k = 0; k < r->nstages; k++) {
         stage *s = &r->stages[k];
         unsigned long long items = atomic_load_explicit(&s->items_out, memory_order_relaxed);
@@ -466,25 +469,41 @@ next_chunk_size(run_object *r, size_t last)
         }
         double per_item =
             (double)atomic_load_explicit(&s->busy_ns, memory_order_relaxed) / (double)items;
-        slowest = per_item > slowest ? per_item : slowest;
+        if (per_item / s->workers > slowest / workers) {
+            slowest = per_item;
+            workers = s->workers;
+        }
     }
     size_t size = slowest < 0   ? 2 * last
                   : slowest > 0 ? (size_t)(CHUNK_TARGET_NS / slowest)
                                 : r->chunk_max;
+    if (remaining >= 0 && size > (size_t)remaining / (2 * (size_t)workers)) {
+        size = (size_t)remaining / (2 * (size_t)workers);
+    }
     return size < 1 ? 1 : size > r->chunk_max ? r->chunk_max : size;
 }
 
 /* ---- methods --------------------------------------------------------------- */
 
 PyDoc_STRVAR(feed_doc,
-             "feed($self, iterator, /)\n--\n\n"
+             "feed($self, iterator, total=None, /)\n--\n\n"
              "Read the input into the pipeline until it ends or the run stops\n"
-             "(on a thread of its own).");
+             "(on a thread of its own); total, when known, is its length.");
 
 static PyObject *
-run_feed(PyObject *self, PyObject *iterator)
+run_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     run_object *r = (run_object *)self;
+    Py_ssize_t total = -1;
+    if (nargs < 1 || nargs > 2 ||
+        (nargs == 2 && args[1] != Py_None &&
+         ((total = PyLong_AsSsize_t(args[1])) < 0 || PyErr_Occurred()))) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "feed(iterator, total=None): total an int >= 0");
+        }
+        return NULL;
+    }
+    PyObject *iterator = args[0];
     stage *first = &r->stages[0];
     int native = first->kernel != NULL;
     Py_ssize_t position = 0;
@@ -492,7 +511,7 @@ run_feed(PyObject *self, PyObject *iterator)
     size_t size = 0;
     int ended = 0;
     while (!ended && !atomic_load(&r->stop)) {
-        size = size == 0 ? 1 : next_chunk_size(r, size);
+        size = size == 0 ? 1 : next_chunk_size(r, size, total < 0 ? -1 : total - position);
         int64_t t0 = now_ns();
         int ok;
         Py_BEGIN_ALLOW_THREADS
@@ -972,7 +991,7 @@ run_dealloc(PyObject *self)
 }
 
 static PyMethodDef run_methods[] = {
-    {"feed", run_feed, METH_O, feed_doc},
+    {"feed", (PyCFunction)(void (*)(void))run_feed, METH_FASTCALL, feed_doc},
     {"work", run_work, METH_O, work_doc},
     {"next", run_next, METH_NOARGS, next_doc},
     {"stop", (PyCFunction)(void (*)(void))run_stop_method, METH_FASTCALL, stop_doc},

@@ -95,10 +95,10 @@ class NativeRunner:
         self._workers = _Workers("parpy-pipeline")
         self._run: _core.PipelineRun | None = None
 
-    def run(self, iterator: Iterator[Any]) -> Iterator[Any]:
+    def run(self, iterator: Iterator[Any], total: int | None = None) -> Iterator[Any]:
         run = _core.PipelineRun(self._spec, self._maxsize, self._ordered)
         self._run = run
-        tasks: list[Callable[[], object]] = [lambda: run.feed(iterator)]
+        tasks: list[Callable[[], object]] = [lambda: run.feed(iterator, total)]
         for k, (_, workers, _) in enumerate(self._spec):
             tasks += [lambda k=k: run.work(k)] * workers  # type: ignore[misc]
         finished = self._workers.start(tasks)

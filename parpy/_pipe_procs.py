@@ -575,7 +575,7 @@ class ProcessRunner:
         if finalizer is not None:
             finalizer()  # pool.shutdown(), once
 
-    def run(self, iterator: Iterator[Any]) -> Iterator[Any]:
+    def run(self, iterator: Iterator[Any], total: int | None = None) -> Iterator[Any]:
         with self._lock:
             if self._closed:
                 raise ValueError("Pipeline is closed")

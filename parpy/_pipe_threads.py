@@ -238,7 +238,7 @@ class ThreadRunner:
         self._run: _Run | None = None
         self._closed = False
 
-    def run(self, iterator: Iterator[Any]) -> Iterator[Any]:
+    def run(self, iterator: Iterator[Any], total: int | None = None) -> Iterator[Any]:
         if self._closed:
             raise ValueError("Pipeline is closed")
         last = self._run

@@ -240,8 +240,9 @@ def input_note(exc: BaseException, position: int) -> None:
 class Runner(Protocol):
     """A backend. One run at a time (the Pipeline sees to it)."""
 
-    def run(self, iterator: Iterator[Any]) -> Iterator[Any]:
-        """A generator of the results; reads iterator on a thread of its own.
+    def run(self, iterator: Iterator[Any], total: int | None = None) -> Iterator[Any]:
+        """A generator of the results; reads iterator (of total items, when
+        known) on a thread of its own.
         Closing it, or an exception in the consumer (KeyboardInterrupt),
         stops the run and leaves every worker at rest."""
         ...
@@ -345,7 +346,7 @@ class Pipeline:
         bar = None
         try:
             bar = _progress.start(self.progress, self._runner, total, "pipeline")  # type: ignore[arg-type]
-            yield from self._runner.run(iterator)
+            yield from self._runner.run(iterator, total)
         finally:
             if bar is not None:
                 bar.close()
