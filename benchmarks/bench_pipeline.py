@@ -14,6 +14,8 @@ Three workloads, each a dict of calls on the same input
   fib stage is the bottleneck).
 - "fib-decimal": fib -> to_decimal for n around 10**6 (goal: >= 20x
   ``[str(parpy.fib(n)) for n in ns]``).
+- "fibonacci": the README's pipeline, parse -> fib (2 workers) ->
+  to_decimal (2 workers) -> len, on each backend.
 
 Pipelines are built once, outside the timed calls, as a user who runs one
 repeatedly would: their threads (or processes) are kept between runs.
@@ -102,6 +104,14 @@ def pipeline_candidates(name: str, n: int = NATIVE_N) -> dict[str, Callable[[], 
             "native": _checked(pipe, DECIMAL_NS, want),  # type: ignore[arg-type]
             "str-loop": lambda: _str_loop(DECIMAL_NS),
         }
+    if name == "fibonacci":  # the README's pipeline, on each backend
+        texts = [str(n) for n in range(10**5, 10**5 + FIB_ITEMS // 2)]
+        want = [len(parpy.to_decimal(parpy.fib(int(t)))) for t in texts]
+        stages = [Stage(parse), Stage(parpy.fib, 2), Stage(parpy.to_decimal, 2), Stage(len)]
+        return {
+            backend: _checked(_pipe(f"fibonacci-{backend}", stages, backend=backend), texts, want)  # type: ignore[arg-type]
+            for backend in ("native", "threading", "multiprocessing")
+        }
     raise ValueError(name)
 
 
@@ -121,6 +131,12 @@ def bench_two_native_stages(benchmark, backend):
 def bench_python_fib_python(benchmark, call):
     benchmark.group = f"pipeline: Python -> fib -> Python, {FIB_ITEMS} items"
     benchmark(pipeline_candidates("python-fib")[call])
+
+
+@pytest.mark.parametrize("backend", ["native", "threading", "multiprocessing"])
+def bench_fibonacci_pipeline(benchmark, backend):
+    benchmark.group = "pipeline: parse -> fib x2 -> to_decimal x2 -> len, the three backends"
+    benchmark(pipeline_candidates("fibonacci")[backend])
 
 
 @pytest.mark.parametrize("call", ["native", "str-loop"])
