@@ -57,10 +57,14 @@ def _str_loop(ns: list[int]) -> list[str]:
         sys.set_int_max_str_digits(old)
 
 
-def _checked(pipe: Pipeline, items: list[object], want: list[object]) -> Callable[[], object]:
+def _checked(
+    pipe: Pipeline, items: list[object], want: list[object], bottleneck: str | None = None
+) -> Callable[[], object]:
     def call() -> object:
         got = pipe.map(items)
         assert got == want
+        if bottleneck is not None:
+            assert pipe.stats().bottleneck == bottleneck, pipe.stats()
         return got
 
     return call
@@ -95,7 +99,7 @@ def pipeline_candidates(name: str, n: int = NATIVE_N) -> dict[str, Callable[[], 
         for backend, workers in (("native", 2), ("native", 1), ("multiprocessing", 2)):
             stages = [Stage(parse), Stage(parpy.fib, workers), Stage(write)]
             pipe = _pipe(f"python-fib-{backend}-{workers}", stages, backend=backend)
-            calls[f"{backend}-{workers}"] = _checked(pipe, texts, want)  # type: ignore[arg-type]
+            calls[f"{backend}-{workers}"] = _checked(pipe, texts, want, "fib")  # type: ignore[arg-type]
         return calls
     if name == "fib-decimal":
         want = _str_loop(DECIMAL_NS)
