@@ -11,7 +11,6 @@ import threading
 
 import parpy
 from parpy import reference as ref
-from parpy.compare import compare
 
 rng = random.Random(0)
 ns = [0, 1, 2, 93, 94, 95, 1000, 4321, 20000] + [int(10 ** rng.uniform(1, 4.3)) for _ in range(60)]
@@ -167,8 +166,18 @@ with parpy.Pipeline([parpy.Stage(bound, 2), parpy.Stage(bound, 2)], ordered=Fals
     assert len([next(results) for _ in range(1000)]) == 1000
     results.close()
 
-report = compare(
-    "iterative", [10, 500, 2000], backends="serial,threading,parpy", workers=2, repeat=1
+report = parpy.compare(
+    parpy.fib_iterative,
+    [10, 500, 2000],
+    backends=["serial", "threading", "parpy"],
+    workers=2,
+    repeat=1,
+    progress=False,
 )
-assert len(report.rows) == 3
+assert [(row.backend, row.workers) for row in report.rows] == [
+    ("serial", 1),
+    ("threading", 2),
+    ("parpy", 2),
+]
+assert "parpy" in str(report)
 print("smoke ok")

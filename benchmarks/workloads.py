@@ -5,11 +5,12 @@ Fixed seeds, so that every run and every machine times the same batches.
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import parpy
-from parpy.compare import make_ns, runners
+from parpy._compare import make_ns, thread_map
 
 try:
     import gmpy2
@@ -28,10 +29,33 @@ ITERATIVE = make_ns(200, 15_000, 50_000, seed=3)
 TINY = make_ns(100, 0, 93, seed=4)
 
 
+def _process_map(func: Callable[[int], int], ns: Sequence[int], workers: int) -> list[int]:
+    """``multiprocessing.Pool(workers).map(func, ns)``, the pool made for this call."""
+    with multiprocessing.Pool(workers) as pool:
+        return pool.map(func, ns)
+
+
+def runners(algorithm: str, ns: Sequence[int], workers: int) -> dict[str, Callable[[], object]]:
+    """The calls that compute ``[F(n) for n in ns]`` with ``algorithm``, by backend: the
+    kernel's pure-Python twin in a loop ("serial"), on ``workers`` threading.Threads and
+    through a ``multiprocessing.Pool(workers)`` made for the call; parpy.fib_batch on
+    one worker ("parpy-serial") and on ``workers``."""
+    ns = list(ns)
+    kernel = parpy._batch._ALGORITHMS[algorithm]
+    twin = getattr(parpy.reference, kernel.__name__)
+    return {
+        "serial": lambda: [twin(n) for n in ns],
+        "threading": lambda: thread_map(twin, ns, workers),
+        "multiprocessing": lambda: _process_map(twin, ns, workers),
+        "parpy-serial": lambda: parpy.fib_batch(ns, workers=1, algorithm=algorithm),
+        "parpy": lambda: parpy.fib_batch(ns, workers=workers, algorithm=algorithm),
+    }
+
+
 def candidates(ns: list[int], algorithm: str = "doubling") -> dict[str, Callable[[], object]]:
     """Return the calls that compute ``[F(n) for n in ns]`` with ``algorithm``, by name.
 
-    The backends of ``python -m parpy compare`` on ``WORKERS`` workers and, for
+    The backends of :func:`runners` on ``WORKERS`` workers and, for
     fast doubling, loops over ``parpy.fib`` and (when installed) ``gmpy2.fib``.
     """
     calls: dict[str, Callable[[], object]] = dict(runners(algorithm, ns, WORKERS))

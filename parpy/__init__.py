@@ -34,23 +34,28 @@ _load_core()
 
 from parpy import _core, reference  # noqa: E402
 from parpy._batch import fib_batch, get_num_threads, map, set_num_threads  # noqa: E402
+from parpy._compare import MismatchError, compare  # noqa: E402
 from parpy._core import *  # noqa: E402, F403 - the kernels (parpy._core.__all__)
 from parpy._core import Kernel, Queue, ShutDown  # noqa: E402
 from parpy.executor import ThreadPoolExecutor  # noqa: E402
 from parpy.pipeline import Pipeline, PipelineStats, Stage  # noqa: E402
 from parpy.pool import Pool  # noqa: E402
+from parpy.report import Report  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Kernel",
+    "MismatchError",
     "Pipeline",
     "PipelineStats",
     "Pool",
     "Queue",
+    "Report",
     "ShutDown",
     "Stage",
     "ThreadPoolExecutor",
+    "compare",
     "fib_batch",
     "get_num_threads",
     "map",

@@ -1,22 +1,36 @@
-"""python -m parpy compare and parpy.compare.compare: every backend, the same results."""
+"""parpy.compare and python -m parpy: every backend, the same results, and the
+backends that cannot run a work reported as skipped.
+
+Small inputs and one or two timed runs: these tests check what compare()
+runs and reports, not how fast anything is (benchmarks/bench_compare.py
+checks that its times are those of the calls themselves).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import io
 import json
+import multiprocessing
+import statistics
 import subprocess
 import sys
+import threading
+import time
+import types
 
 import pytest
+from _pipe_funcs import double, inc
 from _util import REPO, child_env
 
 import parpy
-from parpy import compare as cmp
+from parpy import _compare
+from parpy.report import Report, Skip
 
-SMALL = {
-    "iterative": [0, 1, 2, 90, 95, 500, 1500],
-    "doubling": [0, 93, 94, 5000, 20000],
-    "recursive": [0, 1, 10, 15],
-}
+EVERY = list(_compare.BACKENDS)
+PROCESS_BACKENDS = ["multiprocessing", "process-pool"]
+NS = [0, 1, 2, 90, 95, 500, 1500, 7]
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -30,90 +44,487 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("algorithm", sorted(SMALL))
-def test_compare_runs_every_backend(algorithm):
-    report = cmp.compare(algorithm, SMALL[algorithm], workers=2, repeat=2)
-    assert [row.backend for row in report.rows] == list(cmp.BACKENDS)
-    by_name = {row.backend: row for row in report.rows}
-    assert by_name["serial"].speedup == 1.0
-    assert by_name["parpy"].workers == 2 and by_name["parpy-serial"].workers == 1
-    assert all(row.seconds > 0 and len(row.times) == 2 for row in report.rows)
-    assert "parpy" in str(report) and json.dumps(report.to_dict())
+def small(work, items, **options):
+    """compare() with one timed run, on 1 and 2 workers, no progress bar."""
+    return parpy.compare(
+        work, items, **{"workers": [1, 2], "repeat": 1, "progress": False, **options}
+    )
 
 
-def test_compare_detects_a_backend_that_differs(monkeypatch):
-    wrong = cmp.Backend(lambda alg, ns, w: [parpy.fib(n) + (n == 7) for n in ns], True)
-    monkeypatch.setitem(cmp.BACKENDS, "wrong", wrong)
-    with pytest.raises(cmp.MismatchError, match=r"items\[1\], n=7"):
-        cmp.compare("doubling", [5, 7, 9], backends="serial,wrong", repeat=1)
+def rows_of(report):
+    return [(row.backend, row.workers) for row in report.rows]
+
+
+def thread_dependent(x):
+    """x on the main thread, x + 1 on any other."""
+    return x + (threading.current_thread() is not threading.main_thread())
+
+
+def no_leftovers(before_threads, deadline=10.0):
+    """True once the pools' processes and threads are gone."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if not multiprocessing.active_children() and threading.active_count() <= before_threads:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# ---- every backend ------------------------------------------------------------
+
+
+def test_every_backend_on_a_kernel_checked_and_timed():
+    before = threading.active_count()
+    report = parpy.compare(parpy.fib_iterative, NS, workers=[1, 2], repeat=2, progress=False)
+    assert isinstance(report, Report)
+    assert rows_of(report) == [("serial", 1)] + [(b, w) for b in EVERY[1:] for w in (1, 2)]
+    assert report.skipped == ()
+    assert report.items == len(NS) and report.repeat == 2 and report.warmup == 1
+    assert "fib_iterative" in report.work
+    assert report.meta["python_runs"] == "parpy.reference.fib_iterative"
+    assert report.baseline == statistics.median(report.timings[0].times)
+    for timing, row in zip(report.timings, report.rows, strict=True):
+        assert len(timing.times) == 2 and all(t > 0 for t in timing.times)
+        assert row.speedup == pytest.approx(report.baseline / row.median)
+        if timing.backend in PROCESS_BACKENDS:
+            assert timing.startup > 0.001  # processes started, outside the timed runs
+    for name in EVERY:
+        assert name in str(report)
+    assert no_leftovers(before), (multiprocessing.active_children(), threading.enumerate())
+
+
+def test_a_bound_kernel_runs_its_twin_with_the_bound_argument():
+    m = 10**9 + 7
+    report = small(parpy.fib_mod.bind(m), list(range(0, 3000, 97)))
+    assert report.skipped == ()
+    assert len(report.rows) == 1 + 2 * (len(EVERY) - 1)
+    assert report.meta["python_runs"] == f"parpy.reference.fib_mod(x, {m})"
+
+
+def test_a_kernel_of_two_arguments_over_tuples():
+    report = small(parpy.fib_mod, [(n, 1000 + n) for n in range(0, 5000, 101)])
+    assert report.skipped == ()
+    assert len(report.rows) == 1 + 2 * (len(EVERY) - 1)
+    assert report.meta["python_runs"] == "parpy.reference.fib_mod(*x)"
+
+
+def test_a_python_callable_runs_everywhere_but_parpy_map():
+    report = small(double, list(range(50)))
+    assert [s.backend for s in report.skipped] == ["parpy"]
+    assert "Python callable" in report.skipped[0].reason
+    assert {row.backend for row in report.rows} == set(EVERY) - {"parpy"}
+    assert "parpy: skipped" in report.verdicts["parpy"]
+
+
+@pytest.mark.parametrize("form", ["stages", "callables", "Pipeline"])
+def test_a_pipeline_on_every_backend(form):
+    stages = [parpy.Stage(inc, 2), parpy.Stage(parpy.fib), parpy.Stage(parpy.to_decimal), len]
+    if form == "callables":
+        stages = [inc, parpy.fib, parpy.to_decimal, len]
+    work = stages
+    if form == "Pipeline":
+        work = parpy.Pipeline(stages, backend="threading")
+    try:
+        report = small(work, list(range(0, 3000, 50)))
+    finally:
+        if form == "Pipeline":
+            work.close()
+    assert report.skipped == ()
+    assert {row.backend for row in report.rows} == set(EVERY)
+    assert report.work.startswith("pipeline inc -> fib -> to_decimal -> len")
+    assert "parpy.reference.fib" in report.meta["python_runs"]
+
+
+def test_serial_always_runs_and_backends_may_be_one_string():
+    report = small(parpy.fib, NS, backends="parpy, thread-pool")
+    assert rows_of(report) == [
+        ("serial", 1),
+        ("parpy", 1),
+        ("parpy", 2),
+        ("thread-pool", 1),
+        ("thread-pool", 2),
+    ]
+
+
+def test_one_worker_count_and_warmups():
+    report = parpy.compare(
+        parpy.fib, NS, backends=["parpy"], workers=3, repeat=3, warmup=2, progress=False
+    )
+    assert rows_of(report) == [("serial", 1), ("parpy", 3)]
+    assert [len(t.times) for t in report.timings] == [3, 3] and report.warmup == 2
+
+
+def test_default_workers():
+    assert _compare.default_workers(1) == [1]
+    assert _compare.default_workers(2) == [1, 2]
+    assert _compare.default_workers(6) == [1, 2, 4, 6]
+    assert _compare.default_workers(8) == [1, 2, 4, 8]
+
+
+# ---- the built-in workloads ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(_compare.WORKLOADS))
+def test_every_builtin_workload(name):
+    workload = _compare.WORKLOADS[name]
+    items = workload.items(6)
+    assert len(items) == 6 and items == workload.items(6)  # reproducible
+    report = parpy.compare(
+        name,
+        items,
+        backends="serial,threading,multiprocessing,parpy",
+        workers=2,
+        repeat=1,
+        progress=False,
+    )
+    assert report.skipped == ()
+    assert report.meta["workload"] == name
+    names = [row.backend for row in report.rows]
+    assert names == ["serial", "threading", "multiprocessing"] + [
+        v.name for v in workload.variants if v.backend == "multiprocessing"
+    ] + ["parpy"] + [v.name for v in workload.variants if v.backend == "parpy"]
+
+
+def test_tiny_sweeps_chunk_sizes_as_backends_of_their_own():
+    report = small("tiny", _compare.WORKLOADS["tiny"].items(40), backends="multiprocessing,parpy")
+    names = list(dict.fromkeys(row.backend for row in report.rows))
+    sizes = _compare.TINY_CHUNKSIZES
+    assert names == [
+        "serial",
+        "multiprocessing",
+        *(f"multiprocessing[chunksize={c}]" for c in sizes),
+        "parpy",
+        *(f"parpy[chunksize={c}]" for c in sizes),
+    ]
+    # the variants share their backend's pool: the same start-up
+    startup = {(t.backend, t.workers): t.startup for t in report.timings}
+    for c in sizes:
+        for w in (1, 2):
+            assert startup[f"multiprocessing[chunksize={c}]", w] == startup["multiprocessing", w]
+    assert all(name in report.verdicts for name in names)
+
+
+def test_skewed_runs_each_schedule():
+    report = small("skewed", _compare.WORKLOADS["skewed"].items(20), backends="parpy")
+    names = list(dict.fromkeys(row.backend for row in report.rows))
+    assert names == [
+        "serial",
+        "parpy",
+        "parpy[schedule=static]",
+        "parpy[schedule=dynamic]",
+        "parpy[schedule=guided]",
+    ]
+
+
+def test_a_workload_name_without_items_uses_its_own(monkeypatch):
+    fewer = dataclasses.replace(_compare.WORKLOADS["iterative"], count=5)
+    monkeypatch.setitem(_compare.WORKLOADS, "iterative", fewer)
+    report = parpy.compare("iterative", backends="parpy", workers=1, repeat=1, progress=False)
+    assert report.items == 5
+    assert report.work.startswith("fib_iterative over 5 n in [")
+
+
+# ---- skipped backends ------------------------------------------------------------
+
+
+def test_a_lambda_skips_the_process_backends_with_the_reason():
+    report = small(lambda x: x + 1, list(range(20)))
+    skipped = {s.backend: s.reason for s in report.skipped}
+    assert sorted(skipped) == ["multiprocessing", "parpy", "process-pool"]
+    for name in PROCESS_BACKENDS:
+        assert "does not pickle" in skipped[name], skipped[name]
+        assert report.verdicts[name].startswith(f"{name}: skipped")
+    assert {row.backend for row in report.rows} == {
+        "serial",
+        "threading",
+        "thread-pool",
+        "parpy-pool",
+    }
+
+
+def test_a_pipeline_with_a_lambda_skips_the_process_backends():
+    report = small([parpy.Stage(lambda x: x + 1), parpy.fib], list(range(20)))
+    assert sorted(s.backend for s in report.skipped) == PROCESS_BACKENDS
+    assert {row.backend for row in report.rows} == set(EVERY) - set(PROCESS_BACKENDS)
+
+
+def ghost_module(monkeypatch):
+    """A module only this process has: its functions pickle, workers cannot load them."""
+    ghost = types.ModuleType("parpy_test_ghost")
+    exec("def triple(x):\n    return 3 * x\n", ghost.__dict__)
+    monkeypatch.setitem(sys.modules, "parpy_test_ghost", ghost)
+    return ghost
+
+
+@pytest.mark.timeout(120)
+def test_a_function_workers_cannot_import_is_skipped_not_a_hang(monkeypatch):
+    before = threading.active_count()
+    triple = ghost_module(monkeypatch).triple
+    report = small(triple, list(range(30)), backends="serial,multiprocessing,process-pool")
+    skipped = {s.backend: s.reason for s in report.skipped}
+    assert sorted(skipped) == PROCESS_BACKENDS
+    for reason in skipped.values():
+        assert "could not load" in reason and "parpy_test_ghost" in reason, reason
+    assert rows_of(report) == [("serial", 1)]
+    assert no_leftovers(before)
+
+
+@pytest.mark.timeout(120)
+def test_a_pipeline_stage_workers_cannot_import_is_skipped(monkeypatch):
+    triple = ghost_module(monkeypatch).triple
+    report = small([triple, parpy.fib], list(range(30)), backends="multiprocessing,parpy")
+    assert [s.backend for s in report.skipped] == ["multiprocessing"]
+    assert "could not load" in report.skipped[0].reason
+    assert {row.backend for row in report.rows} == {"serial", "parpy"}
+
+
+def test_a_function_of_an_interactive_main_is_skipped_before_anything_starts(monkeypatch):
+    main = sys.modules["__main__"]
+    monkeypatch.delattr(main, "__file__", raising=False)
+
+    def notebook_cell(x):
+        return x * 5
+
+    notebook_cell.__module__ = "__main__"
+    notebook_cell.__qualname__ = "notebook_cell"
+    monkeypatch.setattr(main, "notebook_cell", notebook_cell, raising=False)
+    report = small(notebook_cell, [1, 2, 3], backends="serial,multiprocessing,process-pool")
+    assert sorted(s.backend for s in report.skipped) == PROCESS_BACKENDS
+    assert all("defined in __main__ of a notebook" in s.reason for s in report.skipped)
+    assert report.skipped[0] == Skip("multiprocessing", report.skipped[0].reason)
+
+
+# ---- checked results ---------------------------------------------------------------
+
+
+def test_a_backend_that_differs_raises_before_anything_is_timed(monkeypatch):
+    def no_timing(*args, **kwargs):
+        raise RuntimeError("timed before the check")
+
+    monkeypatch.setattr(_compare, "measure", no_timing)
+    with pytest.raises(parpy.MismatchError) as info:
+        small(thread_dependent, [10, 20, 30], backends="serial,threading", workers=2)
+    assert isinstance(info.value, AssertionError)
+    assert (info.value.backend, info.value.workers, info.value.position) == ("threading", 2, 0)
+    assert "threading on 2 workers differs from serial at position 0 (item 10): 11 != 10" in str(
+        info.value
+    )
+
+
+def test_the_first_differing_position_is_named(monkeypatch):
+    real_map = parpy.map
+
+    def off_at_three(kernel, items, **options):
+        results = real_map(kernel, items, **options)
+        results[3] += 1
+        return results
+
+    monkeypatch.setattr(_compare._batch, "map", off_at_three)
+    with pytest.raises(parpy.MismatchError, match=r"parpy on 1 worker differs .* position 3"):
+        small(parpy.fib, [5, 6, 7, 8, 9], backends="parpy")
+
+
+def test_missing_results_are_a_mismatch(monkeypatch):
+    monkeypatch.setattr(_compare, "thread_map", lambda func, items, workers: [])
+    with pytest.raises(parpy.MismatchError, match="threading on 1 worker returned 0 results"):
+        small(parpy.fib, NS, backends="threading")
+
+
+def test_an_error_in_the_work_is_raised_with_the_backend_noted():
+    before = threading.active_count()
+
+    def fails_in_threads(x):
+        if threading.current_thread() is not threading.main_thread() and x == 3:
+            raise ValueError("three")
+        return x
+
+    with pytest.raises(ValueError, match="three") as info:
+        small(fails_in_threads, range(5), backends="serial,thread-pool,parpy-pool")
+    assert "parpy.compare: thread-pool on 1 worker raised this" in info.value.__notes__
+    assert no_leftovers(before)
+
+
+def test_pools_are_closed_after_a_mismatch():
+    before = threading.active_count()
+    with pytest.raises(parpy.MismatchError):
+        small(thread_dependent, list(range(10)), backends="process-pool,parpy-pool,thread-pool")
+    assert no_leftovers(before)
+
+
+# ---- bad arguments ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "error"),
+    ("args", "kwargs", "error", "match"),
     [
-        ({"algorithm": "bogus"}, ValueError),
-        ({"backends": "serial,nope"}, ValueError),
-        ({"ns": []}, ValueError),
-        ({"workers": 0}, ValueError),
-        ({"repeat": 0}, ValueError),
+        ((), {"backends": ["serial", "nope"]}, ValueError, "'nope'"),
+        ((), {"backends": []}, ValueError, "backends"),
+        ((), {"workers": 0}, ValueError, "workers must be >= 1"),
+        ((), {"workers": [1, -2]}, ValueError, "workers must be >= 1"),
+        ((), {"workers": []}, ValueError, "workers is empty"),
+        ((), {"workers": 1.5}, TypeError, "workers"),
+        ((), {"repeat": 0}, ValueError, "repeat must be >= 1"),
+        ((), {"repeat": True}, TypeError, "repeat"),
+        ((), {"warmup": -1}, ValueError, "warmup must be >= 0"),
+        ((), {"progress": "yes"}, TypeError, "progress"),
+        (([],), {}, ValueError, "items is empty"),
+        ((None,), {}, TypeError, "needs items"),
+        ((5,), {}, TypeError, "items must be an iterable"),
     ],
 )
-def test_compare_rejects_bad_arguments(kwargs, error):
+def test_bad_arguments_raise_before_any_work(args, kwargs, error, match):
+    seen = []
+
+    def work(x):
+        seen.append(x)
+        return x
+
+    with pytest.raises(error, match=match):
+        parpy.compare(work, *(args or ([1, 2, 3],)), **kwargs)
+    assert seen == []
+
+
+@pytest.mark.parametrize(
+    ("work", "error"), [("nosuch", ValueError), (42, TypeError), ([], ValueError)]
+)
+def test_bad_work(work, error):
     with pytest.raises(error):
-        cmp.compare(**{"ns": [1, 2], **kwargs})
+        parpy.compare(work, [1, 2])
 
 
-def test_cli_json_report():
-    proc = run_cli(
-        "compare",
-        "--count",
-        "12",
-        "--n-min",
-        "100",
-        "--n-max",
-        "3000",
-        "--repeat",
-        "1",
-        "--workers",
-        "2",
-        "--json",
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
-    assert report["count"] == 12 and report["algorithm"] == "iterative"
-    assert [row["backend"] for row in report["rows"]] == list(cmp.BACKENDS)
+# ---- timing and progress -------------------------------------------------------------
 
 
-def test_cli_table():
-    proc = run_cli(
-        "compare",
-        "--algorithm",
-        "doubling",
-        "--count",
-        "8",
-        "--n-min",
-        "10",
-        "--n-max",
-        "20000",
-        "--repeat",
-        "1",
-        "--backends",
-        "serial,parpy",
-    )
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert lines[2].split() == ["backend", "workers", "seconds", "speedup"]
-    assert [line.split()[0] for line in lines[3:]] == ["serial", "parpy"]
+def test_measure_interleaves_and_rotates():
+    order = []
+    calls = {name: functools.partial(order.append, name) for name in "abc"}
+    after = []
+    times = _compare.measure(calls, 3, after=after.append)
+    assert order == list("abcbcacab")
+    assert after == order
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
+    order.clear()
+    times = _compare.measure(calls, 2, 5)
+    assert len(order) == 30 and all(len(v) == 2 for v in times.values())
+
+
+def test_progress_is_on_by_default_in_jupyter_only(monkeypatch):
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
+    assert _compare._want_progress(None) is False
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    assert _compare._want_progress(None) is True
+    assert _compare._want_progress(False) is False
+
+
+def test_progress_bar_counts_every_run(capsys):
+    small(parpy.fib, NS, backends="parpy", repeat=2, warmup=2, progress=True)
+    err = capsys.readouterr().err
+    # serial once, parpy on 1 and 2 workers: (2 untimed + 2 timed) runs each
+    assert "12/12" in err, err
+
+
+# ---- the command line ----------------------------------------------------------------
+
+
+def test_cli_help_lists_every_command():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    assert "compare" in proc.stdout and "fib" in proc.stdout
 
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["frobnicate"], ["compare", "--count", "0"], ["compare", "--n-min", "5", "--n-max", "2"]],
+    [
+        [],
+        ["frobnicate"],
+        ["compare", "nosuch"],
+        ["compare", "--workers", "0"],
+        ["compare", "--workers", "1,x"],
+        ["compare", "--backends", "serial,nope"],
+        ["compare", "--repeat", "0"],
+        ["compare", "--count", "-3"],
+        ["compare", "--json", "/no/such/dir/report.json"],
+        ["fib"],
+        ["fib", "-1"],
+        ["fib", "ten"],
+        ["fib", "100", "--algorithm", "recursive"],
+        ["fib", "10", "--algorithm", "bogus"],
+    ],
 )
 def test_cli_usage_errors_exit_2(args):
     proc = run_cli(*args)
-    assert proc.returncode == 2
+    assert proc.returncode == 2, proc
     assert "usage:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.unsafe_under(
+    "address",
+    reason="matplotlib's and pandas' C++ extensions throw exceptions that GCC's ASan runtime, "
+    "preloaded into Python, cannot forward (a CHECK failure in its __cxa_throw interceptor)",
+)
+def test_cli_compare_table_json_plot_and_progress(tmp_path):
+    out_json, out_png = tmp_path / "report.json", tmp_path / "report.png"
+    proc = run_cli(
+        "compare",
+        "doubling",
+        "--count",
+        "6",
+        "--workers",
+        "1,2",
+        "--repeat",
+        "2",
+        "--backends",
+        "serial,multiprocessing,parpy",
+        "--json",
+        str(out_json),
+        "--plot",
+        str(out_png),
+        "--progress",
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = Report.from_json(out_json.read_text())
+    assert report.items == 6 and report.repeat == 2
+    assert [(r.backend, r.workers) for r in report.rows] == [
+        ("serial", 1),
+        ("multiprocessing", 1),
+        ("multiprocessing", 2),
+        ("parpy", 1),
+        ("parpy", 2),
+    ]
+    assert proc.stdout.strip() == str(report).strip()
+    png = out_png.read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+    assert "compare" in proc.stderr and "5/5" not in proc.stdout  # the bar is on stderr
+
+
+def test_cli_json_to_stdout():
+    proc = run_cli(
+        "compare", "tiny", "--count", "5", "--workers", "1", "--repeat", "1",
+        "--backends", "parpy", "--json", "-",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    report = Report.from_json(proc.stdout)
+    assert report.items == 5 and data
+    assert [t.backend for t in report.timings][:2] == ["serial", "parpy"]
+    assert proc.stderr == ""  # no bar: stderr is not a terminal
+
+
+@pytest.mark.parametrize("algorithm", ["doubling", "iterative", "recursive"])
+def test_cli_fib(algorithm):
+    n = 1000 if algorithm != "recursive" else 30
+    proc = run_cli("fib", str(n), "--algorithm", algorithm)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == str(parpy.fib(n)) + "\n"
+
+
+def test_cli_fib_zero_and_default_algorithm():
+    proc = run_cli("fib", "0")
+    assert (proc.returncode, proc.stdout) == (0, "0\n")
+    proc = run_cli("fib", "1000")
+    assert proc.stdout.strip() == str(parpy.fib(1000))
 
 
 def test_import_leaves_the_environment_alone():
