@@ -69,8 +69,8 @@ from collections.abc import Iterator
 from multiprocessing.pool import RemoteTraceback  # type: ignore[attr-defined]
 from typing import Any
 
-from parpy._pipe_threads import POLL, closed_error, room
-from parpy.pipeline import RawStage, RawStats, Stage, input_note, stage_note
+from parpy._pipe_threads import POLL, Handout, raise_outcome, room
+from parpy.pipeline import RawStage, RawStats, Stage
 
 __all__ = ["ProcessRunner"]
 
@@ -602,27 +602,13 @@ class ProcessRunner:
             yield from self._collect(run)
         finally:
             self._finish(run)
-        if run.error is not None:
-            exc, stage, position = run.error
-            run.error = None  # the runner keeps no frames alive
-            if stage is None:
-                input_note(exc, position)
-            else:
-                stage_note(exc, stage, self._stages[stage].name, position)
-            try:
-                raise exc
-            finally:
-                del exc
-        if run.closed:
-            raise closed_error()
+        raise_outcome(run, self._stages)
 
     def _collect(self, run: _Run) -> Iterator[Any]:
         """The consumer: results of this run, in order or as they come."""
-        pool, tokens, cond, ordered = run.pool, run.tokens, run.cond, self._ordered
+        pool, cond, handout = run.pool, run.cond, Handout(run, run.tokens, self._ordered)
         get, loads, now = pool.results.get, pickle.loads, time.monotonic
         last = len(self._stages) - 1
-        waiting: dict[int, Any] = {}  # the reorder buffer: position -> result
-        expected = 0  # the position handed out next, when ordered
         received = 0
         check = now() + LIVENESS_EVERY
         while run.error is None and not run.closed and run.done != run.total:
@@ -664,23 +650,7 @@ class ProcessRunner:
                 run.fail(exc, last, position)
                 break
             del data
-            if ordered:
-                waiting[position] = value
-                del value
-                while expected in waiting:
-                    value = waiting.pop(expected)
-                    expected += 1
-                    run.done += 1
-                    yield value
-                    del value
-                    tokens.release()
-                    if run.error is not None or run.closed:
-                        break
-            else:
-                run.done += 1
-                yield value
-                del value
-                tokens.release()
+            yield from handout.add(position, value)
 
     def _check_workers(self, run: _Run) -> bool:
         """Fails the run if a worker died; returns whether one did."""

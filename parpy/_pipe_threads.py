@@ -58,6 +58,60 @@ _END = object()  # on a stage's queue: the worker that takes it ends
 _WAKE = object()  # on the results queue: look at the run's state
 
 
+class Handout:
+    """The consumer's side of a run: results in input order (a reorder buffer
+    of position -> result) or as they come; a token goes back to the feeder
+    once the consumer comes back for the result after each."""
+
+    def __init__(self, run: Any, tokens: threading.Semaphore, ordered: bool) -> None:
+        self.run = run  # .done, .error, .closed
+        self.tokens = tokens
+        self.ordered = ordered
+        self.waiting: dict[int, Any] = {}
+        self.expected = 0  # the position handed out next, when ordered
+
+    def add(self, position: int, value: Any) -> Iterator[Any]:
+        """Yields what can leave now that the result at position came."""
+        run, tokens = self.run, self.tokens
+        if not self.ordered:
+            run.done += 1
+            yield value
+            del value
+            tokens.release()
+            return
+        waiting = self.waiting
+        waiting[position] = value
+        del value
+        while self.expected in waiting:
+            value = waiting.pop(self.expected)
+            self.expected += 1
+            run.done += 1
+            yield value
+            del value
+            tokens.release()
+            if run.error is not None or run.closed:
+                return
+
+
+def raise_outcome(run: Any, stages: tuple[Stage, ...]) -> None:
+    """After a run's workers are at rest: raises its error, noted with the
+    stage and the item's position (the runner keeps no frames of it), or
+    RuntimeError if the pipeline was closed during the run."""
+    if run.error is not None:
+        exc, stage, position = run.error
+        run.error = None
+        if stage is None:
+            input_note(exc, position)
+        else:
+            stage_note(exc, stage, stages[stage].name, position)
+        try:
+            raise exc
+        finally:
+            del exc
+    if run.closed:
+        raise closed_error()
+
+
 class _Run:
     """One run's queues, threads, counters and outcome."""
 
@@ -251,27 +305,13 @@ class ThreadRunner:
             yield from self._collect(run)
         finally:
             run.finish()
-        if run.error is not None:
-            exc, stage, position = run.error
-            run.error = None  # the runner keeps no frames alive
-            if stage is None:
-                input_note(exc, position)
-            else:
-                stage_note(exc, stage, self._stages[stage].name, position)
-            try:
-                raise exc
-            finally:
-                del exc
-        if run.closed:
-            raise closed_error()
+        raise_outcome(run, self._stages)
 
     def _collect(self, run: _Run) -> Iterator[Any]:
         """The consumer: results in input order, or as they come. (Its own
         frame: the traceback of an error raised by run() does not hold the
         reorder buffer.)"""
-        results, tokens, ordered = run.results, run.tokens, self._ordered
-        waiting: dict[int, Any] = {}  # the reorder buffer: position -> result
-        expected = 0  # the position handed out next, when ordered
+        results, handout = run.results, Handout(run, run.tokens, self._ordered)
         while run.error is None and not run.closed and run.done != run.total:
             try:
                 message = results.get(timeout=POLL)
@@ -281,23 +321,7 @@ class ThreadRunner:
                 continue
             position, value = message
             del message
-            if ordered:
-                waiting[position] = value
-                del value
-                while expected in waiting:
-                    value = waiting.pop(expected)
-                    expected += 1
-                    run.done += 1
-                    yield value
-                    del value
-                    tokens.release()
-                    if run.error is not None or run.closed:
-                        break
-            else:
-                run.done += 1
-                yield value
-                del value
-                tokens.release()
+            yield from handout.add(position, value)
 
     def snapshot(self) -> RawStats | None:
         run = self._run
