@@ -69,7 +69,7 @@ from collections.abc import Iterator
 from multiprocessing.pool import RemoteTraceback  # type: ignore[attr-defined]
 from typing import Any
 
-from parpy._pipe_threads import POLL, Handout, raise_outcome, room
+from parpy._pipe_threads import POLL, Handout, raise_outcome, room, take_token
 from parpy.pipeline import RawStage, RawStats, Stage
 
 __all__ = ["ProcessRunner"]
@@ -480,16 +480,11 @@ class _Run:
 
     def feed(self, iterator: Iterator[Any]) -> None:
         """The feeder thread: a token, an item, pickled, onto the first queue."""
-        tokens, stop, cond = self.tokens, self.stop, self.cond
+        stop, cond = self.stop, self.cond
         put, now = self.pool.queues[0].put, time.monotonic
         position = 0
         while True:
-            began = now()
-            while not tokens.acquire(timeout=POLL):
-                if stop.is_set():
-                    break
-            self.input_blocked += now() - began
-            if stop.is_set():
+            if not take_token(self):
                 return
             try:
                 item = next(iterator)

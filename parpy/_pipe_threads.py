@@ -93,6 +93,17 @@ class Handout:
                 return
 
 
+def take_token(run: Any) -> bool:
+    """The feeder's wait for room (run.tokens), counted in run.input_blocked;
+    False once the run is stopping (run.stop)."""
+    began = time.monotonic()
+    while not run.tokens.acquire(timeout=POLL):
+        if run.stop.is_set():
+            break
+    run.input_blocked += time.monotonic() - began
+    return not run.stop.is_set()
+
+
 def raise_outcome(run: Any, stages: tuple[Stage, ...]) -> None:
     """After a run's workers are at rest: raises its error, noted with the
     stage and the item's position (the runner keeps no frames of it), or
@@ -146,16 +157,11 @@ class _Run:
 
     def feed(self, iterator: Iterator[Any]) -> None:
         """The feeder thread: a token, then an item, until the input ends."""
-        tokens, stop, put = self.tokens, self.stop, self.queues[0].put
+        stop, put = self.stop, self.queues[0].put
         now = time.monotonic
         position = 0
         while True:
-            began = now()
-            while not tokens.acquire(timeout=POLL):
-                if stop.is_set():
-                    break
-            self.input_blocked += now() - began
-            if stop.is_set():
+            if not take_token(self):
                 return
             try:
                 item = next(iterator)
