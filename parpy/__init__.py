@@ -37,6 +37,7 @@ from parpy._batch import fib_batch, get_num_threads, map, set_num_threads  # noq
 from parpy._compare import MismatchError, compare  # noqa: E402
 from parpy._core import *  # noqa: E402, F403 - the kernels (parpy._core.__all__)
 from parpy._core import Kernel, Queue, ShutDown  # noqa: E402
+from parpy._crawl import CrawlResult, crawl  # noqa: E402
 from parpy.executor import ThreadPoolExecutor  # noqa: E402
 from parpy.pipeline import Pipeline, PipelineStats, Stage  # noqa: E402
 from parpy.pool import Pool  # noqa: E402
@@ -45,6 +46,7 @@ from parpy.report import Report  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "CrawlResult",
     "Kernel",
     "MismatchError",
     "Pipeline",
@@ -56,6 +58,7 @@ __all__ = [
     "Stage",
     "ThreadPoolExecutor",
     "compare",
+    "crawl",
     "fib_batch",
     "get_num_threads",
     "map",

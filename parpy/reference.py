@@ -13,6 +13,7 @@ from __future__ import annotations
 import operator
 from typing import SupportsIndex
 
+from parpy._crawl_reference import crawl  # noqa: F401 - not a kernel, not in __all__
 from parpy._links import extract_links
 
 __all__ = ["fib", "fib_iterative", "fib_recursive", "fib_mod", "to_decimal", "extract_links"]
