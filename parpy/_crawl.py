@@ -5,37 +5,50 @@ Each level of the crawl is one run of
 ``Pipeline([Stage(fetch, workers), Stage(extract, 2)], ordered=False)``:
 
 - fetch (a Python function; urllib.request releases the GIL while it waits on
-  the network) checks robots.txt (fetched once per host), takes the host's
-  semaphore (``per_host`` requests at once), fetches with a timeout, follows
-  redirects (a loop is an error), reads at most ``max_bytes`` and returns a
-  :class:`Page` with the body for the next stage;
+  the network) checks robots.txt, takes one of the host's ``per_host`` slots,
+  fetches with a timeout, reads at most ``max_bytes``, and follows redirects
+  itself, one hop at a time, each hop checked like a link: robots.txt, the
+  start hosts, not taken on by the crawl before (so no URL is fetched
+  twice), no loop. It returns a :class:`Page` and the body for the next
+  stage. What the fetch workers share (the slots, each host's robots.txt,
+  the URLs taken on) is one :class:`_Gate`, reached through a manager when
+  they are processes;
 - extract calls the native kernel ``parpy.extract_links(body, final_url)``,
   which computes without the GIL. It is a small Python stage because the base
   URL differs per page and a one-argument kernel stage can only have it bound
   once for every item (``extract_links.bind(base_url)``);
-- the frontier (this thread) normalises the links, drops those seen, those
-  off the start hosts (``same_host``) and the malformed ones (counted), and
-  makes the next level.
+- the frontier (the calling thread) normalises the links, counts and drops
+  the malformed ones, and makes the next level of those not seen and on the
+  start hosts (``same_host``), in the order of the pages that hold them.
 
-Every failure is recorded on its URL's page; none stops the crawl.
+Every failure is recorded on its URL's page; none stops the crawl. Ctrl-C
+shuts down the sockets of the fetches in flight (:class:`_Sockets`) before
+the KeyboardInterrupt, so that the crawl ends at once, not at its timeouts.
 """
 
 from __future__ import annotations
 
+import functools
 import html
+import http.client
 import json
+import multiprocessing
+import signal
 import socket
 import threading
 import time
 import urllib.error
 import urllib.request
 import urllib.robotparser
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from multiprocessing.managers import BaseManager
 from typing import Any, NamedTuple
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
-from parpy import _core
+from parpy import _core, _progress
 from parpy._links import scan
+from parpy._pipe_procs import START_METHOD
 from parpy.pipeline import BACKENDS, Pipeline, PipelineStats, Stage
 
 __all__ = ["CrawlResult", "Page", "crawl", "normalize"]
@@ -105,118 +118,368 @@ def _host(url: str) -> str:
     return urlsplit(url).netloc
 
 
-class _LoopDetector(urllib.request.HTTPRedirectHandler):
-    max_redirections = MAX_REDIRECTS
-    max_repeats = 1  # the same URL twice in one chain is a loop
+class _Cancelled(Exception):
+    """The crawl was cancelled (Ctrl-C) while this fetch waited."""
+
+
+class _Gate:
+    """What every fetch worker of one crawl shares, in whichever process it runs.
+
+    - slots: at most ``per_host`` requests to one host at once;
+    - robots.txt: each host's text, fetched once by the first worker that
+      needs it while the others wait for it;
+    - claims: the URLs the crawl has taken on (each level's, and each
+      redirect's target), so that a redirect never fetches a URL twice.
+
+    On the multiprocessing backend the worker processes reach the one
+    instance through a manager (:class:`_GateManager`); else it is shared
+    directly. :meth:`cancel` wakes every wait (it raises :class:`_Cancelled`).
+    """
+
+    def __init__(self, per_host: int) -> None:
+        self._per_host = per_host
+        # Reentrant: cancel() runs in a signal handler, maybe while the main
+        # thread is inside claim_all().
+        self._cond = threading.Condition(threading.RLock())
+        self._busy: dict[str, int] = {}
+        self._robots: dict[str, list[str]] = {}
+        self._robots_pending: set[str] = set()
+        self._claimed: set[str] = set()
+        self._cancelled = False
+
+    def _wait(self) -> None:
+        if self._cancelled:
+            raise _Cancelled
+        self._cond.wait()
+        if self._cancelled:
+            raise _Cancelled
+
+    def acquire(self, host: str) -> None:
+        with self._cond:
+            while self._busy.get(host, 0) >= self._per_host:
+                self._wait()
+            if self._cancelled:
+                raise _Cancelled
+            self._busy[host] = self._busy.get(host, 0) + 1
+
+    def release(self, host: str) -> None:
+        with self._cond:
+            self._busy[host] -= 1
+            self._cond.notify_all()
+
+    def robots(self, host: str) -> list[str] | None:
+        """The host's robots.txt lines; None: the caller fetches them, then
+        calls :meth:`set_robots` (or :meth:`set_robots` with None to give up)."""
+        with self._cond:
+            while host in self._robots_pending:
+                self._wait()
+            lines = self._robots.get(host)
+            if lines is None:
+                self._robots_pending.add(host)
+            return lines
+
+    def set_robots(self, host: str, lines: list[str] | None) -> None:
+        with self._cond:
+            self._robots_pending.discard(host)
+            if lines is not None:
+                self._robots[host] = lines
+            self._cond.notify_all()
+
+    def claim(self, url: str) -> bool:
+        """Takes url on; False if the crawl already had."""
+        with self._cond:
+            if url in self._claimed:
+                return False
+            self._claimed.add(url)
+            return True
+
+    def claim_all(self, urls: list[str]) -> None:
+        with self._cond:
+            self._claimed.update(urls)
+
+    def cancel(self) -> None:
+        with self._cond:
+            self._cancelled = True
+            self._cond.notify_all()
+
+
+class _GateManager(BaseManager):
+    """Serves one :class:`_Gate` to a multiprocessing crawl's worker processes."""
+
+
+_GateManager.register("Gate", _Gate)
+
+
+class _Sockets:
+    """The sockets of this process's fetches in flight, so that a cancel can
+    shut them down: a fetch blocked in connect or recv then fails at once
+    instead of at its timeout. Each is registered as a duplicate of its file
+    descriptor, which this object closes, so a shutdown never reaches a
+    descriptor number that the fetch's own close let the system reuse."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[int, list[socket.socket]] = {}
+        self.cancelled = False
+
+    def connect(
+        self, address: tuple[str, int], timeout: Any, source_address: Any = None
+    ) -> socket.socket:
+        """socket.create_connection, the socket registered before it connects."""
+        host, port = address
+        error: OSError | None = None
+        for family, kind, proto, _, where in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+            sock = socket.socket(family, kind, proto)
+            try:
+                self._register(sock)
+                if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+                    sock.settimeout(timeout)
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(where)
+                return sock
+            except OSError as exc:
+                sock.close()
+                if self.cancelled:
+                    raise _Cancelled from None
+                error = exc
+        raise error or OSError("getaddrinfo returned no address")
+
+    def _register(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self.cancelled:
+                raise _Cancelled
+            self._open.setdefault(threading.get_ident(), []).append(sock.dup())
+
+    def done(self) -> None:
+        """The calling thread's fetch is over: its duplicates are closed."""
+        with self._lock:
+            socks = self._open.pop(threading.get_ident(), [])
+        for sock in socks:
+            sock.close()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            for socks in self._open.values():
+                for sock in socks:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass  # not connected yet, or already closed by its peer
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args: Any, sockets: _Sockets, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = sockets.connect  # type: ignore[assignment]
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, sockets: _Sockets, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = sockets.connect  # type: ignore[assignment]
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, sockets: _Sockets) -> None:
+        super().__init__()
+        self._sockets = sockets
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_HTTPConnection, sockets=self._sockets), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, sockets: _Sockets) -> None:
+        super().__init__()
+        self._sockets = sockets
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        connection = functools.partial(_HTTPSConnection, sockets=self._sockets)
+        return self.do_open(connection, req, context=self._context)  # type: ignore[attr-defined]
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect arrives as an HTTPError: the fetch follows it itself."""
+
+    def redirect_request(self, *args: Any) -> None:
+        return None
+
+
+REDIRECTS = (301, 302, 303, 307, 308)
 
 
 class _Fetcher:
     """The fetch stage: one URL (with its depth) -> (Page, body or None).
 
-    Holds the per-host robots.txt cache and semaphores; picklable for the
-    multiprocessing backend, where each process has caches of its own."""
+    It follows redirects one hop at a time, each hop checked like a link
+    (robots.txt, the start hosts, not taken on before, no loop) and each
+    request holding one of its host's slots. Picklable for the
+    multiprocessing backend: each process builds its own opener and robots
+    parsers; the :class:`_Gate` is shared."""
 
     def __init__(
-        self, timeout: float, max_bytes: int, per_host: int, robots: bool, user_agent: str
+        self,
+        gate: _Gate,
+        hosts: set[str] | None,
+        timeout: float,
+        max_bytes: int,
+        robots: bool,
+        user_agent: str,
     ) -> None:
+        self.gate = gate
+        self.hosts = hosts  # None: any host
         self.timeout = timeout
         self.max_bytes = max_bytes
-        self.per_host = per_host
         self.robots = robots
         self.user_agent = user_agent
         self._init_state()
 
+    _KEEP = ("gate", "hosts", "timeout", "max_bytes", "robots", "user_agent")
+
     def _init_state(self) -> None:
         self._lock = threading.Lock()
-        self._semaphores: dict[str, threading.BoundedSemaphore] = {}
         self._rules: dict[str, urllib.robotparser.RobotFileParser] = {}
-        self._rule_locks: dict[str, threading.Lock] = {}
-        self._opener = urllib.request.build_opener(_LoopDetector())
+        self.sockets = _Sockets()
+        self._opener = urllib.request.build_opener(
+            _HTTPHandler(self.sockets), _HTTPSHandler(self.sockets), _NoRedirects()
+        )
         self._opener.addheaders = [("User-Agent", self.user_agent)]
 
     def __getstate__(self) -> dict[str, Any]:
-        keep = ("timeout", "max_bytes", "per_host", "robots", "user_agent")
-        return {name: getattr(self, name) for name in keep}
+        return {name: getattr(self, name) for name in self._KEEP}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._init_state()
 
-    def _semaphore(self, host: str) -> threading.BoundedSemaphore:
-        with self._lock:
-            sem = self._semaphores.get(host)
-            if sem is None:
-                sem = self._semaphores[host] = threading.BoundedSemaphore(self.per_host)
-            return sem
+    def cancel(self) -> None:
+        """Ends this process's fetches in flight and refuses new ones."""
+        self.sockets.cancel()
+        if isinstance(self.gate, _Gate):
+            self.gate.cancel()
+
+    def _get(self, url: str) -> tuple[Any, bytes]:
+        """One request, holding one of the host's slots: (response, body).
+        The response is closed; an HTTP error status raises HTTPError."""
+        host = _host(url)
+        self.gate.acquire(host)
+        try:
+            with self._opener.open(url, timeout=self.timeout) as response:
+                return response, response.read(self.max_bytes + 1)
+        finally:
+            self.gate.release(host)
 
     def _allowed(self, url: str) -> bool:
-        """Whether the host's robots.txt (fetched once per host) lets us fetch url."""
+        """Whether the host's robots.txt (fetched once per crawl) lets us fetch url."""
         parts = urlsplit(url)
         host = parts.netloc
         with self._lock:
             rules = self._rules.get(host)
-            lock = self._rule_locks.setdefault(host, threading.Lock())
         if rules is None:
-            with lock:
-                rules = self._rules.get(host)
-                if rules is None:
-                    rules = self._fetch_rules(f"{parts.scheme}://{host}/robots.txt")
-                    with self._lock:
-                        self._rules[host] = rules
+            lines = self.gate.robots(host)
+            if lines is None:
+                try:
+                    lines = self._robots_lines(f"{parts.scheme}://{host}/robots.txt")
+                finally:
+                    self.gate.set_robots(host, lines)
+            rules = urllib.robotparser.RobotFileParser()
+            rules.parse(lines)
+            with self._lock:
+                self._rules[host] = rules
         return rules.can_fetch(self.user_agent, url)
 
-    def _fetch_rules(self, robots_url: str) -> urllib.robotparser.RobotFileParser:
-        # RobotFileParser.read() would use urlopen without our timeout and agent.
-        rules = urllib.robotparser.RobotFileParser(robots_url)
+    def _robots_lines(self, url: str) -> list[str]:
+        # As RobotFileParser.read (which would use urlopen, without our
+        # timeout and agent): 401/403 forbid everything, other errors nothing.
         try:
-            with self._semaphore(_host(robots_url)):
-                with self._opener.open(robots_url, timeout=self.timeout) as response:
-                    text = response.read(self.max_bytes).decode("utf-8", "replace")
+            _, body = self._get(url)
         except urllib.error.HTTPError as exc:
-            # As RobotFileParser.read: 401/403 forbid everything, other errors nothing.
-            rules.parse(["User-agent: *", "Disallow: /"] if exc.code in (401, 403) else [])
             exc.close()
+            return ["User-agent: *", "Disallow: /"] if exc.code in (401, 403) else []
         except (OSError, ValueError):
-            rules.parse([])  # allow all
-        else:
-            rules.parse(text.splitlines())
-        return rules
+            if self.sockets.cancelled:
+                raise _Cancelled from None
+            return []
+        return body[: self.max_bytes].decode("utf-8", "replace").splitlines()
+
+    def _refusal(self, url: str) -> str | None:
+        """Why url (a start URL, a link or a redirect's target) is not fetched; None if it is."""
+        if self.hosts is not None and _host(url) not in self.hosts:
+            return f"offsite: {url} is not on the start hosts"
+        if self.robots and not self._allowed(url):
+            return f"robots: {url} is disallowed by robots.txt"
+        return None
 
     def __call__(self, item: tuple[str, int]) -> tuple[Page, bytes | None]:
         url, depth = item
-        start = time.perf_counter()
-
-        def failed(error: str, status: int | None = None, final: str | None = None) -> Page:
-            return Page(url, final, status, None, 0, time.perf_counter() - start, None, depth,
-                        error=error)  # fmt: skip
-
-        if self.robots and not self._allowed(url):
-            return failed("robots: disallowed by robots.txt"), None
         try:
-            with self._semaphore(_host(url)):
-                with self._opener.open(url, timeout=self.timeout) as response:
-                    body = response.read(self.max_bytes + 1)
-                    final, status = response.geturl(), response.status
-                    content_type = response.headers.get_content_type()
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            if "redirect" in str(exc.msg) and "infinite loop" in str(exc.msg):
-                return failed(f"redirect-loop: {exc.msg}", exc.code, exc.url), None
-            return failed(f"http: {exc.code} {exc.reason}", exc.code, exc.url), None
-        except urllib.error.URLError as exc:
-            return failed(_kind(exc.reason)), None
-        except (OSError, ValueError) as exc:  # http.client errors, timeouts while reading
-            return failed(_kind(exc)), None
-        truncated = len(body) > self.max_bytes
-        body = body[: self.max_bytes]
-        page = Page(url, final, status, content_type, len(body), time.perf_counter() - start,
-                    None, depth, truncated)  # fmt: skip
-        return page, body if content_type in HTML_TYPES else None
+            return self._fetch(url, depth)
+        except _Cancelled:
+            return Page(url, None, None, None, 0, 0.0, None, depth, error="cancelled"), None
+        finally:
+            self.sockets.done()
+
+    def _fetch(self, url: str, depth: int) -> tuple[Page, bytes | None]:
+        start = time.perf_counter()
+        chain = [url]  # the URLs requested, redirects followed
+
+        def failed(error: str | None, status: int | None = None) -> tuple[Page, None]:
+            final = chain[-1] if len(chain) > 1 or status is not None else None
+            page = Page(url, final, status, None, 0, time.perf_counter() - start, None, depth,
+                        error=error)  # fmt: skip
+            return page, None
+
+        refusal = self._refusal(url)
+        if refusal is not None:
+            return failed(refusal)
+        while True:
+            try:
+                response, body = self._get(chain[-1])
+            except urllib.error.HTTPError as exc:
+                exc.close()
+                location = exc.headers.get("Location") if exc.headers is not None else None
+                if exc.code not in REDIRECTS or not location:
+                    return failed(f"http: {exc.code} {exc.reason}", exc.code)
+                status = exc.code
+            except urllib.error.URLError as exc:
+                return failed(_kind(exc.reason, self.sockets.cancelled))
+            except (OSError, ValueError) as exc:  # http.client errors, timeouts while reading
+                return failed(_kind(exc, self.sockets.cancelled))
+            else:
+                truncated = len(body) > self.max_bytes
+                body = body[: self.max_bytes]
+                content_type = response.headers.get_content_type()
+                page = Page(url, chain[-1], response.status, content_type, len(body),
+                            time.perf_counter() - start, None, depth, truncated)  # fmt: skip
+                return page, body if content_type in HTML_TYPES else None
+            # A redirect: the next hop, if it may be taken.
+            try:
+                target = normalize(urljoin(chain[-1], location))
+            except ValueError:
+                target = None
+            if target is None:
+                return failed(f"redirect: to {location!r}, not an http(s) URL", status)
+            if target in chain:
+                chain.append(target)
+                hops = " -> ".join(chain)
+                return failed(f"redirect-loop: {hops}", status)
+            if len(chain) > MAX_REDIRECTS:
+                return failed(f"redirect-loop: more than {MAX_REDIRECTS} redirects", status)
+            chain.append(target)
+            refusal = self._refusal(target)
+            if refusal is not None:
+                return failed(refusal, status)
+            if not self.gate.claim(target):
+                return failed(None, status)  # crawled as a URL of its own
 
 
-def _kind(reason: object) -> str:
+def _kind(reason: object, cancelled: bool = False) -> str:
     """The "kind: message" of a failure without an HTTP response."""
-    if isinstance(reason, socket.gaierror):
+    if cancelled:
+        kind = "cancelled"
+    elif isinstance(reason, socket.gaierror):
         kind = "dns"
     elif isinstance(reason, ConnectionRefusedError):
         kind = "refused"
@@ -397,6 +660,7 @@ def crawl(
     per_host: int = PER_HOST,
     respect_robots: bool = True,
     user_agent: str = USER_AGENT,
+    progress: bool = False,
     backend: str = "native",
 ) -> CrawlResult:
     """Fetches urls and, up to ``depth`` links away, the pages they link to,
@@ -404,12 +668,15 @@ def crawl(
 
     ``workers`` fetch at once, at most ``per_host`` to one host; each request
     has ``timeout`` seconds and reads at most ``max_bytes`` (the page is then
-    cut and marked). With ``same_host`` only the start URLs' hosts are crawled.
-    ``max_pages`` bounds the URLs fetched. ``backend``: the pipeline's
+    cut and marked). With ``same_host`` only the start URLs' hosts are
+    crawled, redirects included. ``max_pages`` bounds the URLs fetched.
+    ``respect_robots``: obey each host's robots.txt (fetched once a crawl).
+    ``progress``: a tqdm bar of the pages done. ``backend``: the pipeline's
     ("native", "threading", "multiprocessing").
 
-    Ctrl-C stops it at once: the KeyboardInterrupt raised carries the pages
-    fetched so far as its ``result`` attribute.
+    Ctrl-C stops it at once, the fetches in flight included: the
+    KeyboardInterrupt raised carries the pages fetched so far as its
+    ``result`` attribute.
     """
     starts = _start_urls(urls)
     depth = _number("depth", depth, 0, True)
@@ -425,38 +692,35 @@ def crawl(
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}")
     if not isinstance(user_agent, str):
         raise TypeError(f"user_agent must be a str, not {type(user_agent).__name__}")
+    show = _progress.require(progress)
 
     result = CrawlResult()
-    hosts = {_host(u) for u in starts}
-    fetch = _Fetcher(timeout, max_bytes, per_host, bool(respect_robots), user_agent)
-    pipe = Pipeline(
-        [Stage(fetch, workers, name="fetch"), Stage(_extract, EXTRACT_WORKERS, name="extract")],
-        ordered=False,
-        backend=backend,
-    )
-    seen = set(starts)
-    level = starts if max_pages is None else starts[:max_pages]
     began = time.perf_counter()
     try:
-        with pipe:
-            for level_depth in range(depth + 1):
-                if not level:
-                    break
-                following: list[str] = []
-                for page, links in pipe.imap((url, level_depth) for url in level):
-                    if links is not None:
-                        page = page._replace(links=tuple(_frontier(links, result)))
-                    result._add(page)
-                    if level_depth == depth or page.links is None:
-                        continue
-                    for link in page.links:
-                        if link not in seen and (not same_host or _host(link) in hosts):
-                            seen.add(link)
-                            following.append(link)
-                result.stats.append(pipe.stats())
-                if max_pages is not None:
-                    following = following[: max(0, max_pages - len(result))]
-                level = following
+        with ExitStack() as stack:
+            gate: _Gate = _Gate(per_host)
+            if backend == "multiprocessing":
+                manager = _GateManager(ctx=multiprocessing.get_context(START_METHOD))
+                manager.start()
+                stack.callback(manager.shutdown)
+                gate = manager.Gate(per_host)  # type: ignore[attr-defined]
+            hosts = {_host(u) for u in starts} if same_host else None
+            fetch = _Fetcher(gate, hosts, timeout, max_bytes, bool(respect_robots), user_agent)
+            pipe = Pipeline(
+                [
+                    Stage(fetch, workers, name="fetch"),
+                    Stage(_extract, EXTRACT_WORKERS, name="extract"),
+                ],
+                ordered=False,
+                backend=backend,
+            )
+            stack.enter_context(pipe)
+            bar = None
+            if show:
+                bar = _progress._tqdm()(total=0, desc="crawl", unit="page")
+                stack.callback(bar.close)
+            stack.enter_context(_cancel_on_ctrl_c(fetch.cancel))
+            _levels(pipe, gate, starts, hosts, depth, max_pages, result, bar)
     except KeyboardInterrupt as exc:
         result.interrupted = True
         result.elapsed = time.perf_counter() - began
@@ -465,6 +729,74 @@ def crawl(
         raise
     result.elapsed = time.perf_counter() - began
     return result
+
+
+def _levels(
+    pipe: Pipeline,
+    gate: _Gate,
+    level: list[str],
+    hosts: set[str] | None,
+    depth: int,
+    max_pages: int | None,
+    result: CrawlResult,
+    bar: Any,
+) -> None:
+    """The crawl, breadth first: each level through the pipeline, then the
+    next level made from its links, in the order of the pages that hold
+    them (whatever order the fetches ended in)."""
+    seen = set(level)
+    if max_pages is not None:
+        level = level[:max_pages]
+    for level_depth in range(depth + 1):
+        if not level:
+            return
+        gate.claim_all(level)
+        if bar is not None:
+            bar.total += len(level)
+            bar.set_postfix_str(f"depth {level_depth}", refresh=False)
+            bar.refresh()
+        pages: dict[str, Page] = {}
+        for page, links in pipe.imap((url, level_depth) for url in level):
+            if links is not None:
+                page = page._replace(links=tuple(_frontier(links, result)))
+            result._add(page)
+            pages[page.url] = page
+            if page.final_url is not None:
+                seen.add(page.final_url)  # a redirect's target: crawled as this URL
+            if bar is not None:
+                bar.update(1)
+        result.stats.append(pipe.stats())
+        following = []
+        for url in level:
+            for link in pages[url].links or ():
+                if link not in seen and (hosts is None or _host(link) in hosts):
+                    seen.add(link)
+                    following.append(link)
+        if max_pages is not None:
+            following = following[: max(0, max_pages - len(result))]
+        level = following
+
+
+@contextmanager
+def _cancel_on_ctrl_c(cancel: Callable[[], object]) -> Iterator[None]:
+    """While the crawl runs in the main thread, Ctrl-C first cancels the
+    fetches in flight (their sockets are shut down, the waits for a host's
+    slot end), then does what it did before (raises KeyboardInterrupt): the
+    pipeline's workers then end at once, not at their timeouts."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+
+    def interrupted(signum: int, frame: Any) -> Any:
+        cancel()
+        return previous(signum, frame)
+
+    signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _frontier(links: list[str], result: CrawlResult) -> Iterator[str]:
