@@ -131,6 +131,9 @@ with parpy.ThreadPoolExecutor(2) as executor:
 # extract_links: both modes, bytes and str, a base, bad input, through a pool
 page = b'<base href="/b/"><a href="x">1</a><A HREF=y&amp;z><!-- <a href=no> --><a href=\xff\xfe>'
 assert parpy.extract_links(page, "http://h/") == ref.extract_links(page, "http://h/")
+hrefs = (b"../a/./b?q#f", b"//o/p", b"?x", b"#y", b"", b"mailto:m", b"g;p", b"/..", b"\xc3\xa9")
+links = b"".join(b'<a href="%s">' % h for h in hrefs)  # resolved in C, and by urljoin
+assert parpy.extract_links(links, "http://h/d/e?z") == ref.extract_links(links, "http://h/d/e?z")
 assert parpy.extract_links(page.decode("latin-1"), mode="regex") == ref.extract_links(
     page.decode("latin-1"), mode="regex"
 )

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from bench_crawl import crawl_candidates
 from bench_pipeline import pipeline_candidates
 from bench_queue import queue_candidates
 from workloads import (
@@ -65,6 +66,7 @@ def targets() -> list[Target]:
     queues = queue_candidates()
     native, pyfib = pipeline_candidates("native"), pipeline_candidates("python-fib")
     decimal_pipe = pipeline_candidates("fib-decimal")
+    crawls = crawl_candidates()  # (the site starts at the first crawl)
     # 10x the input against the 1x input: the ratio of per-MiB times
     ten = links_candidates(10)["parpy.extract_links"]
     one = links["parpy.extract_links"]
@@ -117,6 +119,10 @@ def targets() -> list[Target]:
                "multiprocessing-2", 1.0, "faster"),
         Target("Pipeline fib -> to_decimal vs str() loop", decimal_pipe, "native", "str-loop",
                20.0, ">= 20x", 3),
+        Target("crawl 200 pages x 20 ms, workers=16 vs 1", crawls, "parpy-16", "parpy-1",
+               8.0, ">= 8x", 3),
+        Target("  ... vs reference crawl, 16 threads", crawls, "parpy-16", "reference-16",
+               1.0, "not slower"),
     ]  # fmt: skip
 
 
@@ -161,22 +167,33 @@ def cpu_seconds() -> tuple[float, float] | None:
 
 
 def live_children_seconds() -> float:
-    """CPU seconds of this process's running children (multiprocessing's workers)."""
+    """CPU seconds of this process's running descendants: multiprocessing's
+    workers, and the processes its fork server started (a site's server),
+    with what their reaped children used."""
+    return _descendant_ticks("self") / os.sysconf("SC_CLK_TCK")
+
+
+def _descendant_ticks(pid: str) -> int:
     total = 0
-    for task in os.listdir("/proc/self/task"):
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0  # gone meanwhile
+    for task in tasks:
         try:
-            with open(f"/proc/self/task/{task}/children") as f:
-                pids = f.read().split()
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children = f.read().split()
         except OSError:
             continue
-        for pid in pids:
+        for child in children:
             try:
-                with open(f"/proc/{pid}/stat") as f:
+                with open(f"/proc/{child}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+            # utime, stime, cutime, cstime; then its own running children
+            total += sum(int(t) for t in fields[11:15]) + _descendant_ticks(child)
+    return total
 
 
 def others_busy(start: tuple[float, float] | None, wall: float) -> float | None:

@@ -1,13 +1,16 @@
 /* extract_links: the hrefs of a page's <a> start tags, as a browser's
  * tokenizer sees them (links_scan.c), resolved against base_url and the
- * page's <base href> with urllib.parse.urljoin.
+ * page's <base href> as urllib.parse.urljoin resolves them.
  *
  * parse keeps a reference to the page and reads its bytes (or a str's UTF-8)
- * in compute, without the GIL; build decodes each href and resolves it.
+ * in compute, without the GIL. compute scans the page and resolves the links
+ * that urljoin.c takes (nearly all of a real page's); build makes their
+ * strings, and decodes and resolves the others with urljoin itself.
  */
 #include "parpy.h"
 
 #include "links_scan.h"
+#include "urljoin.h"
 
 #include <string.h>
 
@@ -24,9 +27,17 @@ typedef struct {
     const char *data;  /* the UTF-8 read by compute */
     Py_ssize_t len;
     PyObject *base_url; /* strong, or NULL */
+    const char *base;   /* its UTF-8 (cached in the str), or NULL */
+    Py_ssize_t base_len;
     int mode;
     const char *errors; /* how build decodes the hrefs */
     parpy_links links;
+    /* Resolved in compute: link k is resolved[k ? ends[k - 1] : 0 .. ends[k])
+       if done[k], else left to build. */
+    parpy_urlbuf resolved;
+    size_t *ends;
+    unsigned char *done;
+    int c_base; /* compute had a base urljoin.c takes */
 } links_item;
 
 /* Validates base_url and mode (args[1], args[2]; NULL where omitted).
@@ -100,6 +111,12 @@ links_parse(void *p, PyObject *const *args)
     }
     it->page = Py_NewRef(html);
     it->base_url = base_url != NULL && base_url != Py_None ? Py_NewRef(base_url) : NULL;
+    if (it->base_url != NULL) {
+        it->base = PyUnicode_AsUTF8AndSize(it->base_url, &it->base_len);
+        if (it->base == NULL) { /* lone surrogates: build resolves every link */
+            PyErr_Clear();
+        }
+    }
     return 0;
 }
 
@@ -117,6 +134,65 @@ links_result_bytes(const void *p)
     return (uint64_t)((const links_item *)p)->len;
 }
 
+/* Whether links are resolved at all: against base_url, the <base href>, or both. */
+static int
+resolving(const links_item *it)
+{
+    return it->base_url != NULL || (it->mode == PARPY_LINKS_HTML && it->links.has_base);
+}
+
+/* Resolves in C the links urljoin.c takes. Returns 0, or -1 if memory ran out. */
+static int
+resolve(links_item *it)
+{
+    parpy_links *links = &it->links;
+    size_t count = links->count;
+    it->ends = malloc((count ? count : 1) * sizeof *it->ends);
+    it->done = calloc(count ? count : 1, 1);
+    if (it->ends == NULL || it->done == NULL) {
+        return -1;
+    }
+    /* The base: base_url, the <base href>, or the one joined to the other. */
+    parpy_url base;
+    const char *base_s = it->base;
+    size_t base_len = (size_t)it->base_len;
+    int has_href = it->mode == PARPY_LINKS_HTML && links->has_base;
+    const char *href = links->base ? links->base : "";
+    if (has_href && it->base_url == NULL) {
+        base_s = href;
+        base_len = links->base_len;
+    }
+    if (base_s == NULL || !parpy_url_base(base_s, base_len, &base)) {
+        return 0; /* build resolves them all, as before */
+    }
+    parpy_urlbuf joined = {0};
+    if (has_href && it->base_url != NULL) {
+        int rc = parpy_urljoin(&base, base_s, base_len, href, links->base_len, &joined);
+        if (rc <= 0 || !parpy_url_base(joined.data, joined.len, &base)) {
+            parpy_urlbuf_free(&joined);
+            return rc < 0 ? -1 : 0;
+        }
+        base_s = joined.data;
+        base_len = joined.len;
+    }
+    it->c_base = 1;
+    size_t start = 0;
+    for (size_t k = 0; k < count; k++) {
+        size_t end = links->ends[k];
+        int rc =
+            parpy_urljoin(&base, base_s, base_len, links->data + start, end - start, &it->resolved);
+        if (rc < 0) {
+            parpy_urlbuf_free(&joined);
+            return -1;
+        }
+        it->done[k] = (unsigned char)rc;
+        it->ends[k] = it->resolved.len;
+        start = end;
+    }
+    parpy_urlbuf_free(&joined);
+    return 0;
+}
+
 static int
 links_compute(void *p, const parpy_ctx *ctx)
 {
@@ -124,6 +200,9 @@ links_compute(void *p, const parpy_ctx *ctx)
     (void)ctx;
     int rc =
         parpy_links_scan((const unsigned char *)it->data, (size_t)it->len, it->mode, &it->links);
+    if (rc == 0 && resolving(it)) {
+        rc = resolve(it);
+    }
     return rc == 0 ? PARPY_OK : LINKS_ENOMEM;
 }
 
@@ -132,6 +211,11 @@ links_release(void *p)
 {
     links_item *it = p;
     parpy_links_free(&it->links);
+    parpy_urlbuf_free(&it->resolved);
+    free(it->ends);
+    it->ends = NULL;
+    free(it->done);
+    it->done = NULL;
     Py_CLEAR(it->page);
     Py_CLEAR(it->encoded);
     Py_CLEAR(it->base_url);
@@ -163,8 +247,9 @@ links_build(void *p)
 {
     links_item *it = p;
     PyObject *list = NULL, *module = NULL, *urljoin = NULL, *base = NULL;
-    int resolve = it->base_url != NULL || (it->mode == PARPY_LINKS_HTML && it->links.has_base);
-    if (resolve) {
+    int resolve_all = resolving(it);
+    if (resolve_all && !it->c_base) {
+        /* As the twin does: the base first (urljoin may refuse it), then each link. */
         module = PyImport_ImportModule("urllib.parse");
         urljoin = module ? PyObject_GetAttrString(module, "urljoin") : NULL;
         base = urljoin ? effective_base(it, urljoin) : NULL;
@@ -176,15 +261,31 @@ links_build(void *p)
     if (list == NULL) {
         goto done;
     }
-    size_t start = 0;
+    size_t start = 0, done_start = 0;
     for (size_t k = 0; k < it->links.count; k++) {
         size_t end = it->links.ends[k];
-        PyObject *href =
-            PyUnicode_DecodeUTF8(it->links.data + start, (Py_ssize_t)(end - start), it->errors);
-        start = end;
-        if (href != NULL && base != NULL) {
-            Py_SETREF(href, PyObject_CallFunctionObjArgs(urljoin, base, href, NULL));
+        PyObject *href;
+        if (resolve_all && it->done[k]) { /* resolved by compute: ASCII */
+            href = PyUnicode_DecodeASCII(it->resolved.data + done_start,
+                                         (Py_ssize_t)(it->ends[k] - done_start), NULL);
         }
+        else {
+            href =
+                PyUnicode_DecodeUTF8(it->links.data + start, (Py_ssize_t)(end - start), it->errors);
+            if (href != NULL && resolve_all) {
+                if (base == NULL) { /* the first link urljoin.c left */
+                    module = PyImport_ImportModule("urllib.parse");
+                    urljoin = module ? PyObject_GetAttrString(module, "urljoin") : NULL;
+                    base = urljoin ? effective_base(it, urljoin) : NULL;
+                }
+                Py_SETREF(href,
+                          base ? PyObject_CallFunctionObjArgs(urljoin, base, href, NULL) : NULL);
+            }
+        }
+        if (resolve_all) {
+            done_start = it->ends[k];
+        }
+        start = end;
         if (href == NULL) {
             Py_CLEAR(list);
             goto done;

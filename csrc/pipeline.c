@@ -452,11 +452,12 @@ gate_give(run_object *r, size_t n)
 }
 
 /* The next chunk's size: about CHUNK_TARGET_NS at the slowest stage once
-   every stage has measured its items, doubling until then; when the input's
+   every stage has measured its items, one item until then (items of unknown
+   cost, a fetch of a web page say, spread over every worker); when the input's
    length is known (remaining >= 0), no more than a share of what is left
    for each worker of the slowest stage, so that its workers end together. */
 static size_t
-next_chunk_size(run_object *r, size_t last, Py_ssize_t remaining)
+next_chunk_size(run_object *r, Py_ssize_t remaining)
 {
     double slowest = 0.0;
     int workers = 1;
@@ -474,7 +475,7 @@ next_chunk_size(run_object *r, size_t last, Py_ssize_t remaining)
             workers = s->workers;
         }
     }
-    size_t size = slowest < 0   ? 2 * last
+    size_t size = slowest < 0   ? 1
                   : slowest > 0 ? (size_t)(CHUNK_TARGET_NS / slowest)
                                 : r->chunk_max;
     if (remaining >= 0 && size > (size_t)remaining / (2 * (size_t)workers)) {
@@ -508,10 +509,9 @@ run_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     int native = first->kernel != NULL;
     Py_ssize_t position = 0;
     uint64_t seq = 0;
-    size_t size = 0;
     int ended = 0;
     while (!ended && !atomic_load(&r->stop)) {
-        size = size == 0 ? 1 : next_chunk_size(r, size, total < 0 ? -1 : total - position);
+        size_t size = next_chunk_size(r, total < 0 ? -1 : total - position);
         int64_t t0 = now_ns();
         int ok;
         Py_BEGIN_ALLOW_THREADS

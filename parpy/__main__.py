@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import inspect
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from parpy import _compare
+from parpy._crawl import CrawlResult, crawl
+from parpy.pipeline import BACKENDS as PIPELINE_BACKENDS
 
 
 def _positive(text: str) -> int:
@@ -27,6 +31,16 @@ def _natural(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be > 0 and finite, not {text}")
     return value
 
 
@@ -83,7 +97,7 @@ def _add_compare(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=_worker_counts,
         metavar="N,N,...",
         help="worker counts to sweep (default: 1, the powers of two below the CPU count, "
-        "and the CPU count)",
+        f"and the CPU count; for crawl, {','.join(map(str, _compare.CRAWL_WORKERS))})",
     )
     add("--repeat", type=_positive, default=5, help="timed runs of each (default: %(default)s)")
     add(
@@ -98,7 +112,11 @@ def _add_compare(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="NAME,...",
         help=f"backends to run (default: all of {','.join(_compare.BACKENDS)}; serial always runs)",
     )
-    add("--count", type=_positive, help="items in the workload (default: its own)")
+    add(
+        "--count",
+        type=_positive,
+        help="items in the workload, for crawl its pages (default: its own)",
+    )
     add("--json", type=_output, metavar="FILE", help="also write the report as JSON ('-': stdout)")
     add("--plot", type=_output, metavar="FILE.png", help="also save the report's plot")
     add(
@@ -143,6 +161,121 @@ def _run_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     return 0
 
 
+# ---- python -m parpy crawl ---------------------------------------------------
+
+
+def _add_crawl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    default = {name: p.default for name, p in inspect.signature(crawl).parameters.items()}
+    parser = commands.add_parser(
+        "crawl",
+        help="crawl from URLs, breadth first, and print what each page gave",
+        description="Fetch the URLs and, up to --depth links away, the pages they link to "
+        "(parpy.crawl: a pipeline of fetches, then parpy.extract_links). Prints a table of the "
+        "pages (their status, type, size, links and error) on stdout, progress on stderr. "
+        "Failed pages are part of the result: the exit status is 0 whenever the crawl "
+        "finishes, 130 on Ctrl-C (after printing the pages fetched so far).",
+    )
+    add = parser.add_argument
+    add("urls", nargs="+", metavar="URL", help="http or https URLs to start from")
+    add(
+        "--depth",
+        type=_natural,
+        default=default["depth"],
+        help="links to follow from the start URLs (default: %(default)s: the start URLs only)",
+    )
+    add(
+        "--workers",
+        type=_positive,
+        default=default["workers"],
+        help="fetches at once (default: %(default)s)",
+    )
+    add(
+        "--per-host",
+        type=_positive,
+        default=default["per_host"],
+        help="fetches at once to one host (default: %(default)s)",
+    )
+    add(
+        "--timeout",
+        type=_seconds,
+        default=default["timeout"],
+        metavar="SECONDS",
+        help="for each request (default: %(default)s)",
+    )
+    add("--max-pages", type=_natural, metavar="N", help="fetch at most N URLs (default: no limit)")
+    add(
+        "--same-host",
+        action=argparse.BooleanOptionalAction,
+        default=default["same_host"],
+        help="follow links to the start URLs' hosts only (default: %(default)s)",
+    )
+    add(
+        "--robots",
+        action=argparse.BooleanOptionalAction,
+        default=default["respect_robots"],
+        help="obey each host's robots.txt (default: %(default)s)",
+    )
+    add(
+        "--backend",
+        choices=PIPELINE_BACKENDS,
+        default=default["backend"],
+        help="the pipeline's backend (default: %(default)s)",
+    )
+    add(
+        "--json",
+        type=_output,
+        metavar="FILE",
+        help="also write the result as JSON ('-': to stdout, instead of the table)",
+    )
+    add(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="a progress bar on stderr (default: when stderr is a terminal)",
+    )
+    parser.set_defaults(run=_run_crawl)
+
+
+def _run_crawl(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        progress = _compare._want_progress(args.progress)
+    except ImportError as exc:
+        parser.error(f"--progress: {exc}")
+    try:
+        result = crawl(
+            args.urls,
+            depth=args.depth,
+            workers=args.workers,
+            same_host=args.same_host,
+            timeout=args.timeout,
+            max_pages=args.max_pages,
+            per_host=args.per_host,
+            respect_robots=args.robots,
+            progress=progress,
+            backend=args.backend,
+        )
+    except (TypeError, ValueError) as exc:  # a URL crawl() does not take
+        parser.error(str(exc))
+    except KeyboardInterrupt as exc:
+        partial = getattr(exc, "result", None)
+        if partial is not None:
+            _print_crawl(partial, args.json)
+        raise
+    _print_crawl(result, args.json)
+    return 0
+
+
+def _print_crawl(result: CrawlResult, json_file: str | None) -> None:
+    """The table on stdout, or the JSON there with --json -; the JSON to the file."""
+    if json_file == "-":
+        print(result.to_json(indent=2))
+        return
+    print(result)
+    if json_file is not None:
+        with open(json_file, "w", encoding="utf-8") as f:
+            f.write(result.to_json(indent=2) + "\n")
+        print(f"wrote {json_file}", file=sys.stderr)
+
+
 # ---- python -m parpy fib -----------------------------------------------------
 
 
@@ -184,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m parpy", description=__doc__)
     commands = parser.add_subparsers(title="commands", dest="command", required=True)
     _add_compare(commands)
+    _add_crawl(commands)
     _add_fib(commands)
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace, argparse.ArgumentParser], int] = args.run

@@ -18,7 +18,9 @@ What each backend runs:
   worker per stage still overlaps the stages); the pools ("process-pool",
   "thread-pool", "parpy-pool") map the composed function over the items.
   Kernel stages run as their twins on the Python backends, as kernels on the
-  parpy ones.
+  parpy ones. The built-in "crawl" is such a pipeline (fetch, then
+  ``parpy.extract_links``) over the pages of a site that compare serves on
+  127.0.0.1 for the run (:class:`Workload`).
 
 Worker pools and processes are started once per (backend, workers), timed
 apart from the work (``Timing.startup``), before anything else runs; process
@@ -54,10 +56,12 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
+from urllib.parse import urljoin
 
 from parpy import _batch, _core, _progress, reference
 from parpy._core import Kernel
 from parpy._pipe_procs import START_METHOD
+from parpy._site import Site, fetch, page_path
 from parpy.pipeline import Pipeline, Stage, _name_of
 from parpy.report import Report, Skip, Timing
 
@@ -152,7 +156,14 @@ def _variants(backend: str, option: str, values: Iterable[Any]) -> tuple[Variant
 class Workload:
     """A built-in workload: ``count`` values of n drawn by :func:`make_ns`, put
     through ``work`` (a kernel, or a pipeline's stages, fed the decimal text
-    of each n)."""
+    of each n).
+
+    A workload with a ``site`` runs against a website instead: its items are
+    the paths of ``count`` pages ("/p/0.html", ...), and :func:`compare`
+    serves them for the run (:meth:`serve`): ``site(pages)`` starts a
+    :class:`parpy._site.Site`, the items become its URLs, and each kernel
+    stage is bound to its root URL. ``workers``, when set, is the sweep of
+    worker counts that compare() runs when it is given none."""
 
     work: Kernel | tuple[Stage, ...]
     count: int
@@ -162,32 +173,56 @@ class Workload:
     distribution: str = "uniform"
     variants: tuple[Variant, ...] = ()  # runs with options, beside the plain backends
     seed: int = 0
+    site: Callable[[int], Site] | None = None  # serves the items: a Site of that many pages
+    workers: tuple[int, ...] | None = None  # the default sweep, if not default_workers()
 
     def __str__(self) -> str:
         if isinstance(self.work, Kernel):
             what = self.work.__name__
         else:
             what = " -> ".join(stage.name for stage in self.work)
+        if self.site is not None:
+            return f"{what} over {self.count} pages of a site on 127.0.0.1"
         spread = ", log-uniform" if self.distribution == "loguniform" else ""
         return f"{what} over {self.count} n{spread} in [{self.n_min}, {self.n_max}]"
 
     def items(self, count: int | None = None) -> list[Any]:
         """The workload's input: ``count`` (default: its own) values of n; for
-        a pipeline, their decimal text."""
-        ns = make_ns(
-            self.count if count is None else count,
-            self.n_min,
-            self.n_max,
-            self.distribution,
-            self.seed,
-        )
+        a pipeline, their decimal text; for a workload with a site, the paths
+        of that many pages."""
+        count = self.count if count is None else count
+        if self.site is not None:
+            return [page_path(i) for i in range(count)]
+        ns = make_ns(count, self.n_min, self.n_max, self.distribution, self.seed)
         return ns if isinstance(self.work, Kernel) else [str(n) for n in ns]
+
+    def serve(self, items: list[Any], stack: ExitStack) -> tuple[object, list[Any]]:
+        """The work and the items that run: for a workload with a site, a
+        site of ``len(items)`` pages started now and closed by ``stack``, the
+        items (paths) as its URLs and the kernel stages bound to its root
+        URL; for any other, ``work`` and ``items`` as they are."""
+        if self.site is None or isinstance(self.work, Kernel):
+            return self.work, items
+        site = stack.enter_context(self.site(len(items)))
+        stages = tuple(
+            Stage(s.func.bind(site.url), s.workers, s.name) if isinstance(s.func, Kernel) else s
+            for s in self.work
+        )
+        return stages, [urljoin(site.url, path) for path in items]
 
 
 TINY_CHUNKSIZES = (1, 10, 100, 1000)
+CRAWL_PAGES = 50
+CRAWL_DELAY = 0.01
+CRAWL_WORKERS = (1, 4, 16)
 
 # Sized so that serial Python takes about 0.3 s: `python -m parpy compare`
 # (iterative, every backend, workers 1 and 2) then takes about 15 s on 2 cores.
+# "crawl" is I/O: CRAWL_PAGES pages that answer after CRAWL_DELAY seconds,
+# fetched (urllib, in Python) then parsed for links (the kernel, bound to the
+# site's root: the site's absolute-path links resolve as on the page), swept
+# over more workers than CPUs; serial takes about 0.65 s, and the whole
+# `python -m parpy compare crawl` about 45 s on 2 cores (43 s measured).
 WORKLOADS: dict[str, Workload] = {
     "iterative": Workload(_core.fib_iterative, 120, 2_000, 25_000, "the book's loop"),
     "doubling": Workload(_core.fib, 100, 100_000, 200_000, "fast doubling, big numbers"),
@@ -217,6 +252,16 @@ WORKLOADS: dict[str, Workload] = {
         10_000,
         50_000,
         "Python stages around native ones; the input is the text of each n",
+    ),
+    "crawl": Workload(
+        (Stage(fetch, name="fetch"), Stage(_core.extract_links, name="extract")),
+        CRAWL_PAGES,
+        0,
+        0,
+        f"I/O: {CRAWL_DELAY * 1000:g} ms a page, fetched in Python, links extracted natively; "
+        "every backend on 1, 4 and 16 workers in about 45 s on 2 cores",
+        site=functools.partial(Site, delay=CRAWL_DELAY),
+        workers=CRAWL_WORKERS,
     ),
 }
 
@@ -847,19 +892,23 @@ def compare(
     pure-Python twin), a Python callable, a pipeline (a list of
     :class:`parpy.Stage`, or a :class:`parpy.Pipeline`), or the name of a
     built-in workload (:data:`WORKLOADS`: "iterative", "doubling",
-    "recursive", "tiny", "skewed", "pipeline"; ``items`` then defaults to its
-    own). See the module's docstring for what each backend runs. "tiny"
-    and "skewed" also run variants of some backends, each reported as a
-    backend of its own after the plain one: "multiprocessing[chunksize=k]"
-    and "parpy[chunksize=k]" for k in :data:`TINY_CHUNKSIZES` (tiny),
-    "parpy[schedule=s]" for each schedule and "multiprocessing[chunksize=1]"
-    (skewed); a variant shares its backend's pool.
+    "recursive", "tiny", "skewed", "pipeline", "crawl"; ``items`` then
+    defaults to its own). See the module's docstring for what each backend
+    runs. "tiny" and "skewed" also run variants of some backends, each
+    reported as a backend of its own after the plain one:
+    "multiprocessing[chunksize=k]" and "parpy[chunksize=k]" for k in
+    :data:`TINY_CHUNKSIZES` (tiny), "parpy[schedule=s]" for each schedule and
+    "multiprocessing[chunksize=1]" (skewed); a variant shares its backend's
+    pool. "crawl" fetches the pages of a site that compare serves on
+    127.0.0.1 for the run (its items are their paths, "/p/0.html", ...:
+    see :class:`Workload`) and extracts their links.
 
     ``backends``: names from :data:`BACKENDS` (or one comma-separated
     string); default all. "serial" always runs: it is the check and the
     baseline. A backend that cannot run the work is reported as skipped,
     with the reason. ``workers``: an int or several (default: 1, the powers
-    of two below the CPU count, and the CPU count); serial runs on 1.
+    of two below the CPU count, and the CPU count; for "crawl", I/O, 1, 4
+    and 16); serial runs on 1.
     ``repeat``: timed runs of each (backend, workers); ``warmup``: untimed
     runs before them, the first of which (there is always one) is checked.
     ``progress``: a tqdm bar over the runs; default on in Jupyter or when
@@ -884,38 +933,42 @@ def compare(
     if not item_list:
         raise ValueError("items is empty")
     names = _backends(backends)
+    if workers is None and workload is not None and workload.workers is not None:
+        workers = workload.workers
     counts = _workers(workers)
     repeat = _count(repeat, "repeat", 1)
     warmup = _count(warmup, "warmup", 0)
     show = _want_progress(progress)
-    job = _prepare(work if workload is None else workload.work, item_list)
-    if workload is not None:
-        job.variants = workload.variants
-        job.description += f" ({workload.about})"
-        job.meta["workload"] = work
-
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
-    # What runs: serial, then each backend followed by its variants.
-    plans = [
-        plan
-        for name in ["serial", *(n for n in names if n != "serial")]
-        for plan in [Variant(name, name, ()), *(v for v in job.variants if v.backend == name)]
-    ]
-    skipped: dict[str, Skip] = {}
-    for plan in plans:
-        reason = _cannot_run(plan.backend, job)
-        if reason is not None:
-            skipped[plan.name] = Skip(plan.name, reason)
-    slots = [
-        (plan, w)
-        for plan in plans
-        if plan.name not in skipped
-        for w in ([1] if plan.backend == "serial" else counts)
-    ]
-    untimed = max(warmup, 1)
-
     with ExitStack() as stack:
+        if workload is None:
+            job = _prepare(work, item_list)
+        else:
+            job = _prepare(*workload.serve(item_list, stack))
+            job.variants = workload.variants
+            job.description += f" ({workload.about})"
+            job.meta["workload"] = work
+
+        # What runs: serial, then each backend followed by its variants.
+        plans = [
+            plan
+            for name in ["serial", *(n for n in names if n != "serial")]
+            for plan in [Variant(name, name, ()), *(v for v in job.variants if v.backend == name)]
+        ]
+        skipped: dict[str, Skip] = {}
+        for plan in plans:
+            reason = _cannot_run(plan.backend, job)
+            if reason is not None:
+                skipped[plan.name] = Skip(plan.name, reason)
+        slots = [
+            (plan, w)
+            for plan in plans
+            if plan.name not in skipped
+            for w in ([1] if plan.backend == "serial" else counts)
+        ]
+        untimed = max(warmup, 1)
+
         bar = None
         if show:
             total = (untimed + repeat) * len(slots)

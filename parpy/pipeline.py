@@ -115,7 +115,14 @@ class StageStats(NamedTuple):
     busy: float
     blocked_in: float
     blocked_out: float
-    utilisation: float  # busy / (workers * wall), 0..1
+    # busy / (usable workers * wall), 0..1: a stage given fewer items than it
+    # has workers can keep only that many busy
+    utilisation: float
+
+
+def _utilisation(row: RawStage, workers: int, wall: float) -> float:
+    usable = min(workers, max(row.items_in, 1))
+    return min(1.0, row.busy / (usable * wall)) if wall > 0 else 0.0
 
 
 class PipelineStats:
@@ -138,7 +145,7 @@ class PipelineStats:
                 stage.name,
                 stage.workers,
                 *row,
-                min(1.0, row.busy / (stage.workers * self.wall)) if self.wall > 0 else 0.0,
+                _utilisation(row, stage.workers, self.wall),
             )
             for i, (stage, row) in enumerate(zip(stages, rows, strict=True))
         )

@@ -101,6 +101,7 @@ def site(a: str, b: str) -> dict[str, tuple[int, dict[str, str], bytes]]:
             f"http://{a.upper()}/b#top",  # absolute, upper-case host, fragment
             f"http://{a}/a#again",  # a fragment of a page already linked
             "/missing",  # 404
+            "/error",  # 500
             "/redirect",  # -> /c
             "/loop1",  # /loop1 -> /loop2 -> /loop1 ...
             "/file.bin",  # not HTML
@@ -118,6 +119,7 @@ def site(a: str, b: str) -> dict[str, tuple[int, dict[str, str], bytes]]:
         "/a": html("/", "sub/d"),  # a cycle back to /
         "/b": html("a", "./a"),
         "/redirect": redirect("/c"),
+        "/error": (500, {}, b"<a href='/never'>the server failed</a>"),
         "/c": html("e"),
         "/loop1": redirect("/loop2"),
         "/loop2": redirect("/loop1"),
@@ -156,7 +158,7 @@ def hosts():
 
 
 def reachable(a: str) -> set[str]:
-    paths = ["/", "/a", "/b", "/missing", "/redirect", "/loop1", "/file.bin", "/huge"]
+    paths = ["/", "/a", "/b", "/missing", "/error", "/redirect", "/loop1", "/file.bin", "/huge"]
     paths += ["/private/secret", "/slow", "/sub/d", "/e", "/fromhuge", "/base/f"]
     paths += ["/redirect-out", "/redirect-private", "/redirect-dup"]
     return {f"http://{a}{p}" for p in paths}
@@ -196,6 +198,7 @@ def test_crawl_finds_the_reachable_set_and_records_each_failure(hosts, backend):
     assert result[f"http://{a}/base/f"].depth == 3
     assert result[f"http://{a}/missing"].status == 404
     assert result[f"http://{a}/missing"].error.startswith("http: 404")
+    assert result[f"http://{a}/error"].error == "http: 500 Internal Server Error"
     moved = result[f"http://{a}/redirect"]
     assert moved.status == 200 and moved.final_url == f"http://{a}/c"
     assert moved.links == (f"http://{a}/e",)  # resolved against the final URL
@@ -216,7 +219,7 @@ def test_crawl_finds_the_reachable_set_and_records_each_failure(hosts, backend):
     assert huge.truncated and huge.bytes == MAX_BYTES and huge.links == (f"http://{a}/fromhuge",)
     assert result[f"http://{a}/private/secret"].error.startswith("robots")
     assert result[f"http://{a}/slow"].error.startswith("timeout")
-    failed = ("/missing", "/loop1", "/private/secret", "/slow", "/redirect-out")
+    failed = ("/missing", "/error", "/loop1", "/private/secret", "/slow", "/redirect-out")
     assert set(result.errors) == {f"http://{a}{p}" for p in (*failed, "/redirect-private")}
 
 
@@ -288,8 +291,11 @@ def test_reference_crawler_finds_what_it_can(hosts):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ctrl_c_stops_the_fetches_in_flight_and_raises_with_what_was_fetched(hosts, backend):
     main, _ = hosts
-    urls = [f"http://{main.name}/e"] + [f"http://{main.name}/slow?{i}" for i in range(4)]
+    # /start (depth 0, in the result before depth 1 begins) links four
+    # /slow pages (SLOW seconds each) and /a.
+    main.pages["/start"] = html(*(f"/slow?{i}" for i in range(4)), "/a")
     main.pages.update({f"/slow?{i}": html() for i in range(4)})
+    start, a = f"http://{main.name}/start", f"http://{main.name}/a"
     # Interrupted once the four fetches of /slow (SLOW seconds each) are in
     # flight (per_host=4: /a may wait for a slot meanwhile).
     interrupted_at = []
@@ -303,21 +309,20 @@ def test_ctrl_c_stops_the_fetches_in_flight_and_raises_with_what_was_fetched(hos
         interrupted_at.append(time.perf_counter())
         _thread.interrupt_main()
 
-    urls.append(f"http://{main.name}/a")
     timer = threading.Thread(target=interrupt, daemon=True)
     timer.start()
     with pytest.raises(KeyboardInterrupt) as caught:
-        parpy.crawl(urls, timeout=10.0, per_host=4, backend=backend)
+        parpy.crawl(start, depth=1, timeout=10.0, per_host=4, backend=backend)
     took = time.perf_counter() - interrupted_at[0]
     timer.join(timeout=5)
     # Within a fraction of a second of the interrupt: not at SLOW, nor at the
     # timeout. (Worker processes are given GRACE = 0.5 s, then ended.)
     assert took < (1.0 if backend == "multiprocessing" else 0.5), took
     result = caught.value.result
-    assert result.interrupted and urls[0] in result
-    assert set(result.urls()) <= {urls[0], urls[-1]}  # none of the /slow pages
+    assert result.interrupted and start in result
+    assert set(result.urls()) <= {start, a}  # none of the /slow pages
     assert "interrupted" in caught.value.__notes__[0]
-    assert parpy.crawl(urls[0], timeout=TIMEOUT, backend=backend)[urls[0]].error is None
+    assert parpy.crawl(a, timeout=TIMEOUT, backend=backend)[a].error is None
     assert not [t for t in threading.enumerate() if t.name.startswith("parpy-pipeline")]
 
 

@@ -469,6 +469,49 @@ def test_base_resolution(extract, doc, base_url, expected):
     assert extract(doc, base_url) == expected
 
 
+# Links and bases made of what urljoin treats specially: csrc/urljoin.c
+# resolves the printable ASCII ones itself and must return exactly what
+# urljoin returns; the others (spaces, controls, non-ASCII, ';' params, IPv6
+# brackets, other schemes) it leaves to urljoin.
+URL_PIECES = st.sampled_from(
+    ["/", "//", ".", "..", "./", "../", "?", "#", ";", ":", "a", "B", "%2F", "h", "x.y",
+     "http:", "HTTPS:", "http://", "https://", "mailto:", "h:8080", "[", "]", "[::1]", " ",
+     "\t", "é", "@", "&amp;", "-", "+", "~", "0"]
+)  # fmt: skip
+URLS = st.lists(URL_PIECES, max_size=10).map("".join)
+BASES = st.one_of(
+    URLS,
+    st.tuples(st.sampled_from(["http://", "HTTP://", "https://", "ftp://"]), URLS).map("".join),
+)
+
+
+@given(links=st.lists(URLS, max_size=6), base_url=st.one_of(st.none(), BASES),
+       base_href=st.one_of(st.none(), URLS))  # fmt: skip
+@example(links=["../../../g", "g;x=1/../y", "//g", "?y#s", "", "."], base_url="http://a/b/c/d;p?q",
+         base_href=None)  # fmt: skip
+@example(links=["a/./b/../c/.", "../", "/./x/../"], base_url="http://h", base_href="d/e/")
+def test_resolution_matches_urljoin(links, base_url, base_href):
+    head = "" if base_href is None else f'<base href="{html_escape(base_href)}">'
+    doc = head + "".join(f'<a href="{html_escape(link)}">' for link in links)
+    try:
+        expected = parpy.reference.extract_links(doc, base_url)
+    except ValueError as exc:  # urljoin refused a link or the base
+        with pytest.raises(ValueError, match=re.escape(str(exc))):
+            parpy.extract_links(doc, base_url)
+        return
+    if base_url is not None or base_href is not None:
+        base = base_url if base_href is None else base_href
+        if base_url is not None and base_href is not None:
+            base = urljoin(base_url, base_href)
+        assert expected == [urljoin(base, link) for link in links]
+    assert parpy.extract_links(doc, base_url) == expected
+    assert parpy.extract_links(doc.encode(), base_url) == expected
+
+
+def html_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace('"', "&quot;")
+
+
 def test_regex_mode_ignores_base(extract):
     doc = '<base href="http://o/"><a href="q">'
     assert extract(doc, "http://h/", mode="regex") == ["http://h/q"]
