@@ -14,24 +14,22 @@ from parpy._crawl import CrawlResult, crawl
 from parpy.pipeline import BACKENDS as PIPELINE_BACKENDS
 
 
-def _positive(text: str) -> int:
+def _integer(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be >= {least}, not {value}")
     return value
+
+
+def _positive(text: str) -> int:
+    return _integer(text, 1)
 
 
 def _natural(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
-    return value
+    return _integer(text, 0)
 
 
 def _seconds(text: str) -> float:

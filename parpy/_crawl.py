@@ -29,7 +29,6 @@ the KeyboardInterrupt, so that the crawl ends at once, not at its timeouts.
 from __future__ import annotations
 
 import functools
-import html
 import http.client
 import json
 import multiprocessing
@@ -49,7 +48,7 @@ from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 from parpy import _core, _progress
 from parpy._links import scan
 from parpy._pipe_procs import START_METHOD
-from parpy.pipeline import BACKENDS, Pipeline, PipelineStats, Stage
+from parpy.pipeline import BACKENDS, Pipeline, PipelineStats, Stage, html_table
 
 __all__ = ["CrawlResult", "Page", "crawl", "normalize"]
 
@@ -609,15 +608,7 @@ class CrawlResult:
         return "\n".join([*lines, self._summary()])
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in self._HEAD)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
-            for row in self._rows()
-        )
-        return (
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-            f"<p>{html.escape(self._summary())}</p>"
-        )
+        return html_table(self._HEAD, self._rows(), self._summary())
 
     def __repr__(self) -> str:
         return f"<parpy.CrawlResult {self._summary()}>"

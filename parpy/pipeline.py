@@ -125,6 +125,18 @@ def _utilisation(row: RawStage, workers: int, wall: float) -> float:
     return min(1.0, row.busy / (usable * wall)) if wall > 0 else 0.0
 
 
+def html_table(head: Sequence[str], rows: Sequence[Sequence[str]], summary: str) -> str:
+    """A table of text cells and a line under it, as HTML (Jupyter's rendering)."""
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    return (
+        f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
+        f"<p>{html.escape(summary)}</p>"
+    )
+
+
 class PipelineStats:
     """A pipeline's figures, per stage: ``stats.stages`` (StageStats),
     ``stats.bottleneck`` (the busiest stage's name, by utilisation),
@@ -214,15 +226,7 @@ class PipelineStats:
         return "\n".join([*lines, self._summary()])
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in self._HEAD)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
-            for row in self._rows()
-        )
-        return (
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-            f"<p>{html.escape(self._summary())}</p>"
-        )
+        return html_table(self._HEAD, self._rows(), self._summary())
 
     def __repr__(self) -> str:
         return f"<PipelineStats {self._summary()}>"
