@@ -10,6 +10,7 @@ import random
 import threading
 
 import parpy
+from parpy import lab
 from parpy import reference as ref
 
 rng = random.Random(0)
@@ -183,4 +184,18 @@ assert [(row.backend, row.workers) for row in report.rows] == [
     ("parpy", 2),
 ]
 assert "parpy" in str(report)
+
+# the concurrency lab: every experiment, small, and bad input
+assert [lab.race(2, 1000, mode).expected for mode in lab.RACE_MODES] == [2000] * 4
+assert lab.deadlock(timeout=0.05, rounds=10).deadlocked
+assert not any(lab.deadlock(mode, rounds=100).deadlocked for mode in ("ordered", "trylock"))
+assert all(lab.starvation(3, 0.05, policy).total > 0 for policy in lab.POLICIES)
+assert set(lab.shared_vs_messages((1, 3), items=2000).messages) == {1, 3}
+for bad in (lambda: lab.race(threads=0), lambda: lab.deadlock(timeout=0)):
+    try:
+        bad()
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("no exception")
 print("smoke ok")

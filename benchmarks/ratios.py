@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from bench_crawl import crawl_candidates
+from bench_dask import dask_candidates
 from bench_pipeline import pipeline_candidates
 from bench_queue import queue_candidates
 from workloads import (
@@ -67,6 +68,8 @@ def targets() -> list[Target]:
     native, pyfib = pipeline_candidates("native"), pipeline_candidates("python-fib")
     decimal_pipe = pipeline_candidates("fib-decimal")
     crawls = crawl_candidates()  # (the site starts at the first crawl)
+    dask_tiny, dask_balanced = dask_candidates("tiny"), dask_candidates("balanced")
+    dask_threads = dask_candidates("threads")  # (the clusters start at the first call)
     # 10x the input against the 1x input: the ratio of per-MiB times
     ten = links_candidates(10)["parpy.extract_links"]
     one = links["parpy.extract_links"]
@@ -123,6 +126,12 @@ def targets() -> list[Target]:
                8.0, ">= 8x", 3),
         Target("  ... vs reference crawl, 16 threads", crawls, "parpy-16", "reference-16",
                1.0, "not slower"),
+        Target("Dask 2x1, 10k tiny n: map vs a task each", dask_tiny, "parpy", "dask",
+               20.0, ">= 20x", 3),
+        Target("Dask 2x1 vs local workers=2, ~2 s iterative", dask_balanced, "dask-2x1",
+               "local-2", 1 / 1.3, "within 1.3x"),
+        Target("  ... Dask 1 worker x 2 threads vs 1 x 1", dask_threads, "dask-1x2",
+               "dask-1x1", 1.8, ">= 1.8x"),
     ]  # fmt: skip
 
 
@@ -227,8 +236,9 @@ def main() -> int:
     for target in targets():
         if args.only.lower() not in target.label.lower():
             continue
-        if target.other not in target.workload:
-            results.append({"target": target.label, "skipped": "gmpy2 is not installed"})
+        if target.other not in target.workload or target.parpy not in target.workload:
+            # only the optional libraries' workloads lack a call: gmpy2, Dask
+            results.append({"target": target.label, "skipped": "a library it needs is missing"})
         else:
             results.append(measure_ratio(target, args.budget))
         if not args.json:

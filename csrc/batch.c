@@ -1029,6 +1029,31 @@ batch_run(PyObject *op, PyObject *Py_UNUSED(ignored))
     return value;
 }
 
+PyDoc_STRVAR(batch_costs_doc,
+             "costs()\n--\n\n"
+             "The kernel's estimate of each item's compute time in nanoseconds, as a list\n"
+             "in input order (0.0 for an item that failed to parse): what the batch is\n"
+             "planned by. Parsing, building the results and moving them are not in it.");
+
+static PyObject *
+batch_costs(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    parpy_batch *b = (parpy_batch *)op;
+    PyObject *list = PyList_New(b->n);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < b->n; i++) {
+        PyObject *cost = PyFloat_FromDouble(b->costs[i]);
+        if (cost == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, cost);
+    }
+    return list;
+}
+
 static PyObject *
 batch_get_tiny(PyObject *op, void *Py_UNUSED(closure))
 {
@@ -1043,6 +1068,7 @@ batch_length(PyObject *op)
 
 static PyMethodDef batch_methods[] = {
     {"run", batch_run, METH_NOARGS, batch_run_doc},
+    {"costs", batch_costs, METH_NOARGS, batch_costs_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -190,6 +190,10 @@ static PyMethodDef module_methods[] = {
     {"set_num_threads", set_num_threads, METH_O, set_num_threads_doc},
     {"get_num_threads", get_num_threads, METH_NOARGS, get_num_threads_doc},
     {"chain", (PyCFunction)(void (*)(void))chain, METH_FASTCALL, chain_doc},
+    {"_lab_race", parpy_lab_race, METH_VARARGS, parpy_lab_race_doc},
+    {"_lab_deadlock", parpy_lab_deadlock, METH_VARARGS, parpy_lab_deadlock_doc},
+    {"_lab_starvation", parpy_lab_starvation, METH_VARARGS, parpy_lab_starvation_doc},
+    {"_lab_reduce", parpy_lab_reduce, METH_VARARGS, parpy_lab_reduce_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -341,6 +341,16 @@ PyTypeObject *parpy_pyqueue_type_new(PyObject *module);
 
 PyTypeObject *parpy_pipeline_type_new(PyObject *module);
 
+/* ---- the concurrency lab (lab.c) ---------------------------------------- */
+
+/* Module functions (METH_VARARGS): the native half of parpy.lab. */
+PyObject *parpy_lab_race(PyObject *module, PyObject *args);
+PyObject *parpy_lab_deadlock(PyObject *module, PyObject *args);
+PyObject *parpy_lab_starvation(PyObject *module, PyObject *args);
+PyObject *parpy_lab_reduce(PyObject *module, PyObject *args);
+extern const char parpy_lab_race_doc[], parpy_lab_deadlock_doc[], parpy_lab_starvation_doc[],
+    parpy_lab_reduce_doc[];
+
 /* ---- shared helpers ----------------------------------------------------- */
 
 /* Takes the raised exception: returns a new reference to it, normalised and

@@ -32,7 +32,7 @@ def _load_core() -> None:
 
 _load_core()
 
-from parpy import _core, reference  # noqa: E402
+from parpy import _core, lab, reference  # noqa: E402
 from parpy._batch import fib_batch, get_num_threads, map, set_num_threads  # noqa: E402
 from parpy._compare import MismatchError, compare  # noqa: E402
 from parpy._core import *  # noqa: E402, F403 - the kernels (parpy._core.__all__)
@@ -61,6 +61,7 @@ __all__ = [
     "crawl",
     "fib_batch",
     "get_num_threads",
+    "lab",
     "map",
     "reference",
     "set_num_threads",

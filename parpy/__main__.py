@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import math
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from parpy import _compare
 from parpy._crawl import CrawlResult, crawl
@@ -108,7 +110,15 @@ def _add_compare(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--backends",
         type=_backend_names,
         metavar="NAME,...",
-        help=f"backends to run (default: all of {','.join(_compare.BACKENDS)}; serial always runs)",
+        help=f"backends to run, of {','.join(_compare.BACKENDS)} (default: all but "
+        f"{','.join(_compare.DASK_BACKENDS)}, which need Dask and start a local cluster "
+        "unless given --dask; serial always runs)",
+    )
+    add(
+        "--dask",
+        metavar="ADDRESS",
+        help="run the Dask backends (and, without --backends, every other) on the cluster whose "
+        "scheduler is at ADDRESS (e.g. tcp://scheduler:8786)",
     )
     add(
         "--count",
@@ -132,19 +142,28 @@ def _run_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         except ImportError:
             parser.error("--plot needs matplotlib: pip install matplotlib")
     workload = _compare.WORKLOADS[args.workload]
-    try:
-        report = _compare.compare(
-            args.workload,
-            workload.items(args.count),
-            backends=args.backends,
-            workers=args.workers,
-            repeat=args.repeat,
-            warmup=args.warmup,
-            progress=args.progress,
-        )
-    except _compare.MismatchError as exc:
-        print(f"{parser.prog}: the backends disagree: {exc}", file=sys.stderr)
-        return 1
+    with contextlib.ExitStack() as stack:
+        client = None
+        if args.dask is not None:
+            client = stack.enter_context(_dask_client(args.dask, parser))
+        try:  # the backends asked for, with Dask where they need it
+            _compare._backends(args.backends, client)
+        except (ImportError, ValueError) as exc:
+            parser.error(str(exc))
+        try:
+            report = _compare.compare(
+                args.workload,
+                workload.items(args.count),
+                backends=args.backends,
+                workers=args.workers,
+                repeat=args.repeat,
+                warmup=args.warmup,
+                progress=args.progress,
+                client=client,
+            )
+        except _compare.MismatchError as exc:
+            print(f"{parser.prog}: the backends disagree: {exc}", file=sys.stderr)
+            return 1
     if args.json == "-":
         print(report.to_json())
     else:
@@ -272,6 +291,17 @@ def _print_crawl(result: CrawlResult, json_file: str | None) -> None:
         with open(json_file, "w", encoding="utf-8") as f:
             f.write(result.to_json(indent=2) + "\n")
         print(f"wrote {json_file}", file=sys.stderr)
+
+
+def _dask_client(address: str, parser: argparse.ArgumentParser) -> Any:
+    try:
+        from distributed import Client
+    except ImportError:
+        parser.error("--dask needs Dask's distributed scheduler: pip install 'parpy[dask]'")
+    try:
+        return Client(address, timeout=30)
+    except (OSError, ValueError, TypeError) as exc:  # unreachable, or not a scheduler address
+        parser.error(f"--dask {address}: cannot connect: {exc}")
 
 
 # ---- python -m parpy fib -----------------------------------------------------

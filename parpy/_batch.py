@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from parpy import _core
+from parpy import _core, _dask, _progress
 from parpy._core import Kernel
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 _SCHEDULES = {None: 0, "static": 1, "dynamic": 2, "guided": 3}
 _ALGORITHMS = {
@@ -47,6 +50,8 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
     workers: int | None = None,
     schedule: str | None = None,
     chunksize: int | None = None,
+    progress: bool = False,
+    client: Client | None = None,
 ) -> list[Any]:
     """Run a parpy kernel over ``items``; return the results in input order.
 
@@ -61,7 +66,19 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
     with ``chunksize`` items per chunk; the default (``None``) runs the
     costliest items first in chunks sized by estimated cost, which balances
     batches whose item costs differ by orders of magnitude. A ``chunksize``
-    without a ``schedule`` means ``"dynamic"``.
+    without a ``schedule`` means ``"dynamic"``. ``progress=True`` shows a
+    progress bar (tqdm).
+
+    ``client``: a ``distributed.Client`` (``pip install 'parpy[dask]'``): the
+    items, validated here first, go to the Dask cluster in chunks sized by
+    estimated cost (up to 1 s, and 0.1 s or more but for the last few),
+    costliest first, each a native batch on a Dask worker thread; results
+    come back in input order, chunks of a worker that dies are rerun by
+    Dask, an error or Ctrl-C cancels the chunks not yet run.
+    There ``chunksize`` is the items per chunk (instead of the cost-based
+    size), ``workers`` the native threads of each chunk (default 1: a Dask
+    worker with k threads runs k chunks at once), and ``schedule`` the
+    schedule inside a chunk.
     """
     if not isinstance(kernel, Kernel):
         raise TypeError(
@@ -71,17 +88,37 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
         raise ValueError(
             f"schedule must be 'static', 'dynamic', 'guided' or None, not {schedule!r}"
         )
-    workers = get_num_threads() if workers is None else _positive_int(workers, "workers")
-    if chunksize is None:
-        chunk = 0
-    else:
-        chunk = _positive_int(chunksize, "chunksize")
-        if schedule is None:
-            schedule = "dynamic"
+    if workers is not None:
+        workers = _positive_int(workers, "workers")
+    chunk = 0 if chunksize is None else _positive_int(chunksize, "chunksize")
+    show = _progress.require(progress)
+    if client is not None:
+        return _dask.map(
+            kernel,
+            items,
+            client,
+            workers=workers or 1,
+            schedule=_SCHEDULES[schedule],
+            chunksize=chunk,
+            progress=show,
+        )
+    if chunk and schedule is None:
+        schedule = "dynamic"
+    control = _core.Control() if show else None
     batch = _core.Batch(
-        kernel, items, workers=workers, schedule=_SCHEDULES[schedule], chunksize=chunk
+        kernel,
+        items,
+        workers=workers or get_num_threads(),
+        schedule=_SCHEDULES[schedule],
+        chunksize=chunk,
+        control=control,
     )
-    return batch.run()  # type: ignore[no-any-return]
+    bar = _progress.Progress(control, len(batch), "map") if control is not None else None
+    try:
+        return batch.run()  # type: ignore[no-any-return]
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def fib_batch(
@@ -91,16 +128,26 @@ def fib_batch(
     schedule: str | None = None,
     chunksize: int | None = None,
     algorithm: str = "doubling",
+    progress: bool = False,
+    client: Client | None = None,
 ) -> list[int]:
     """Return ``[F(n) for n in ns]``, computed in parallel in C.
 
     ``algorithm``: ``"doubling"`` (``parpy.fib``), ``"iterative"``
     (``parpy.fib_iterative``) or ``"recursive"`` (``parpy.fib_recursive``).
-    The other arguments are those of :func:`parpy.map`.
+    The other arguments are those of :func:`parpy.map`, ``client`` included.
     """
     try:
         kernel = _ALGORITHMS[algorithm]
     except (KeyError, TypeError):
         choices = ", ".join(builtins.map(repr, _ALGORITHMS))
         raise ValueError(f"algorithm must be one of {choices}, not {algorithm!r}") from None
-    return map(kernel, ns, workers=workers, schedule=schedule, chunksize=chunksize)
+    return map(
+        kernel,
+        ns,
+        workers=workers,
+        schedule=schedule,
+        chunksize=chunksize,
+        progress=progress,
+        client=client,
+    )

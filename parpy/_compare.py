@@ -41,6 +41,7 @@ every backend alike.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import multiprocessing
 import os
@@ -58,7 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urljoin
 
-from parpy import _batch, _core, _progress, reference
+from parpy import _batch, _core, _dask, _progress, reference
 from parpy._core import Kernel
 from parpy._pipe_procs import START_METHOD
 from parpy._site import Site, fetch, page_path
@@ -89,8 +90,13 @@ BACKENDS = (
     "thread-pool",
     "parpy",
     "parpy-pool",
+    "dask",
+    "parpy-dask",
 )
 _PROCESS_BACKENDS = ("multiprocessing", "process-pool")
+# Run only when asked for, or when compare() is given a client: they need
+# Dask and a cluster.
+DASK_BACKENDS = ("dask", "parpy-dask")
 
 
 class MismatchError(AssertionError):
@@ -430,6 +436,7 @@ class _Work:
     native_stages: tuple[Stage, ...] = ()
     variants: tuple[Variant, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
+    client: Any = None  # the user's distributed.Client, for the Dask backends
 
     @property
     def pipeline(self) -> bool:
@@ -700,6 +707,49 @@ def _call_parpy_pool(handle: Any, work: _Work, workers: int, options: Mapping[st
     return functools.partial(handle.map, work.native, work.items, options.get("chunksize"))
 
 
+def _dask_client(work: _Work, workers: int) -> Opened:
+    """The Client the Dask backends run on: the user's, or a LocalCluster of
+    ``workers`` single-threaded worker processes on 127.0.0.1 (both Dask
+    backends share it: see :func:`_start`), closed after the comparison."""
+    if work.client is not None:
+        return work.client, _nothing
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    )
+    try:
+        client = Client(cluster)
+    except BaseException:
+        cluster.close()
+        raise
+
+    def close() -> None:
+        client.close()
+        cluster.close()
+
+    return client, close
+
+
+def _dask_map(client: Any, func: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """Dask's own map: a task per item, each computed (``pure=False``)."""
+    return list(client.gather(client.map(func, items, pure=False)))
+
+
+def _call_dask(handle: Any, work: _Work, workers: int, options: Mapping[str, Any]) -> Call:
+    return functools.partial(_dask_map, handle, work.python, work.items)
+
+
+def _call_parpy_dask(handle: Any, work: _Work, workers: int, options: Mapping[str, Any]) -> Call:
+    assert work.kernel is not None
+    return functools.partial(_batch.map, work.kernel, work.items, client=handle)
+
+
 class _Backend(NamedTuple):
     open: Callable[[_Work, int], Opened]
     call: Callable[[Any, _Work, int, Mapping[str, Any]], Call]
@@ -713,6 +763,8 @@ _BACKENDS: dict[str, _Backend] = {
     "thread-pool": _Backend(_open_thread_pool, _call_thread_pool),
     "parpy": _Backend(_open_parpy, _call_parpy),
     "parpy-pool": _Backend(_open_parpy_pool, _call_parpy_pool),
+    "dask": _Backend(_dask_client, _call_dask),
+    "parpy-dask": _Backend(_dask_client, _call_parpy_dask),
 }
 assert tuple(_BACKENDS) == BACKENDS
 
@@ -731,6 +783,9 @@ def _cannot_run(backend: str, work: _Work) -> str | None:
             f"parpy.map runs parpy kernels, and {_name_of(work.python)} is a Python callable "
             "(parpy-pool runs it on native threads, taking the GIL per call)"
         )
+    if backend == "parpy-dask" and work.kernel is None:
+        what = "a pipeline" if work.pipeline else f"{_name_of(work.python)}, a Python callable"
+        return f'parpy.map(client=) runs parpy kernels, not {what} ("dask" runs it)'
     return None
 
 
@@ -821,9 +876,9 @@ def _workers(workers: int | Iterable[int] | None) -> list[int]:
     return counts
 
 
-def _backends(backends: str | Iterable[str] | None) -> list[str]:
+def _backends(backends: str | Iterable[str] | None, client: object) -> list[str]:
     if backends is None:
-        return list(BACKENDS)
+        return [b for b in BACKENDS if client is not None or b not in DASK_BACKENDS]
     if isinstance(backends, str):
         backends = [name.strip() for name in backends.split(",") if name.strip()]
     names = list(dict.fromkeys(backends))
@@ -833,6 +888,22 @@ def _backends(backends: str | Iterable[str] | None) -> list[str]:
             f"backends must be some of {', '.join(BACKENDS)}, not "
             f"{', '.join(map(repr, unknown)) or 'none'}"
         )
+    dask = [name for name in names if name in DASK_BACKENDS]
+    if client is not None and not dask:
+        raise ValueError(
+            f"client= is for the backends {', '.join(map(repr, DASK_BACKENDS))}: add them to "
+            "backends (or leave backends out for all)"
+        )
+    if dask and client is not None:
+        _dask.require(client)
+    elif dask:  # ImportError now, naming the extra, if Dask is missing
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                f"the backends {', '.join(map(repr, dask))} need Dask's distributed scheduler: "
+                "pip install 'parpy[dask]'"
+            ) from None
     return names
 
 
@@ -884,6 +955,7 @@ def compare(
     repeat: int = 5,
     warmup: int = 1,
     progress: bool | None = None,
+    client: Any = None,
 ) -> Report:
     """Run ``work`` over ``items`` on each backend, check that every backend
     returns serial's results, and time them over a sweep of worker counts.
@@ -904,11 +976,21 @@ def compare(
     see :class:`Workload`) and extracts their links.
 
     ``backends``: names from :data:`BACKENDS` (or one comma-separated
-    string); default all. "serial" always runs: it is the check and the
-    baseline. A backend that cannot run the work is reported as skipped,
-    with the reason. ``workers``: an int or several (default: 1, the powers
-    of two below the CPU count, and the CPU count; for "crawl", I/O, 1, 4
-    and 16); serial runs on 1.
+    string); default all but the Dask ones. "serial" always runs: it is the
+    check and the baseline. A backend that cannot run the work is reported
+    as skipped, with the reason. The Dask backends (``pip install
+    'parpy[dask]'``): "dask" is Dask's own map (``client.map`` of what the
+    Python backends run, a task per item, ``pure=False``) and "parpy-dask"
+    is ``parpy.map(kernel, items, client=client)`` (kernels only). They run
+    on ``client`` (a ``distributed.Client``: the backends then default to
+    all, Dask's included, and run at the cluster's thread count), or else
+    on a ``LocalCluster`` of as many single-threaded worker processes as
+    the swept worker count, started on 127.0.0.1 (startup timed apart, as
+    a pool's) and closed after; a script that starts one needs the ``if
+    __name__ == "__main__":`` guard, as with multiprocessing.
+    ``workers``: an int or several (default: 1, the powers of two below the
+    CPU count, and the CPU count; for "crawl", I/O, 1, 4 and 16); serial
+    runs on 1.
     ``repeat``: timed runs of each (backend, workers); ``warmup``: untimed
     runs before them, the first of which (there is always one) is checked.
     ``progress``: a tqdm bar over the runs; default on in Jupyter or when
@@ -932,7 +1014,7 @@ def compare(
     item_list = list(items)
     if not item_list:
         raise ValueError("items is empty")
-    names = _backends(backends)
+    names = _backends(backends, client)
     if workers is None and workload is not None and workload.workers is not None:
         workers = workload.workers
     counts = _workers(workers)
@@ -949,6 +1031,13 @@ def compare(
             job.variants = workload.variants
             job.description += f" ({workload.about})"
             job.meta["workload"] = work
+        job.client = client
+        if any(name in DASK_BACKENDS for name in names):
+            job.meta["dask"] = (
+                f"the given client ({_threads(client)} threads)"
+                if client is not None
+                else "a LocalCluster of that many 1-thread worker processes on 127.0.0.1"
+            )
 
         # What runs: serial, then each backend followed by its variants.
         plans = [
@@ -965,7 +1054,7 @@ def compare(
             (plan, w)
             for plan in plans
             if plan.name not in skipped
-            for w in ([1] if plan.backend == "serial" else counts)
+            for w in _counts_of(plan.backend, counts, client)
         ]
         untimed = max(warmup, 1)
 
@@ -1000,6 +1089,20 @@ def compare(
     )
 
 
+def _threads(client: Any) -> int:
+    return max(1, sum(client.nthreads().values()))
+
+
+def _counts_of(backend: str, counts: list[int], client: Any) -> list[int]:
+    """The worker counts a backend runs at: serial at 1, the Dask backends on
+    a given client at its thread count, the others over the sweep."""
+    if backend == "serial":
+        return [1]
+    if backend in DASK_BACKENDS and client is not None:
+        return [_threads(client)]
+    return counts
+
+
 def _start(
     job: _Work, slots: list[tuple[Variant, int]], stack: ExitStack, bar: Any
 ) -> tuple[dict[tuple[str, int], Call], dict[tuple[str, int], float]]:
@@ -1011,14 +1114,16 @@ def _start(
     startup: dict[tuple[str, int], float] = {}
     for plan, w in slots:
         backend = _BACKENDS[plan.backend]
-        if (plan.backend, w) not in opened:
+        # the Dask backends share one cluster per worker count
+        key = ("dask", w) if plan.backend in DASK_BACKENDS else (plan.backend, w)
+        if key not in opened:
             if bar is not None:
-                bar.set_postfix_str(f"starting {plan.backend} x{w}")
+                bar.set_postfix_str(f"starting {key[0]} x{w}")
             start = time.perf_counter()
             handle, close = backend.open(job, w)
-            opened[plan.backend, w] = handle, time.perf_counter() - start
+            opened[key] = handle, time.perf_counter() - start
             stack.callback(close)
-        handle, seconds = opened[plan.backend, w]
+        handle, seconds = opened[key]
         calls[plan.name, w] = backend.call(handle, job, w, dict(plan.options))
         startup[plan.name, w] = seconds
     return calls, startup

@@ -56,12 +56,17 @@ def total_of_all(iterables: tuple[object, ...]) -> int | None:
     return min(t for t in totals if t is not None)
 
 
+def bar(total: int | None, desc: str) -> Any:
+    """A tqdm bar of items that the caller moves (``update(n)``, ``close()``)."""
+    return _tqdm()(total=total, desc=desc, unit="item", dynamic_ncols=True)
+
+
 class Progress:
     """A bar that follows ``control.done`` until :meth:`close`."""
 
     def __init__(self, control: _core.Control, total: int | None, desc: str) -> None:
         self._control = control
-        self._bar = _tqdm()(total=total, desc=desc, unit="item", dynamic_ncols=True)
+        self._bar = bar(total, desc)
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._poll, name="parpy-progress", daemon=True)

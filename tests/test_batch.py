@@ -6,6 +6,7 @@ import array
 import collections
 import itertools
 import os
+import sys
 
 import pytest
 from _util import child_env, fib_exact, fib_table, mismatches, run_python
@@ -266,3 +267,28 @@ def test_batches_agree_across_all_option_combinations():
         first = got if first is None else first
         assert got == first, (workers, schedule, chunksize)
     assert first == expected_fibs(ns)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_bar_counts_every_item(workers, capsys):
+    ns = [n % 3000 for n in range(3000)]
+    assert parpy.fib_batch(ns, workers=workers, progress=True) == expected_fibs(ns)
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    lines = [line for line in lines if "item" in line]
+    assert lines and "3000/3000" in lines[-1]
+    assert parpy.map(parpy.fib, [], progress=True) == []
+
+
+def test_progress_without_tqdm_raises_importerror_before_any_work(monkeypatch):
+    read = []
+
+    def ns():
+        read.append(1)
+        yield 5
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    with pytest.raises(ImportError, match="tqdm"):
+        parpy.map(parpy.fib, ns(), progress=True)
+    assert read == []
+    with pytest.raises(TypeError, match="progress"):
+        parpy.fib_batch([1], progress="yes")

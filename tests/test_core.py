@@ -299,6 +299,20 @@ def test_a_batch_runs_once():
         batch.run()
 
 
+def test_batch_costs_are_the_kernels_estimates_in_input_order():
+    ns = [30000, 0, 10**6, 93, 30000, 2000]
+    costs = _core.Batch(parpy.fib_iterative, ns).costs()
+    assert len(costs) == len(ns) and all(isinstance(c, float) and c > 0 for c in costs)
+    assert costs[0] == costs[4]
+    assert costs[2] > costs[0] > costs[5] > costs[3] >= costs[1]
+    # an estimate of compute in nanoseconds: fib_iterative(30000) takes about 1.5 ms
+    assert 1e5 < costs[0] < 1e8
+    assert _core.Batch(parpy.fib, []).costs() == []
+    # an item that failed to parse (outcomes mode) is estimated at nothing
+    assert _core.Batch(parpy.fib, [5, "x", 7], outcomes=True).costs()[1] == 0.0
+    assert len(_core.Batch(parpy.fib_mod.bind(7), [1, 2**63]).costs()) == 2
+
+
 def test_batch_call_mode_is_the_call():
     assert _core.call(parpy.fib_mod, (10, 7)).run() == 55 % 7
     with pytest.raises(ValueError) as info:
