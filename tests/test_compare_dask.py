@@ -15,15 +15,6 @@ import parpy
 from parpy import _compare
 from parpy.report import Skip
 
-# Under ASan the test process exits with Dask's client and cluster threads
-# still holding CPython objects, which LeakSanitizer reports as leaks (all of
-# them CPython's allocations, with no parpy frame) and fails the run. The
-# native code these tests reach is parpy.map's batch, which the ASan job runs
-# everywhere else.
-pytestmark = pytest.mark.unsafe_under(
-    "address", reason="Dask's threads hold CPython objects at exit (LeakSanitizer)"
-)
-
 distributed = pytest.importorskip("distributed", reason="the Dask backends need distributed")
 psutil = pytest.importorskip("psutil")  # (a dependency of distributed)
 
