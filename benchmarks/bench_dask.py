@@ -18,8 +18,9 @@ the calls of each comparison, every result checked:
   the chunks run with the GIL released, so one worker's threads add up.
 
 The clusters (worker processes on 127.0.0.1) start at the first call that
-needs them and close at exit: never at import, since Dask's spawned worker
-processes import a script's main module again.
+needs them, and close when a call needs clusters of other shapes, or at exit:
+never at import, since Dask's spawned worker processes import a script's
+main module again; and no idle cluster runs beside another's measurement.
 """
 
 from __future__ import annotations
@@ -50,8 +51,18 @@ BALANCED = make_ns(1700, 20_000, 30_000, seed=22)
 _CLIENTS: dict[tuple[int, int], Any] = {}
 
 
-def client(workers: int, threads: int) -> Any:
-    """A Client of a LocalCluster of ``workers`` processes x ``threads`` threads."""
+def client(workers: int, threads: int, *beside: tuple[int, int]) -> Any:
+    """A Client of a LocalCluster of ``workers`` processes x ``threads`` threads.
+
+    The clusters of other shapes than these and ``beside`` close first: an
+    idle cluster's processes (heartbeats, the scheduler's ticks) would
+    otherwise run beside every measurement after its own.
+    """
+    for shape in set(_CLIENTS) - {(workers, threads), *beside}:
+        started = _CLIENTS.pop(shape)
+        cluster = started.cluster
+        started.close()
+        cluster.close()
     if (workers, threads) in _CLIENTS:
         return _CLIENTS[workers, threads]
     import distributed
@@ -124,7 +135,9 @@ def dask_candidates(name: str) -> dict[str, Callable[[], list[int]]]:
     if name == "threads":
         return {
             f"dask-1x{threads}": _checked(
-                functools.partial(parpy.map, fib_iterative, BALANCED, client=client(1, threads)),
+                lambda threads=threads: parpy.map(
+                    fib_iterative, BALANCED, client=client(1, threads, (1, 3 - threads))
+                ),
                 want,
             )
             for threads in (2, 1)
