@@ -15,7 +15,9 @@ a :class:`Skip` per backend that could not run the work), and derives:
   over the backend's *own* time on one worker when it was timed on one
   worker (so that e measures how the backend scales, not how fast its code
   is: parpy on one native thread is already several times serial Python),
-  else over the serial baseline; the time to start the backend's pool or
+  else over the serial baseline (and none where that speedup exceeds p: the
+  backend runs faster code than the baseline, which says nothing of a serial
+  fraction); the time to start the backend's pool or
   processes (outside the timed repeats); and whether the run used more
   workers than the CPUs.
 - an **Amdahl fit** per backend timed at two or more worker counts (see
@@ -334,6 +336,11 @@ class Report:
         speedup = self.baseline / median
         own_one = self._medians[t.backend].get(1)
         scaling = (own_one if own_one is not None else self.baseline) / median
+        # Over the serial baseline, more than p times faster on p workers is
+        # faster code (parpy's kernels on a Dask cluster), not a serial fraction.
+        fraction = (
+            None if own_one is None and scaling > t.workers else karp_flatt(scaling, t.workers)
+        )
         return Row(
             backend=t.backend,
             workers=t.workers,
@@ -342,7 +349,7 @@ class Report:
             high=max(t.times),
             speedup=speedup,
             efficiency=speedup / t.workers,
-            karp_flatt=karp_flatt(scaling, t.workers),
+            karp_flatt=fraction,
             startup=t.startup,
             over_cpus=t.workers > self.cpus,
         )

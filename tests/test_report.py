@@ -190,6 +190,18 @@ def test_karp_flatt_rows_are_over_the_backends_own_one_worker_time():
         warmup=0,
     )
     assert report.rows[1].karp_flatt == karp_flatt(1.0 / 0.8, 2)
+    # ... but not where that is more than p times faster: other code, not a fraction
+    report = Report(
+        work="w",
+        items=1,
+        timings=[timing("serial", 1, 1.0), timing("parpy-dask", 2, 0.2)],
+        cpus=2,
+        repeat=5,
+        warmup=0,
+    )
+    assert report.rows[1].karp_flatt is None
+    assert report.rows[1].speedup == pytest.approx(5)
+    assert "serial fraction" not in report.verdicts["parpy-dask"]
 
 
 def test_report_amdahl_fits_each_backend_over_its_worker_counts():
