@@ -74,7 +74,8 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
     estimated cost (up to 1 s, and 0.1 s or more but for the last few),
     costliest first, each a native batch on a Dask worker thread; results
     come back in input order, chunks of a worker that dies are rerun by
-    Dask, an error or Ctrl-C cancels the chunks not yet run.
+    Dask, an error or Ctrl-C cancels the chunks (a running one stops its
+    native batch).
     There ``chunksize`` is the items per chunk (instead of the cost-based
     size), ``workers`` the native threads of each chunk (default 1: a Dask
     worker with k threads runs k chunks at once), and ``schedule`` the

@@ -23,13 +23,16 @@ input, so an item's exception carries the same note as on the local path
 traceback. Dask reruns the chunks of a worker that dies; results are put
 back in input order as the chunks arrive. The first chunk to fail, or
 Ctrl-C, cancels what is left (``client.cancel``) before raising; a chunk
-already running on a worker finishes there and its result is dropped.
+already running on a worker sees that within about 20 ms (a thread beside
+its batch watches the task's state on the worker) and cancels its native
+batch (``_core.Cancelled``).
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -109,12 +112,38 @@ class _Results:
         self.values = values
 
 
+# How often a running chunk looks whether the client cancelled its task.
+_WATCH_S = 0.02
+
+
 def _run_chunk(
     kernel: Kernel, items: Sequence[object], start: int, threads: int, schedule: int
 ) -> _Results:
     """A Dask task: items, which start at ``start`` in the input, as one native batch."""
-    batch = _core.Batch(kernel, items, workers=threads, schedule=schedule, start=start)
-    return _Results(batch.run())
+    import distributed
+
+    worker = distributed.get_worker()
+    key = worker.get_current_task()
+    control = _core.Control()
+    batch = _core.Batch(
+        kernel, items, workers=threads, schedule=schedule, start=start, control=control
+    )
+    done = threading.Event()
+
+    def watch() -> None:  # the task's state is the worker's: read, never changed, here
+        while not done.wait(_WATCH_S):
+            task = worker.state.tasks.get(key)
+            if task is None or task.state in ("cancelled", "released", "forgotten"):
+                control.cancel()
+                return
+
+    watcher = threading.Thread(target=watch, name=f"parpy-watch-{key}", daemon=True)
+    watcher.start()
+    try:
+        return _Results(batch.run())
+    finally:
+        done.set()
+        watcher.join()
 
 
 def map(  # noqa: A001 - parpy.map's Dask path

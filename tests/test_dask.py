@@ -373,6 +373,33 @@ def test_ctrl_c_cancels_the_submitted_chunks(client):
     assert sum(started.get(key, 0) for key in given[len(before[0]) :]) < 20  # most never ran
 
 
+def test_ctrl_c_stops_the_chunks_running_on_the_workers(client):
+    # Two chunks of about 2.4 s, one on each worker: interrupted once both run,
+    # they stop within a fraction of a second instead of running to their end.
+    before = tasks(client)
+    interrupted_at = []
+
+    def interrupt() -> None:
+        deadline = time.monotonic() + T
+        while time.monotonic() < deadline:
+            if sum(client.run(_executing).values()) == 2:
+                time.sleep(0.1)
+                interrupted_at.append(time.monotonic())
+                _thread.interrupt_main()
+                return
+            time.sleep(0.01)
+
+    timer = threading.Thread(target=interrupt, daemon=True)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        parpy.map(parpy.fib_iterative, LONG * 2, client=client, chunksize=len(LONG))
+    timer.join(T)
+    assert len(tasks(client)[0]) - len(before[0]) == 2
+    while any(client.run(_executing).values()):
+        assert time.monotonic() - interrupted_at[0] < 0.75, "a chunk ran on after Ctrl-C"
+        time.sleep(0.01)
+
+
 def test_progress_bar_counts_every_item(client, capsys):
     got = parpy.map(parpy.fib, MIXED, client=client, chunksize=100, progress=True)
     assert got == parpy.map(parpy.fib, MIXED)
