@@ -211,3 +211,20 @@ def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
         out, err = proc.communicate(timeout=30)
         raise AssertionError(f"child did not exit within {timeout} s; stderr: {err!r}") from None
     return proc.returncode, out.decode(), err.decode()
+
+
+def local_cluster():
+    """The Dask tests' cluster: a LocalCluster of two worker processes of one
+    thread each, on loopback (its dashboard on a free port)."""
+    import logging
+
+    import distributed
+
+    return distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=":0",
+        silence_logs=logging.CRITICAL,
+    )

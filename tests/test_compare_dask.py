@@ -4,12 +4,12 @@ on 127.0.0.1, or one compare starts itself."""
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
 
 import pytest
+from _util import local_cluster
 
 import parpy
 from parpy import _compare
@@ -23,14 +23,7 @@ NS = list(range(2_000, 6_000, 100))  # 40 items of the book's loop
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    )
+    cluster = local_cluster()
     with cluster, distributed.Client(cluster, timeout=60) as client:
         client.wait_for_workers(2, timeout=60)
         yield client

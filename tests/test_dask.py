@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import _thread
 import collections
-import logging
 import os
 import signal
 import sys
@@ -19,7 +18,7 @@ import time
 import traceback
 
 import pytest
-from _util import fib_exact
+from _util import fib_exact, local_cluster
 
 import parpy
 import parpy.reference
@@ -74,14 +73,7 @@ def _processing(dask_scheduler) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def cluster_client():
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=":0",
-        silence_logs=logging.CRITICAL,
-    )
+    cluster = local_cluster()
     try:
         # Not the default client: parpy must use the one it is given (and its event loop).
         with distributed.Client(cluster, timeout=T, set_as_default=False) as client:
@@ -342,15 +334,15 @@ def test_a_worker_killed_mid_batch_has_its_chunks_rerun(client):
     assert max(started[key] for key in given) >= 2  # a chunk of the killed worker ran again
 
 
-def test_ctrl_c_cancels_the_submitted_chunks(client):
-    before = tasks(client)
-    interrupted_at = []
+def interrupt_when(ready) -> tuple[threading.Thread, list[float]]:
+    """A thread that sends this (main) thread a KeyboardInterrupt once ``ready()``
+    holds, polled every 10 ms, and the list it appends the time of it to."""
+    interrupted_at: list[float] = []
 
     def interrupt() -> None:
         deadline = time.monotonic() + T
         while time.monotonic() < deadline:
-            given, started = tasks(client)
-            if sum(started.get(key, 0) for key in given[len(before[0]) :]) >= 3:
+            if ready():
                 interrupted_at.append(time.monotonic())
                 _thread.interrupt_main()
                 return
@@ -358,6 +350,17 @@ def test_ctrl_c_cancels_the_submitted_chunks(client):
 
     timer = threading.Thread(target=interrupt, daemon=True)
     timer.start()
+    return timer, interrupted_at
+
+
+def test_ctrl_c_cancels_the_submitted_chunks(client):
+    before = tasks(client)
+
+    def three_started() -> bool:
+        given, started = tasks(client)
+        return sum(started.get(key, 0) for key in given[len(before[0]) :]) >= 3
+
+    timer, interrupted_at = interrupt_when(three_started)
     with pytest.raises(KeyboardInterrupt):
         parpy.map(parpy.fib_iterative, LONG * 4, client=client, chunksize=100)
     took = time.monotonic() - interrupted_at[0]
@@ -377,20 +380,7 @@ def test_ctrl_c_stops_the_chunks_running_on_the_workers(client):
     # Two chunks of about 2.4 s, one on each worker: interrupted once both run,
     # they stop within a fraction of a second instead of running to their end.
     before = tasks(client)
-    interrupted_at = []
-
-    def interrupt() -> None:
-        deadline = time.monotonic() + T
-        while time.monotonic() < deadline:
-            if sum(client.run(_executing).values()) == 2:
-                time.sleep(0.1)
-                interrupted_at.append(time.monotonic())
-                _thread.interrupt_main()
-                return
-            time.sleep(0.01)
-
-    timer = threading.Thread(target=interrupt, daemon=True)
-    timer.start()
+    timer, interrupted_at = interrupt_when(lambda: sum(client.run(_executing).values()) == 2)
     with pytest.raises(KeyboardInterrupt):
         parpy.map(parpy.fib_iterative, LONG * 2, client=client, chunksize=len(LONG))
     timer.join(T)

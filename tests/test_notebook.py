@@ -64,14 +64,17 @@ def outputs(cell, mime):
     return [out["data"][mime] for out in cell.outputs if mime in out.get("data", {})]
 
 
-@pytest.mark.timeout(RUN_TIMEOUT + 60)  # a backstop: the run's own deadline comes first
-def test_the_notebook_runs_and_renders_its_reports_and_plots(kernel_name, tmp_path):
-    committed = NOTEBOOK.read_bytes()
+def run_notebook(notebook, kernel_name, tmp_path, *, cell_timeout, run_timeout):
+    """Execute ``notebook`` in memory (from its folder, never written back) in a
+    kernel of ``kernel_name``; return its code cells, checked to have all run
+    with no error and no traceback on stderr. Every cell's timeout is at most
+    what is left of ``run_timeout``."""
+    committed = notebook.read_bytes()
     nb = nbformat.reads(committed.decode("utf-8"), as_version=4)
-    deadline = time.monotonic() + RUN_TIMEOUT
+    deadline = time.monotonic() + run_timeout
 
     def timeout(cell):
-        return max(1.0, min(CELL_TIMEOUT, deadline - time.monotonic()))
+        return max(1.0, min(cell_timeout, deadline - time.monotonic()))
 
     # The client owns its kernel (an AsyncKernelManager, whose cell timeouts work) and
     # shuts it down at the end, whatever happened.
@@ -80,11 +83,11 @@ def test_the_notebook_runs_and_renders_its_reports_and_plots(kernel_name, tmp_pa
         kernel_name=kernel_name,
         timeout_func=timeout,
         startup_timeout=60,
-        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+        resources={"metadata": {"path": str(notebook.parent)}},
     )
     # Raises CellExecutionError on the first error, CellTimeoutError on a timeout.
     client.execute(env=child_env(IPYTHONDIR=str(tmp_path / "ipython")))
-    assert NOTEBOOK.read_bytes() == committed  # executed in memory only
+    assert notebook.read_bytes() == committed  # executed in memory only
 
     cells = code_cells(nb)
     assert all(cell.execution_count is not None for cell in cells)
@@ -93,6 +96,14 @@ def test_the_notebook_runs_and_renders_its_reports_and_plots(kernel_name, tmp_pa
             assert out.output_type != "error", cell.source
             if out.output_type == "stream" and out.name == "stderr":
                 assert "Traceback" not in out.text, cell.source
+    return cells
+
+
+@pytest.mark.timeout(RUN_TIMEOUT + 60)  # a backstop: the run's own deadline comes first
+def test_the_notebook_runs_and_renders_its_reports_and_plots(kernel_name, tmp_path):
+    cells = run_notebook(
+        NOTEBOOK, kernel_name, tmp_path, cell_timeout=CELL_TIMEOUT, run_timeout=RUN_TIMEOUT
+    )
 
     # Every comparison renders as the Report's HTML, every plot as a PNG.
     compares = [cell for cell in cells if "parpy.compare(" in cell.source]
