@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 from collections.abc import Callable
 
 import pytest
@@ -29,6 +30,13 @@ settings.register_profile(
 # A bounded fuzzing run for CI; HYPOTHESIS_PROFILE=long for a local soak.
 settings.register_profile("long", parent=settings.get_profile("parpy"), max_examples=5000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "parpy"))
+
+# The Ctrl-C tests interrupt this process (``_thread.interrupt_main``) and the
+# children it starts (SIGINT), as a terminal's Ctrl-C does. A shell starts a
+# background job with SIGINT ignored, which a child inherits and under which
+# neither reaches Python: Python's own handler is put back, and a child,
+# started from a process that handles SIGINT, gets the default again.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Set by .ci/sanitize to "address" or "thread" when parpy is built with a
 # sanitizer and its runtime is preloaded.
