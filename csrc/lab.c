@@ -40,14 +40,6 @@
 #define RING_SLOTS      1024       /* the message queue's bound */
 #define CACHE_LINE      64
 
-static int64_t
-now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
 static double
 seconds(int64_t ns)
 {
@@ -59,16 +51,6 @@ sleep_ns(int64_t ns)
 {
     struct timespec t = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
     nanosleep(&t, NULL);
-}
-
-static inline void
-cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
 }
 
 /* Finds s in names[0..n). Returns its index, or -1 with ValueError set. */
@@ -140,9 +122,9 @@ team_barrier(team *t)
         if (stopped(t)) {
             return -1;
         }
-        cpu_relax();
+        parpy_cpu_relax();
         if (spin % SPINS == 0) {
-            int64_t now = now_ns();
+            int64_t now = parpy_now_ns();
             if (patience == 0) {
                 patience = now + BARRIER_SPIN_NS;
             }
@@ -254,7 +236,7 @@ team_run(team *t, PyThreadState **ts)
     }
     pthread_mutex_lock(&t->mu);
     while (t->running > 0) {
-        int64_t now = now_ns();
+        int64_t now = parpy_now_ns();
         int64_t until = now + SLICE_NS;
         if (t->deadline > 0 && !stopped(t)) {
             if (now >= t->deadline) {
@@ -271,7 +253,7 @@ team_run(team *t, PyThreadState **ts)
         }
         pthread_mutex_unlock(&t->mu);
         if (t->tick != NULL) {
-            t->tick(t, now_ns());
+            t->tick(t, parpy_now_ns());
         }
         if (!interrupted) {
             PyEval_RestoreThread(*ts);
@@ -332,7 +314,7 @@ race_body(team *t, int index)
         return;
     }
     span *s = &c->spans[index];
-    s->start = now_ns();
+    s->start = parpy_now_ns();
     for (long long i = 0; i < c->increments; i++) {
         if (i % STOP_EVERY == 0 && stopped(t)) {
             break;
@@ -354,7 +336,7 @@ race_body(team *t, int index)
             atomic_fetch_add_explicit(&c->counter, 1, memory_order_relaxed);
         }
     }
-    s->end = now_ns();
+    s->end = parpy_now_ns();
 }
 
 const char parpy_lab_race_doc[] = PyDoc_STR(
@@ -490,7 +472,7 @@ dl_view_of(dl_thread *th, dl_view *v)
 static void
 dl_took(dl_thread *th, int k)
 {
-    atomic_store(&th->held_since[k], now_ns());
+    atomic_store(&th->held_since[k], parpy_now_ns());
     atomic_fetch_or(&th->holds, 1 << k);
 }
 
@@ -510,7 +492,7 @@ dl_acquire(dl_ctx *c, team *t, int index, int k, int breakable)
 {
     dl_thread *th = &c->threads[index];
     atomic_fetch_add(&th->waits_begun, 1);
-    atomic_store(&th->wait_since, now_ns());
+    atomic_store(&th->wait_since, parpy_now_ns());
     atomic_store(&th->waits, k);
     int rc = 0;
     if (!breakable) {
@@ -523,7 +505,7 @@ dl_acquire(dl_ctx *c, team *t, int index, int k, int breakable)
                 break;
             }
             if (spin < SPINS) {
-                cpu_relax();
+                parpy_cpu_relax();
             }
             else {
                 sleep_ns(POLL_NS);
@@ -551,7 +533,7 @@ dl_both_holding(dl_ctx *c, team *t, int index)
             sched_yield();
         }
         else {
-            cpu_relax();
+            parpy_cpu_relax();
         }
     }
     return 0;
@@ -607,7 +589,7 @@ dl_body(team *t, int index)
             break;
         }
         if (round == 0) {
-            th->second_at = now_ns();
+            th->second_at = parpy_now_ns();
         }
         c->shared++;
         dl_release(c, th, second);
@@ -617,7 +599,7 @@ dl_body(team *t, int index)
         round++;
     }
 out:
-    th->released = now_ns();
+    th->released = parpy_now_ns();
 }
 
 static int
@@ -726,15 +708,15 @@ parpy_lab_deadlock(PyObject *Py_UNUSED(module), PyObject *args)
     pthread_mutex_init(&c->locks[1], NULL);
     for (int i = 0; i < 2; i++) {
         atomic_init(&c->threads[i].waits, -1);
-        c->threads[i].rng =
-            0x9E3779B97F4A7C15ULL * (unsigned long long)(i + 1) ^ (unsigned long long)now_ns();
+        c->threads[i].rng = 0x9E3779B97F4A7C15ULL * (unsigned long long)(i + 1) ^
+                            (unsigned long long)parpy_now_ns();
     }
     team t;
     if (team_init(&t, 2, dl_body, c) < 0) {
         goto done;
     }
     t.tick = dl_watch;
-    int64_t start = now_ns();
+    int64_t start = parpy_now_ns();
     int rc = run(&t);
     team_free(&t);
     if (rc < 0) {
@@ -804,7 +786,7 @@ sv_lock(sv_ctx *c, team *t, long long ticket)
                 sleep_ns(POLL_NS);
             }
             else {
-                cpu_relax();
+                parpy_cpu_relax();
             }
         }
         return 0;
@@ -815,7 +797,7 @@ sv_lock(sv_ctx *c, team *t, long long ticket)
             sched_yield(); /* the worker whose turn it is may be waiting for a CPU */
         }
         else {
-            cpu_relax();
+            parpy_cpu_relax();
         }
     }
     return 0;
@@ -848,10 +830,10 @@ sv_body(team *t, int index)
     if (team_barrier(t) < 0) {
         return; /* only when no thread passed the barrier: no turn is served */
     }
-    int64_t asked = now_ns();
+    int64_t asked = parpy_now_ns();
     for (;;) {
         int held = sv_lock(c, t, ticket) == 0;
-        int64_t wait = now_ns() - asked; /* a wait cut short by the stop counts too */
+        int64_t wait = parpy_now_ns() - asked; /* a wait cut short by the stop counts too */
         w->total_wait += wait;
         w->longest_wait = wait > w->longest_wait ? wait : w->longest_wait;
         if (!held) {
@@ -866,7 +848,7 @@ sv_body(team *t, int index)
         }
         w->acquisitions++;
         /* Ask again at once: the next wait starts now. */
-        asked = now_ns();
+        asked = parpy_now_ns();
         long long turn = ticket;
         ticket = sv_draw(c);
         sv_unlock(c, turn);
@@ -911,10 +893,10 @@ parpy_lab_starvation(PyObject *Py_UNUSED(module), PyObject *args)
     if (team_init(&t, workers, sv_body, &c) < 0) {
         goto done;
     }
-    int64_t start = now_ns();
+    int64_t start = parpy_now_ns();
     t.deadline = start + (int64_t)(duration * 1e9);
     int rc = run(&t);
-    int64_t elapsed = now_ns() - start;
+    int64_t elapsed = parpy_now_ns() - start;
     team_free(&t);
     if (rc < 0) {
         goto done;
@@ -964,9 +946,9 @@ rd_shared(rd_ctx *c, team *t, unsigned long long lo, unsigned long long hi, int6
             return;
         }
         if (pthread_mutex_trylock(&c->mu) != 0) { /* busy: time the wait */
-            int64_t asked = now_ns();
+            int64_t asked = parpy_now_ns();
             pthread_mutex_lock(&c->mu);
-            *waited += now_ns() - asked;
+            *waited += parpy_now_ns() - asked;
         }
         c->total += v;
         pthread_mutex_unlock(&c->mu);
@@ -983,12 +965,12 @@ rd_ring(rd_ctx *c, team *t, void *item, void **out, int64_t *waited)
     if (rc != PARPY_RING_TIMEOUT) {
         return rc;
     }
-    int64_t asked = now_ns();
+    int64_t asked = parpy_now_ns();
     while (rc == PARPY_RING_TIMEOUT && !stopped(t)) {
         rc = out ? parpy_ring_pop(&c->ring, out, SLICE_NS)
                  : parpy_ring_push(&c->ring, item, SLICE_NS);
     }
-    *waited += now_ns() - asked;
+    *waited += parpy_now_ns() - asked;
     return rc;
 }
 
@@ -1001,9 +983,9 @@ rd_body(team *t, int index)
     if (team_barrier(t) < 0) {
         return;
     }
-    c->spans[index].start = now_ns();
+    c->spans[index].start = parpy_now_ns();
     rd_work(c, t, index);
-    c->spans[index].end = now_ns();
+    c->spans[index].end = parpy_now_ns();
 }
 
 static void

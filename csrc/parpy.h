@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* ---- ThreadSanitizer annotations ---------------------------------------- */
 
@@ -81,6 +82,26 @@ typedef struct {
 typedef struct {
     const atomic_int *flags[PARPY_CTX_FLAGS]; /* any non-zero cancels; NULL: unused */
 } parpy_ctx;
+
+/* The monotonic clock, in nanoseconds. */
+static inline int64_t
+parpy_now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* A spin-wait's pause: the CPU's hint that this thread waits on another. */
+static inline void
+parpy_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 static inline int
 parpy_cancelled(const parpy_ctx *ctx)

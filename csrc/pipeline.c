@@ -93,18 +93,10 @@ typedef struct {
     int closed;
 } run_object;
 
-static int64_t
-now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
 static void
 add_ns(atomic_ullong *counter, int64_t since)
 {
-    atomic_fetch_add_explicit(counter, (unsigned long long)(now_ns() - since),
+    atomic_fetch_add_explicit(counter, (unsigned long long)(parpy_now_ns() - since),
                               memory_order_relaxed);
 }
 
@@ -512,7 +504,7 @@ run_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     int ended = 0;
     while (!ended && !atomic_load(&r->stop)) {
         size_t size = next_chunk_size(r, total < 0 ? -1 : total - position);
-        int64_t t0 = now_ns();
+        int64_t t0 = parpy_now_ns();
         int ok;
         Py_BEGIN_ALLOW_THREADS
             ok = gate_take(r, size);
@@ -531,7 +523,7 @@ run_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         c->first = position;
         c->form = native ? FORM_ITEM : FORM_OBJ;
         c->parsed = native;
-        int64_t start = now_ns();
+        int64_t start = parpy_now_ns();
         while ((size_t)c->n < size) {
             PyObject *obj = PyIter_Next(iterator);
             if (obj == NULL) {
@@ -555,7 +547,7 @@ run_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             }
             c->n++;
             position++;
-            if (now_ns() - start > FLUSH_NS) {
+            if (parpy_now_ns() - start > FLUSH_NS) {
                 break;
             }
         }
@@ -564,7 +556,7 @@ run_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             chunk_free(r, c);
             continue;
         }
-        t0 = now_ns();
+        t0 = parpy_now_ns();
         int rc;
         Py_BEGIN_ALLOW_THREADS
             rc = parpy_ring_push(&r->rings[0], c, -1);
@@ -598,7 +590,7 @@ run_work(PyObject *self, PyObject *arg)
     PyThreadState *save = PyEval_SaveThread();
     for (;;) {
         void *got;
-        int64_t t0 = now_ns();
+        int64_t t0 = parpy_now_ns();
         int rc = parpy_ring_pop(in, &got, -1);
         add_ns(&s->blocked_in_ns, t0);
         if (rc != PARPY_RING_OK) {
@@ -606,7 +598,7 @@ run_work(PyObject *self, PyObject *arg)
         }
         chunk *c = got;
         atomic_fetch_add_explicit(&s->items_in, (unsigned long long)c->n, memory_order_relaxed);
-        t0 = now_ns();
+        t0 = parpy_now_ns();
         rc =
             s->kernel != NULL ? native_step(r, (int)k, c, &save) : python_step(r, (int)k, c, &save);
         add_ns(&s->busy_ns, t0);
@@ -614,7 +606,7 @@ run_work(PyObject *self, PyObject *arg)
             break;
         }
         atomic_fetch_add_explicit(&s->items_out, (unsigned long long)c->n, memory_order_relaxed);
-        t0 = now_ns();
+        t0 = parpy_now_ns();
         rc = parpy_ring_push(out, c, -1);
         add_ns(&s->blocked_out_ns, t0);
         if (rc != PARPY_RING_OK) {
@@ -722,7 +714,7 @@ run_next(PyObject *self, PyObject *Py_UNUSED(ignored))
         }
         if (rc == PARPY_RING_CLOSED) {
             r->ended = 1;
-            atomic_store(&r->t_end, now_ns());
+            atomic_store(&r->t_end, parpy_now_ns());
             return r->error != NULL ? raise_error(r) : Py_NewRef(Py_None);
         }
         if (rc != PARPY_RING_OK) {
@@ -778,7 +770,7 @@ run_stop_method(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     run_stop(r);
     if (atomic_load(&r->t_end) == 0) {
-        atomic_store(&r->t_end, now_ns());
+        atomic_store(&r->t_end, parpy_now_ns());
     }
     Py_RETURN_NONE;
 }
@@ -817,7 +809,7 @@ run_close(PyObject *self, PyObject *Py_UNUSED(ignored))
         r->closed = 1;
         run_stop(r);
         if (atomic_load(&r->t_end) == 0) {
-            atomic_store(&r->t_end, now_ns());
+            atomic_store(&r->t_end, parpy_now_ns());
         }
         run_clear_chunks(r);
         for (int k = 0; k < r->nstages; k++) {
@@ -845,7 +837,7 @@ run_counters(PyObject *self, PyObject *Py_UNUSED(ignored))
     run_object *r = (run_object *)self;
     int64_t end = atomic_load(&r->t_end);
     int running = end == 0;
-    double wall = (double)((running ? now_ns() : end) - r->t_start) * 1e-9;
+    double wall = (double)((running ? parpy_now_ns() : end) - r->t_start) * 1e-9;
     PyObject *rows = PyTuple_New(r->nstages);
     if (rows == NULL) {
         return NULL;
@@ -899,7 +891,7 @@ run_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     r->nstages = (int)n;
     r->ordered = ordered;
     r->maxsize = (size_t)maxsize;
-    r->t_start = now_ns();
+    r->t_start = parpy_now_ns();
     r->stages = PyMem_Calloc((size_t)n, sizeof(stage));
     r->rings = PyMem_Calloc((size_t)n + 1, sizeof(parpy_ring));
     if (r->stages == NULL || r->rings == NULL) {

@@ -69,16 +69,6 @@ parse_timeout(PyObject *timeout, double *seconds)
     return 0;
 }
 
-static inline void
-cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 /* After a wait, before taking the GIL back (no GIL held). The GIL is most
    likely held by the thread on the other side, which gives it up when it
    blocks on this queue in turn; a thread that asked for it now would sleep
@@ -90,7 +80,7 @@ settle(queue_object *self, int push)
     double until = monotonic() + SETTLE_NS * 1e-9;
     for (int spin = 1; atomic_load_explicit(&self->blocked[!push], memory_order_relaxed) == 0;
          spin++) {
-        cpu_relax();
+        parpy_cpu_relax();
         if ((spin & 63) == 0 && monotonic() > until) {
             return;
         }
