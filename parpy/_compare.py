@@ -1034,7 +1034,7 @@ def compare(
         job.client = client
         if any(name in DASK_BACKENDS for name in names):
             job.meta["dask"] = (
-                f"the given client ({_threads(client)} threads)"
+                f"the given client ({_dask.threads(client)} threads)"
                 if client is not None
                 else "a LocalCluster of that many 1-thread worker processes on 127.0.0.1"
             )
@@ -1089,17 +1089,13 @@ def compare(
     )
 
 
-def _threads(client: Any) -> int:
-    return max(1, sum(client.nthreads().values()))
-
-
 def _counts_of(backend: str, counts: list[int], client: Any) -> list[int]:
     """The worker counts a backend runs at: serial at 1, the Dask backends on
     a given client at its thread count, the others over the sweep."""
     if backend == "serial":
         return [1]
     if backend in DASK_BACKENDS and client is not None:
-        return [_threads(client)]
+        return [_dask.threads(client)]
     return counts
 
 

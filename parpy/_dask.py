@@ -39,7 +39,7 @@ from typing import Any
 from parpy import _core, _progress
 from parpy._core import Kernel
 
-__all__ = ["map", "plan", "require"]
+__all__ = ["map", "plan", "require", "threads"]
 
 # Nanoseconds an item costs beyond the kernel's estimate of its compute:
 # parsing it, building its result and pickling both ways. Measured on
@@ -68,6 +68,11 @@ def require(client: object) -> Any:
     if not isinstance(client, distributed.Client):
         raise TypeError(f"client must be a distributed.Client, not {type(client).__name__}")
     return distributed
+
+
+def threads(client: Any) -> int:
+    """The threads of the Dask workers behind ``client`` (at least 1)."""
+    return max(1, sum(client.nthreads().values()))
 
 
 def plan(costs: Sequence[float], slots: int, workers: int = 1) -> list[tuple[int, int]]:
@@ -172,7 +177,7 @@ def map(  # noqa: A001 - parpy.map's Dask path
     if chunksize:
         chunks = [(a, min(a + chunksize, n)) for a in range(0, n, chunksize)]
     else:
-        chunks = plan(costs, max(1, sum(client.nthreads().values())), workers)
+        chunks = plan(costs, threads(client), workers)
     # Positional: client.map's keywords (workers=) are its own.
     futures = client.map(
         _run_chunk,
