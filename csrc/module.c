@@ -213,6 +213,10 @@ module_exec(PyObject *module)
     if (parpy_batch_init() < 0) {
         return -1;
     }
+    if (parpy_fork_init() < 0) {
+        PyErr_SetString(PyExc_ImportError, "parpy: pthread_atfork failed");
+        return -1;
+    }
     if (add_type(module, &st->kernel_type, parpy_kernel_type_new) < 0 ||
         add_type(module, &st->control_type, parpy_control_type_new) < 0 ||
         add_type(module, &st->batch_type, parpy_batch_type_new) < 0 ||

@@ -316,7 +316,11 @@ int parpy_parse_call(PyObject *kernel, void *item, PyObject *const *args, Py_ssi
    inside. Bounded by maxsize (0: unbounded); pushes block while it is full
    and pops while it is empty, each up to a timeout, without the GIL (the
    caller releases it). close() lets consumers drain what is left; stop()
-   makes every push and pop fail at once. */
+   makes every push and pop fail at once.
+   A ring made before the process forked belongs to the parent's threads
+   (one of them may have held its lock at the fork): in the child it is
+   inert, its lock never taken; it reads as stopped, and destroy only frees
+   its slots. */
 typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t not_empty, not_full;
@@ -324,8 +328,9 @@ typedef struct {
     size_t capacity, head, count;
     size_t maxsize;
     int closed, stopped;
-    int waiting_pop;  /* consumers blocked in pop */
-    int waiting_push; /* producers blocked in push */
+    int waiting_pop;     /* consumers blocked in pop */
+    int waiting_push;    /* producers blocked in push */
+    unsigned generation; /* parpy_fork_generation() when it was made */
 } parpy_ring;
 
 enum {
@@ -336,7 +341,28 @@ enum {
     PARPY_RING_NOMEM = 4,
 };
 
+/* Forks this process descends from since parpy was loaded; 0 in the
+   process that loaded it. parpy_fork_init registers the counting (once). */
+unsigned parpy_fork_generation(void);
+int parpy_fork_init(void); /* 0, or -1 if pthread_atfork failed */
+
 int parpy_ring_init(parpy_ring *q, size_t maxsize); /* 0, or -1 (errno) */
+/* Whether q was made before a fork: in the parent's threads, not ours. */
+int parpy_ring_inherited(const parpy_ring *q);
+/* Raises RuntimeError naming what (e.g. "parpy.Queue") and returns -1 if
+   q is inherited; else returns 0. GIL held. */
+static inline int
+parpy_ring_check_owned(const parpy_ring *q, const char *what)
+{
+    if (!parpy_ring_inherited(q)) {
+        return 0;
+    }
+    PyErr_Format(PyExc_RuntimeError,
+                 "%s was made before this process was forked: it belongs to the parent's "
+                 "threads and cannot be used in the child (make a new one here)",
+                 what);
+    return -1;
+}
 void parpy_ring_destroy(parpy_ring *q);
 /* timeout_ns < 0: wait as long as it takes; 0: do not wait. */
 int parpy_ring_push(parpy_ring *q, void *item, int64_t timeout_ns);

@@ -72,7 +72,8 @@ typedef struct {
     size_t chunk_max;
 
     atomic_int stop;
-    PyObject *error; /* the first error (GIL) */
+    PyObject *error;           /* the error of the lowest position (GIL) */
+    Py_ssize_t error_position; /* its item's; -1: given to stop(), never replaced */
 
     pthread_mutex_t gate_mu;
     pthread_cond_t gate_cv;
@@ -112,6 +113,20 @@ slot_at(const run_object *r, const chunk *c, Py_ssize_t i)
     return c->data + (size_t)i * slot_size(r, c);
 }
 
+/* Made before this process forked: its threads, chunks and locks are the
+   parent's. It is never locked or freed here, and its methods raise. */
+static int
+inherited(const run_object *r)
+{
+    return r->nrings > 0 && parpy_ring_inherited(&r->rings[0]);
+}
+
+static int
+check_owned(const run_object *r)
+{
+    return r->nrings > 0 ? parpy_ring_check_owned(&r->rings[0], "this pipeline run") : 0;
+}
+
 /* ---- stopping ------------------------------------------------------------- */
 
 /* Any thread, GIL or not: wakes every wait of the run. */
@@ -122,20 +137,22 @@ run_stop(run_object *r)
     for (int k = 0; k < r->nrings; k++) {
         parpy_ring_stop(&r->rings[k]);
     }
-    if (r->gate_ready) {
+    if (r->gate_ready && !inherited(r)) {
         pthread_mutex_lock(&r->gate_mu);
         pthread_cond_broadcast(&r->gate_cv);
         pthread_mutex_unlock(&r->gate_mu);
     }
 }
 
-/* GIL held, an exception raised: keeps it as the run's error (if first)
-   with a note, and stops the run. stage < 0: the input iterator. */
+/* GIL held, an exception raised: keeps it as the run's error, with a note,
+   if it is the first or of a lower position than the one kept (an item
+   already in a stage when the run stopped may still fail), and stops the
+   run. stage < 0: the input iterator. */
 static void
 fail(run_object *r, int at, Py_ssize_t position)
 {
     PyObject *exc = parpy_fetch_exception();
-    if (r->error == NULL && !atomic_load(&r->stop)) {
+    if (r->error == NULL ? !atomic_load(&r->stop) : position < r->error_position) {
         PyObject *note =
             at < 0 ? PyUnicode_FromFormat(
                          "parpy.Pipeline: the input iterator failed reading item %zd", position)
@@ -147,7 +164,8 @@ fail(run_object *r, int at, Py_ssize_t position)
         }
         Py_XDECREF(res);
         Py_XDECREF(note);
-        r->error = exc;
+        Py_XSETREF(r->error, exc);
+        r->error_position = position;
     }
     else {
         Py_DECREF(exc);
@@ -488,6 +506,9 @@ run_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     run_object *r = (run_object *)self;
     Py_ssize_t total = -1;
+    if (check_owned(r) < 0) {
+        return NULL;
+    }
     if (nargs < 1 || nargs > 2 ||
         (nargs == 2 && args[1] != Py_None &&
          ((total = PyLong_AsSsize_t(args[1])) < 0 || PyErr_Occurred()))) {
@@ -578,6 +599,9 @@ static PyObject *
 run_work(PyObject *self, PyObject *arg)
 {
     run_object *r = (run_object *)self;
+    if (check_owned(r) < 0) {
+        return NULL;
+    }
     long k = PyLong_AsLong(arg);
     if (k < 0 || k >= r->nstages) {
         if (!PyErr_Occurred()) {
@@ -665,10 +689,42 @@ reorder_take(run_object *r)
     return NULL;
 }
 
-/* GIL held: raises the run's error (which stays kept for stats). */
+/* GIL held, the run stopped: waits without the GIL, interruptibly, until
+   every stage worker has left work(), so that the items in a stage at the
+   stop have failed or not before the run's error is chosen. Returns 0, or
+   -1 with the signal handlers' exception set. */
+static int
+wait_workers(run_object *r)
+{
+    for (;;) {
+        int alive = 0;
+        for (int k = 0; k < r->nstages; k++) {
+            alive += atomic_load(&r->stages[k].alive);
+        }
+        if (alive == 0) {
+            return 0;
+        }
+        Py_BEGIN_ALLOW_THREADS
+            struct timespec pause = {0, 1000000L};
+            nanosleep(&pause, NULL);
+        Py_END_ALLOW_THREADS
+        if (PyErr_CheckSignals() < 0) {
+            return -1;
+        }
+    }
+}
+
+/* GIL held: raises the run's error (which stays kept for stats): that of
+   the lowest position, once every worker has left. */
 static PyObject *
 raise_error(run_object *r)
 {
+    if (r->error != NULL && r->error_position >= 0) {
+        run_stop(r);
+        if (wait_workers(r) < 0) {
+            return NULL;
+        }
+    }
     if (r->error != NULL) {
         parpy_restore_exception(Py_NewRef(r->error));
     }
@@ -687,6 +743,9 @@ static PyObject *
 run_next(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     run_object *r = (run_object *)self;
+    if (check_owned(r) < 0) {
+        return NULL;
+    }
     gate_give(r, r->handed);
     r->handed = 0;
     if (r->ended) {
@@ -708,6 +767,12 @@ run_next(PyObject *self, PyObject *Py_UNUSED(ignored))
         Py_END_ALLOW_THREADS
         if (rc == PARPY_RING_TIMEOUT) {
             if (PyErr_CheckSignals() < 0) {
+                /* Ctrl-C stops the run here: no worker takes another item,
+                   whatever the caller does next. */
+                run_stop(r);
+                if (atomic_load(&r->t_end) == 0) {
+                    atomic_store(&r->t_end, parpy_now_ns());
+                }
                 return NULL;
             }
             continue;
@@ -767,6 +832,7 @@ run_stop_method(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (nargs == 1 && args[0] != Py_None && r->error == NULL && !r->ended &&
         !atomic_load(&r->stop)) {
         r->error = Py_NewRef(args[0]);
+        r->error_position = -1;
     }
     run_stop(r);
     if (atomic_load(&r->t_end) == 0) {
@@ -785,6 +851,9 @@ drop_chunk(void *item, void *arg)
 static void
 run_clear_chunks(run_object *r)
 {
+    if (inherited(r)) { /* the parent's: left as they are */
+        return;
+    }
     for (int k = 0; k < r->nrings; k++) {
         parpy_ring_drain(&r->rings[k], drop_chunk, r);
     }
@@ -966,7 +1035,7 @@ run_dealloc(PyObject *self)
     for (int k = 0; k < r->nrings; k++) {
         parpy_ring_destroy(&r->rings[k]);
     }
-    if (r->gate_ready) {
+    if (r->gate_ready && !inherited(r)) {
         pthread_mutex_destroy(&r->gate_mu);
         pthread_cond_destroy(&r->gate_cv);
     }

@@ -166,6 +166,9 @@ wake_joiners(queue_object *self)
 static int
 put(queue_object *self, PyObject *item, int block, double timeout)
 {
+    if (parpy_ring_check_owned(&self->ring, "this parpy.Queue") < 0) {
+        return -1;
+    }
     count_put(self, 1); /* before a consumer can take it and call task_done */
     int rc = parpy_ring_push(&self->ring, Py_NewRef(item), 0);
     if (rc == PARPY_RING_TIMEOUT && block) {
@@ -193,6 +196,9 @@ put(queue_object *self, PyObject *item, int block, double timeout)
 static PyObject *
 get(queue_object *self, int block, double timeout)
 {
+    if (parpy_ring_check_owned(&self->ring, "this parpy.Queue") < 0) {
+        return NULL;
+    }
     void *item = NULL;
     int rc = parpy_ring_pop(&self->ring, &item, 0);
     if (rc == PARPY_RING_TIMEOUT && block) {
@@ -346,6 +352,9 @@ static PyObject *
 queue_task_done(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     queue_object *self = (queue_object *)op;
+    if (parpy_ring_check_owned(&self->ring, "this parpy.Queue") < 0) {
+        return NULL;
+    }
     long long n = atomic_load(&self->unfinished);
     do {
         if (n <= 0) {
@@ -368,6 +377,9 @@ static PyObject *
 queue_join(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     queue_object *self = (queue_object *)op;
+    if (parpy_ring_check_owned(&self->ring, "this parpy.Queue") < 0) {
+        return NULL;
+    }
     for (;;) {
         int done;
         Py_BEGIN_ALLOW_THREADS
@@ -435,7 +447,8 @@ queue_shutdown(PyObject *op, PyObject *args, PyObject *kwargs)
     static char *names[] = {"immediate", NULL};
     queue_object *self = (queue_object *)op;
     int immediate = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|p:shutdown", names, &immediate)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|p:shutdown", names, &immediate) ||
+        parpy_ring_check_owned(&self->ring, "this parpy.Queue") < 0) {
         return NULL;
     }
     self->is_shutdown = 1;
@@ -574,9 +587,11 @@ queue_dealloc(PyObject *op)
     }
     queue_clear(op); /* no thread is blocked in it: it would hold a reference */
     if (self->ring.slots != NULL) {
+        if (!parpy_ring_inherited(&self->ring)) { /* else the parent's threads' */
+            pthread_cond_destroy(&self->all_done);
+            pthread_mutex_destroy(&self->mu);
+        }
         parpy_ring_destroy(&self->ring);
-        pthread_cond_destroy(&self->all_done);
-        pthread_mutex_destroy(&self->mu);
     }
     tp->tp_free(op);
     Py_DECREF(tp);

@@ -7,6 +7,10 @@
  * variables (CLOCK_MONOTONIC, for the timeouts); the slots are a circular
  * buffer that grows by doubling, so maxsize may change at any time and 0
  * means unbounded.
+ *
+ * A child forked while a ring is in use has none of the threads that use
+ * it, and one of them may have held its lock: rings count the forks
+ * (pthread_atfork) and one made in an earlier generation is never locked.
  */
 #include "parpy.h"
 
@@ -15,6 +19,44 @@
 #include <time.h>
 
 #define INITIAL_CAPACITY 16
+
+/* ---- forks --------------------------------------------------------------- */
+
+static atomic_uint fork_generation = 0;
+
+/* In a forked child, alone: rings made so far are the parent's. */
+static void
+count_fork(void)
+{
+    atomic_fetch_add_explicit(&fork_generation, 1, memory_order_relaxed);
+}
+
+unsigned
+parpy_fork_generation(void)
+{
+    return atomic_load_explicit(&fork_generation, memory_order_relaxed);
+}
+
+int
+parpy_fork_init(void)
+{
+    static int done = 0;
+    if (!done) {
+        if (pthread_atfork(NULL, NULL, count_fork) != 0) {
+            return -1;
+        }
+        done = 1;
+    }
+    return 0;
+}
+
+int
+parpy_ring_inherited(const parpy_ring *q)
+{
+    return q->generation != parpy_fork_generation();
+}
+
+/* ---- the ring ------------------------------------------------------------ */
 
 static void
 cond_init_monotonic(pthread_cond_t *cv)
@@ -38,6 +80,7 @@ parpy_ring_init(parpy_ring *q, size_t maxsize)
     q->maxsize = maxsize;
     q->closed = q->stopped = 0;
     q->waiting_pop = q->waiting_push = 0;
+    q->generation = parpy_fork_generation();
     pthread_mutex_init(&q->mu, NULL);
     cond_init_monotonic(&q->not_empty);
     cond_init_monotonic(&q->not_full);
@@ -47,6 +90,11 @@ parpy_ring_init(parpy_ring *q, size_t maxsize)
 void
 parpy_ring_destroy(parpy_ring *q)
 {
+    if (parpy_ring_inherited(q)) { /* waiters that do not exist here: no destroy */
+        free(q->slots);
+        q->slots = NULL;
+        return;
+    }
     pthread_cond_destroy(&q->not_full);
     pthread_cond_destroy(&q->not_empty);
     pthread_mutex_destroy(&q->mu);
@@ -106,6 +154,9 @@ grow_locked(parpy_ring *q)
 int
 parpy_ring_push(parpy_ring *q, void *item, int64_t timeout_ns)
 {
+    if (parpy_ring_inherited(q)) {
+        return PARPY_RING_STOPPED;
+    }
     struct timespec deadline;
     if (timeout_ns > 0) {
         deadline = deadline_after(timeout_ns);
@@ -154,6 +205,9 @@ parpy_ring_push(parpy_ring *q, void *item, int64_t timeout_ns)
 int
 parpy_ring_pop(parpy_ring *q, void **item, int64_t timeout_ns)
 {
+    if (parpy_ring_inherited(q)) {
+        return PARPY_RING_STOPPED;
+    }
     struct timespec deadline;
     if (timeout_ns > 0) {
         deadline = deadline_after(timeout_ns);
@@ -200,6 +254,9 @@ parpy_ring_pop(parpy_ring *q, void **item, int64_t timeout_ns)
 void
 parpy_ring_close(parpy_ring *q)
 {
+    if (parpy_ring_inherited(q)) {
+        return;
+    }
     pthread_mutex_lock(&q->mu);
     q->closed = 1;
     pthread_cond_broadcast(&q->not_empty);
@@ -210,6 +267,9 @@ parpy_ring_close(parpy_ring *q)
 void
 parpy_ring_stop(parpy_ring *q)
 {
+    if (parpy_ring_inherited(q)) {
+        return;
+    }
     pthread_mutex_lock(&q->mu);
     q->closed = q->stopped = 1;
     pthread_cond_broadcast(&q->not_empty);
@@ -220,6 +280,9 @@ parpy_ring_stop(parpy_ring *q)
 size_t
 parpy_ring_drain(parpy_ring *q, void (*fn)(void *item, void *arg), void *arg)
 {
+    if (parpy_ring_inherited(q)) {
+        return 0;
+    }
     /* Unlinked under the lock, handed to fn outside it: fn may take the GIL
        or push to this ring. */
     pthread_mutex_lock(&q->mu);
@@ -245,6 +308,9 @@ parpy_ring_drain(parpy_ring *q, void (*fn)(void *item, void *arg), void *arg)
 int
 parpy_ring_foreach(parpy_ring *q, int (*fn)(void *item, void *arg), void *arg)
 {
+    if (parpy_ring_inherited(q)) {
+        return 0;
+    }
     int rc = 0;
     pthread_mutex_lock(&q->mu);
     for (size_t i = 0; i < q->count && rc == 0; i++) {
@@ -257,6 +323,9 @@ parpy_ring_foreach(parpy_ring *q, int (*fn)(void *item, void *arg), void *arg)
 size_t
 parpy_ring_size(parpy_ring *q)
 {
+    if (parpy_ring_inherited(q)) {
+        return q->count;
+    }
     pthread_mutex_lock(&q->mu);
     size_t n = q->count;
     pthread_mutex_unlock(&q->mu);
@@ -266,6 +335,9 @@ parpy_ring_size(parpy_ring *q)
 int
 parpy_ring_waiting(parpy_ring *q)
 {
+    if (parpy_ring_inherited(q)) {
+        return 0;
+    }
     pthread_mutex_lock(&q->mu);
     int n = q->waiting_pop;
     pthread_mutex_unlock(&q->mu);
@@ -275,6 +347,9 @@ parpy_ring_waiting(parpy_ring *q)
 int
 parpy_ring_closed(parpy_ring *q)
 {
+    if (parpy_ring_inherited(q)) {
+        return 1;
+    }
     pthread_mutex_lock(&q->mu);
     int closed = q->closed;
     pthread_mutex_unlock(&q->mu);
@@ -284,6 +359,9 @@ parpy_ring_closed(parpy_ring *q)
 void
 parpy_ring_set_maxsize(parpy_ring *q, size_t maxsize)
 {
+    if (parpy_ring_inherited(q)) {
+        return;
+    }
     pthread_mutex_lock(&q->mu);
     q->maxsize = maxsize;
     pthread_cond_broadcast(&q->not_full);

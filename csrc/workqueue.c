@@ -278,6 +278,9 @@ queue_submit(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "submit: args must be a tuple and kwargs a dict or None");
         return NULL;
     }
+    if (parpy_ring_check_owned(&self->ring, "this parpy work queue") < 0) {
+        return NULL;
+    }
     if (parpy_ring_closed(&self->ring)) {
         PyErr_SetString(PyExc_RuntimeError, "cannot schedule new tasks: the queue is closed");
         return NULL;

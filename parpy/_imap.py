@@ -49,6 +49,12 @@ def terminated() -> RuntimeError:
     return RuntimeError("the pool was terminated before this task finished")
 
 
+def forked() -> RuntimeError:
+    return RuntimeError(
+        "this task was given to the pool before this process was forked: it is the parent's"
+    )
+
+
 class _Results:
     """The workers' side of one imap call: runs Python chunks, receives the
     outcome of every chunk."""
@@ -61,6 +67,7 @@ class _Results:
         self.cond = threading.Condition(threading.Lock())
         self.waiting = False  # the consumer sleeps on cond
         self.ended = False  # terminated, dropped, or ended by a failed chunk
+        self.end_error = terminated  # what a consumer gets once ended
 
     def run(self, chunk: list[Any]) -> list[Any] | None:
         """Computes one chunk of a Python callable (a worker's task)."""
@@ -100,6 +107,13 @@ class _Results:
         """No more chunks are wanted (terminated, or the iterator dropped)."""
         self.ended = True
         self.wake()
+
+    def disown(self) -> None:
+        """In a forked child, alone: ended, with a lock of its own."""
+        self.cond = threading.Condition(threading.Lock())
+        self.waiting = False
+        self.ended = True
+        self.end_error = forked
 
 
 class IMapIterator:
@@ -184,6 +198,13 @@ class IMapIterator:
         self._pool._feeder_finished(self)
         results.wake()
 
+    def _disown(self) -> None:
+        """In a forked child, alone: the chunks are the parent's; the next
+        ``next()`` ends the iteration with the pool's error."""
+        self._feed_lock = threading.Lock()
+        self._consumer_lock = threading.Lock()
+        self._results.disown()
+
     # -- consumer ------------------------------------------------------------
 
     def __iter__(self) -> IMapIterator:
@@ -213,7 +234,7 @@ class IMapIterator:
                     raise StopIteration
                 if results.ended:
                     self._close()
-                    raise terminated()
+                    raise results.end_error()
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError

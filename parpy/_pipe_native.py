@@ -4,7 +4,10 @@ A run is a ``_core.PipelineRun`` (csrc/pipeline.c) driven by Python threads
 that call into it and stay in C: one reads the input (``feed``), each stage
 worker computes (``work``) without the GIL unless its stage is a Python
 callable; the consumer takes chunks of results (``next``). The threads are
-kept between runs, parked on a queue, and released by :meth:`close`.
+kept between runs, parked on a queue, and released by :meth:`close`. The
+last of a run's threads and its consumer to finish closes it, so that the
+consumer need not wait for a thread still in a Python call after Ctrl-C
+(parpy.pipeline.settle).
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from parpy import _core
-from parpy.pipeline import RawStage, RawStats, Stage
+from parpy import _core, _fork
+from parpy.pipeline import RawStage, RawStats, Stage, settle
 
 _ENOUGH = 4096  # threads kept parked between runs, at most
 
@@ -29,10 +32,42 @@ class _Workers:
         self._all: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._runs: set[threading.Event] = set()  # of the runs not finished
+        _fork.register(self)
 
-    def start(self, tasks: list[Callable[[], object]]) -> list[threading.Event]:
-        """Runs every task on a thread of its own; returns an Event per task."""
-        events = []
+    def _disown(self) -> None:
+        """In a forked child, alone: the threads are the parent's; a run of
+        theirs counts as finished, and the next run starts new threads."""
+        self._lock = threading.Lock()
+        self._idle, self._all = [], []
+        for finished in self._runs:
+            finished._at_fork_reinit()  # type: ignore[attr-defined]
+            finished.set()
+        self._runs = set()
+
+    def start(
+        self, tasks: list[Callable[[], object]], then: Callable[[], object]
+    ) -> tuple[threading.Event, Callable[[], None]]:
+        """Runs every task on a thread of its own. Returns an Event and a
+        function for the caller to call once it is done with the run: then()
+        runs after every task and that call, and the Event is set after it."""
+        finished = threading.Event()
+        left = [len(tasks) + 1]
+
+        def end() -> None:
+            with self._lock:
+                left[0] -= 1
+                if left[0]:
+                    return
+            try:
+                then()
+            finally:
+                with self._lock:
+                    self._runs.discard(finished)
+                finished.set()
+
+        with self._lock:
+            self._runs.add(finished)
         for task in tasks:
             with self._lock:
                 slot = self._idle.pop() if self._idle else None
@@ -48,17 +83,15 @@ class _Workers:
                 with self._lock:
                     self._all.append(thread)
                 thread.start()
-            finished = threading.Event()
-            slot[1].put((task, finished, slot))
-            events.append(finished)
-        return events
+            slot[1].put((task, end, slot))
+        return finished, end
 
     def _loop(self, inbox: queue.SimpleQueue[Any]) -> None:
         while True:
             job = inbox.get()
             if job is None:
                 return
-            task, finished, slot = job
+            task, end, slot = job
             del job  # a parked thread keeps nothing of the run alive
             try:
                 task()
@@ -68,7 +101,8 @@ class _Workers:
                     keep = not self._closed and len(self._idle) < _ENOUGH
                     if keep:
                         self._idle.append(slot)
-                finished.set()
+                end()
+                del end
             if not keep:
                 return
 
@@ -101,15 +135,18 @@ class NativeRunner:
         tasks: list[Callable[[], object]] = [lambda: run.feed(iterator, total)]
         for k, (_, workers, _) in enumerate(self._spec):
             tasks += [lambda k=k: run.work(k)] * workers  # type: ignore[misc]
-        finished = self._workers.start(tasks)
+        finished, leave = self._workers.start(tasks, then=run.close)
+        interrupted = False
         try:
             while (chunk := run.next()) is not None:
                 yield from chunk
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
             run.stop()
-            for event in finished:
-                event.wait()
-            run.close()
+            leave()
+            settle(finished.wait, interrupted)
 
     def snapshot(self) -> RawStats | None:
         run = self._run

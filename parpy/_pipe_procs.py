@@ -58,6 +58,9 @@ from __future__ import annotations
 import builtins
 import itertools
 import multiprocessing
+import multiprocessing.forkserver
+import multiprocessing.resource_tracker
+import os
 import pickle
 import queue
 import signal
@@ -69,6 +72,7 @@ from collections.abc import Iterator
 from multiprocessing.pool import RemoteTraceback  # type: ignore[attr-defined]
 from typing import Any
 
+from parpy import _fork
 from parpy._pipe_threads import POLL, Handout, raise_outcome, room, take_token
 from parpy.pipeline import RawStage, RawStats, Stage
 
@@ -81,6 +85,25 @@ LIVENESS_EVERY = 0.2
 
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts worker processes of its own (here, and wherever
+    parpy uses START_METHOD). multiprocessing does not re-initialise its fork
+    server and resource tracker for os.fork: the fork server is the parent's
+    child, not ours, and one of the parent's threads may hold either's lock.
+    The child gets a fork server of its own, started on first use (with the
+    same preloaded modules), and a new lock for the resource tracker, whose
+    process it shares with the parent as multiprocessing's forked children do."""
+    server: Any = multiprocessing.forkserver._forkserver  # type: ignore[attr-defined]
+    preload = server._preload_modules
+    server.__init__()
+    server._preload_modules = preload
+    tracker: Any = multiprocessing.resource_tracker._resource_tracker  # type: ignore[attr-defined]
+    tracker._lock = type(tracker._lock)()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # ctl: the current run's id (0: none) and the shutdown flag.
 _RUN, _SHUTDOWN = 0, 1
@@ -471,8 +494,9 @@ class _Run:
         self.final: RawStats | None = None
 
     def fail(self, exc: BaseException, stage: int | None, position: int) -> None:
+        """Keeps the run's error: the first, or one of a lower position."""
         with self.lock:
-            if self.error is None and not self.closed:
+            if not self.closed and (self.error is None or position < self.error[2]):
                 self.error = (exc, stage, position)
         self.stop.set()
         with self.cond:
@@ -553,6 +577,27 @@ class ProcessRunner:
         self._run: _Run | None = None
         self._starting = False
         self._closed = False
+        _fork.register(self)
+
+    def _disown(self) -> None:
+        """In a forked child, alone: the worker processes, their queues and the
+        feeder are the parent's. They are left alone: never ended from here,
+        not even by multiprocessing's exit handler, which would terminate them
+        as children of this process; a run in progress counts as closed, and
+        the next run starts a pool of the child's own."""
+        self._lock = threading.RLock()
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        if self._pool is not None:
+            children = multiprocessing.process._children  # type: ignore[attr-defined]
+            children.difference_update(self._pool.procs)
+        self._finalizer, self._pool = None, None
+        run = self._run
+        if run is not None and run.final is None:
+            run.lock, run.cond = threading.Lock(), threading.Condition(threading.Lock())
+            run.closed = True
+            run.ended = time.monotonic()
+            run.final = run.snapshot()
 
     def _ready_pool(self) -> _Pool:
         pool = self._pool
@@ -685,6 +730,8 @@ class ProcessRunner:
                 if complete:
                     pool.wait_rest(GRACE)
                 rest = pool.cancel() and pool.wait_rest(GRACE)
+                if rest and run.error is not None:
+                    self._gather_errors(run)
             feeder = run.feeder
             if feeder is not None and feeder is not threading.current_thread():
                 while feeder.is_alive():
@@ -692,6 +739,19 @@ class ProcessRunner:
             run.final = run.snapshot()
             if not rest and pool is self._pool:
                 self._end_pool()
+
+    @staticmethod
+    def _gather_errors(run: _Run) -> None:
+        """After a failure, the workers at rest: the items that were in a stage
+        at the stop have failed or not, and their errors are on their way; the
+        run keeps that of the lowest position."""
+        while True:
+            try:
+                ident, ok, stage, position, data = run.pool.results.get(timeout=POLL)
+            except (queue.Empty, EOFError, OSError, ValueError):
+                return
+            if ident == run.id and not ok:
+                run.fail(load_error(data), stage, position)
 
     def snapshot(self) -> RawStats | None:
         run = self._run

@@ -17,11 +17,15 @@ reorder buffer).
 
 Errors: the first exception (a stage's, or the input's) is kept with its
 stage and item position, every thread is told to stop, queued items are
-dropped, and the consumer raises it, with its note, once every thread of the
-run has ended. Closing the generator, or an exception in the consumer
-(KeyboardInterrupt while it waits), ends the run the same way. Every wait
-of the consumer wakes at least every :data:`POLL` seconds. A pipeline at rest
-holds no thread: the run's threads end before ``run`` returns or raises.
+dropped, and the consumer raises, with its note, the exception of the lowest
+position once every thread of the run has ended (an item already in a stage
+at the stop may fail too). Closing the generator, or an exception in the consumer,
+ends the run the same way; after Ctrl-C the consumer waits for the run's
+threads at most parpy.pipeline.GRACE seconds, and a thread still in a Python
+call leaves once the call returns. Every wait of the consumer wakes at least
+every :data:`POLL` seconds. A pipeline at rest holds no thread: the run's
+threads end before ``run`` returns or raises (but for those left in a call
+after Ctrl-C).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from parpy.pipeline import RawStage, RawStats, Stage, input_note, stage_note
+from parpy import _fork
+from parpy.pipeline import RawStage, RawStats, Stage, input_note, settle, stage_note
 
 __all__ = ["ThreadRunner"]
 
@@ -146,11 +151,25 @@ class _Run:
         self.threads: list[threading.Thread] = []
         self.started = time.monotonic()
         self.ended: float | None = None
+        _fork.register(self)
+
+    def _disown(self) -> None:
+        """In a forked child, alone: the threads and the queues' locks are the
+        parent's; the run counts as ended and closed."""
+        self.lock = threading.Lock()
+        self.threads = []
+        self.closed = True
+        self.stop = threading.Event()
+        self.stop.set()
+        if self.ended is None:
+            self.ended = time.monotonic()
 
     def fail(self, exc: BaseException, stage: int | None, position: int) -> None:
-        """Keeps the first exception of the run and stops every thread."""
+        """Keeps the run's error, the first or one of a lower position (an
+        item already in a stage at the stop may still fail), and stops every
+        thread."""
         with self.lock:
-            if self.error is None and not self.closed:
+            if not self.closed and (self.error is None or position < self.error[2]):
                 self.error = (exc, stage, position)
         self.stop.set()
         self.results.put(_WAKE)
@@ -250,8 +269,11 @@ class _Run:
             self.threads.append(thread)
             thread.start()
 
-    def finish(self) -> None:
-        """Stops the run and waits until every thread of it has ended."""
+    def finish(self, interrupted: bool = False) -> None:
+        """Stops the run and waits until every thread of it has ended (after
+        Ctrl-C, see parpy.pipeline.settle)."""
+        if self.stop.is_set() and self.ended is not None:
+            return  # finished already (or disowned in a forked child)
         self.stop.set()
         for stage, q in zip(self.stages, self.queues, strict=True):
             for _ in range(stage.workers):  # wakes the idle workers at once
@@ -260,9 +282,15 @@ class _Run:
                 except queue.Full:
                     break  # a full queue's workers see the stop within POLL
         me = threading.current_thread()
-        for thread in self.threads:
-            while thread is not me and thread.is_alive():
-                thread.join(POLL)
+        others = [thread for thread in self.threads if thread is not me]
+
+        def at_rest(timeout: float) -> bool:
+            alive = [thread for thread in others if thread.is_alive()]
+            if alive:
+                alive[0].join(timeout)
+            return not any(thread.is_alive() for thread in alive)
+
+        settle(at_rest, interrupted)
         if self.ended is None:
             self.ended = time.monotonic()
         for q in (*self.queues, self.results):  # what a stopped run left queued
@@ -303,14 +331,18 @@ class ThreadRunner:
             raise ValueError("Pipeline is closed")
         last = self._run
         if last is not None and last.ended is None:
-            last.finish()  # its end was interrupted (a second Ctrl-C): its threads end first
+            last.finish(interrupted=True)  # its end was interrupted (a second Ctrl-C)
         run = _Run(self._stages, self._maxsize)
         self._run = run
+        interrupted = False
         try:
             run.start(iterator)
             yield from self._collect(run)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
-            run.finish()
+            run.finish(interrupted)
         raise_outcome(run, self._stages)
 
     def _collect(self, run: _Run) -> Iterator[Any]:

@@ -3,14 +3,19 @@
 Native workers count finished items in a ``_core.Control`` without the GIL;
 a small thread reads that counter a few times a second and moves the bar.
 ``tqdm.auto`` picks the notebook bar in Jupyter and the text bar elsewhere.
+
+parpy's bars are of one tqdm class with a write lock of its own, made anew
+in a forked child: tqdm's global lock may be held, at the fork, by a thread
+the child does not have.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
-from parpy import _core
+from parpy import _core, _fork
 
 _POLL_SECONDS = 0.1
 
@@ -24,20 +29,37 @@ def require(progress: object) -> bool:
     return progress
 
 
+# parpy's bar class for each tqdm class (tqdm.auto's: the text or the notebook bar)
+_bars: dict[type, Any] = {}
+
+
 def _tqdm() -> Any:
+    """parpy's tqdm class; ImportError if tqdm cannot be imported."""
     try:
         from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         raise ImportError(
             "progress=True needs tqdm: pip install tqdm (or pip install 'parpy[progress]')"
         ) from None
+    bar = _bars.get(tqdm)
+    if bar is None:
 
-    class Bar(tqdm):  # type: ignore[misc,valid-type,unused-ignore]
-        # parpy moves its bars itself: no tqdm monitor thread (a daemon
-        # thread that would outlive the call).
-        monitor_interval = 0
+        class Bar(tqdm):  # type: ignore[misc,valid-type,unused-ignore]
+            # parpy moves its bars itself: no tqdm monitor thread (a daemon
+            # thread that would outlive the call).
+            monitor_interval = 0
 
-    return Bar
+        Bar.set_lock(threading.RLock())
+        bar = _bars.setdefault(tqdm, Bar)
+    return bar
+
+
+def _after_fork_in_child() -> None:
+    for bar in _bars.values():
+        bar.set_lock(threading.RLock())
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def total_of(iterable: object) -> int | None:
@@ -71,6 +93,13 @@ class Progress:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._poll, name="parpy-progress", daemon=True)
         self._thread.start()
+        _fork.register(self)
+
+    def _disown(self) -> None:
+        """In a forked child, alone: the bar is the parent's; close() does nothing."""
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._closed.set()
 
     def _poll(self) -> None:
         while not self._closed.wait(_POLL_SECONDS):

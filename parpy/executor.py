@@ -22,7 +22,7 @@ from concurrent.futures import Future, _base
 from concurrent.futures.thread import BrokenThreadPool
 from typing import Any
 
-from parpy import _core, _progress
+from parpy import _core, _fork, _progress
 from parpy._native import kernel_for
 
 __all__ = ["ThreadPoolExecutor"]
@@ -61,6 +61,22 @@ def _python_exit() -> None:
 
 
 threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's workers: at exit it waits for
+    none. Its copy of the lock, which one of the parent's threads may have
+    held, is a new one (as in concurrent.futures.thread, bpo-45021). The
+    executors themselves are disowned through parpy._fork."""
+    _global_shutdown_lock._at_fork_reinit()  # type: ignore[attr-defined]
+    _threads_queues.clear()
+
+
+os.register_at_fork(
+    before=_global_shutdown_lock.acquire,
+    after_in_child=_after_fork_in_child,
+    after_in_parent=_global_shutdown_lock.release,
+)
 
 
 def _worker(
@@ -170,6 +186,7 @@ class ThreadPoolExecutor(_base.Executor):
         self._initargs = initargs
         # A collected executor lets its workers leave, as the stdlib's does.
         weakref.finalize(self, self._queue.close)
+        _fork.register(self)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         future = _Future()
@@ -218,6 +235,16 @@ class ThreadPoolExecutor(_base.Executor):
         self._threads.add(thread)
         _threads_queues[thread] = (self._queue, left)
 
+    def _disown(self) -> None:
+        """In a forked child, alone: the workers and the work are the parent's;
+        it refuses work (its queue holds the parent's tasks)."""
+        self._shutdown_lock = threading.Lock()
+        self._threads.clear()
+        self._broken = (
+            f"this executor was made before process {os.getpid()} was forked: its workers "
+            "are the parent's (make a new executor in the child)"
+        )
+
     def _initializer_failed(self) -> None:
         with self._shutdown_lock:
             self._broken = "A thread initializer failed, the thread pool is not usable anymore"
@@ -258,12 +285,13 @@ class ThreadPoolExecutor(_base.Executor):
         bar = _progress.start(show, control, _progress.total_of_all(iterables), "map")
         kernel = kernel_for(fn, len(iterables))
         args_iter: Iterator[tuple[Any, ...]] = zip(*iterables)  # noqa: B905 - stops at the shortest
-        if chunksize == 1:
+        chunked = chunksize > 1 or kernel is not None
+        if not chunked:
             tasks = (self._submit_one(fn, args, bar, control) for args in args_iter)
-        else:
+        else:  # a kernel's chunk, even of one item, is a batch: a failure names its position
             tasks = (
-                self._submit_chunk(fn, chunk, kernel, control)
-                for chunk in _chunks(args_iter, chunksize)
+                self._submit_chunk(fn, chunk, start, kernel, control)
+                for start, chunk in _chunks(args_iter, chunksize)
             )
         futures: deque[Future[Any]] = deque()
         try:
@@ -274,7 +302,7 @@ class ThreadPoolExecutor(_base.Executor):
             if bar is not None:
                 bar.close()
             raise
-        return self._results(futures, tasks, end_time, chunksize > 1, bar)
+        return self._results(futures, tasks, end_time, chunked, bar)
 
     def _submit_one(
         self,
@@ -292,6 +320,7 @@ class ThreadPoolExecutor(_base.Executor):
         self,
         fn: Callable[..., Any],
         chunk: list[tuple[Any, ...]],
+        start: int,
         kernel: _core.Kernel | None,
         control: _core.Control,
     ) -> Future[Any]:
@@ -299,7 +328,7 @@ class ThreadPoolExecutor(_base.Executor):
             return self.submit(_call_chunk, fn, chunk, control)
         items = [args[0] for args in chunk] if kernel.max_args == 1 else chunk
         try:  # one native batch: the chunk's values, or its first failure
-            task = _core.Batch(kernel, items, control=control)
+            task = _core.Batch(kernel, items, control=control, start=start)
         except Exception as exc:
             future = _Future()
             future.set_exception(exc)
@@ -344,6 +373,11 @@ class ThreadPoolExecutor(_base.Executor):
     shutdown.__doc__ = _base.Executor.shutdown.__doc__
 
 
-def _chunks(args_iter: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
+def _chunks(
+    args_iter: Iterator[tuple[Any, ...]], size: int
+) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
+    """(position of its first item, chunk) for chunks of size items."""
+    start = 0
     while chunk := list(itertools.islice(args_iter, size)):
-        yield chunk
+        yield start, chunk
+        start += len(chunk)

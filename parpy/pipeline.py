@@ -14,20 +14,28 @@ rules:
 - An item is in flight from the moment it is read from the input until the
   consumer asks for the result after it; at most ``maxsize`` items are.
 - The input is read on a thread of the runner, lazily; the first exception
-  (from a stage, or the input iterator) stops every stage, queued work is
-  dropped, and ``run`` raises it once every worker is at rest, with a note
-  from :func:`stage_note` or :func:`input_note`.
+  (from a stage, or the input iterator) stops every stage and queued work is
+  dropped. An item already in a stage may still fail: once every worker is at
+  rest, ``run`` raises the exception of the lowest input position, with a
+  note from :func:`stage_note` or :func:`input_note`.
+- Ctrl-C in the consumer stops the run at once and ``run`` raises
+  KeyboardInterrupt within :data:`GRACE` seconds (:func:`settle`): a Python
+  call in progress (a stage function, the input iterator) cannot be cut
+  short, so its thread is left to finish that call and leaves without taking
+  another item.
 """
 
 from __future__ import annotations
 
 import functools
 import html
+import math
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from parpy import _core, _progress
+from parpy import _core, _fork, _progress
 
 __all__ = ["Pipeline", "PipelineStats", "Stage", "StageStats"]
 
@@ -232,6 +240,27 @@ class PipelineStats:
         return f"<PipelineStats {self._summary()}>"
 
 
+# ---- stopping ------------------------------------------------------------------
+
+# Seconds a run stopped by Ctrl-C waits for its workers to come to rest.
+GRACE = 0.2
+# Seconds between looks at the workers while waiting for them.
+POLL = 0.05
+
+
+def settle(at_rest: Callable[[float], bool], interrupted: bool) -> bool:
+    """Waits until the workers of a stopped run are at rest; returns whether
+    they are. ``at_rest(timeout)`` waits at most timeout and says whether they
+    are. After Ctrl-C (``interrupted``) it waits at most :data:`GRACE`; a
+    Ctrl-C during the wait ends it at once (the KeyboardInterrupt propagates).
+    Workers not at rest are in a Python call: they leave once it returns."""
+    deadline = time.monotonic() + GRACE if interrupted else math.inf
+    while not at_rest(min(POLL, max(0.0, deadline - time.monotonic()))):
+        if time.monotonic() >= deadline:
+            return False
+    return True
+
+
 # ---- errors --------------------------------------------------------------------
 
 
@@ -329,6 +358,13 @@ class Pipeline:
         self._lock = threading.Lock()
         self._running = False
         self._closed = False
+        _fork.register(self)
+
+    def _disown(self) -> None:
+        """In a forked child, alone: a run in progress is the parent's (its
+        runner disowns it); this pipeline can run again here."""
+        self._lock = threading.Lock()
+        self._running = False
 
     def map(self, items: Iterable[Any]) -> list[Any]:
         """The results for every item, as a list."""

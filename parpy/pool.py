@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import operator
+import os
 import threading
 import time
 import warnings
@@ -34,7 +35,7 @@ from collections.abc import Callable, Iterable
 from multiprocessing import TimeoutError
 from typing import Any
 
-from parpy import _core, _progress
+from parpy import _core, _fork, _progress
 from parpy._batch import _SCHEDULES, get_num_threads
 from parpy._imap import IMapIterator, dropped, terminated
 from parpy._native import kernel_for
@@ -110,6 +111,14 @@ class ApplyResult:
     def _cancel(self, error: BaseException | None = None) -> None:
         """Stop what is left of this call's work (terminate, Ctrl-C)."""
         self._finish(False, error or terminated())
+
+    def _disown(self, error: BaseException) -> None:
+        """In a forked child, alone: fails without callbacks (they are the
+        parent's), with locks of its own."""
+        self._lock = threading.Lock()
+        self._event = threading.Event()
+        self._finished, self._success, self._value = True, False, error
+        self._event.set()
 
 
 AsyncResult = ApplyResult
@@ -254,6 +263,7 @@ class Pool:
             self._start_worker()
         self._state = RUN
         _live_pools.add(self)
+        _fork.register(self)
 
     # -- workers -------------------------------------------------------------
 
@@ -299,6 +309,24 @@ class Pool:
             iterator._results.end()
         for result in list(self._cache.values()):
             result._cancel(error)
+
+    def _disown(self) -> None:
+        """In a forked child, alone: the workers and the work are the parent's.
+        The pool refuses work, its pending results fail, its imap iterators end."""
+        message = (
+            f"this parpy.Pool was made before process {os.getpid()} was forked: its workers "
+            "are the parent's (make a new Pool in the child)"
+        )
+        self._lock = threading.RLock()
+        self._threads = []
+        self._state = TERMINATE
+        self._broken = RuntimeError(message)
+        for result in list(self._cache.values()):
+            result._disown(RuntimeError(message))
+        self._cache.clear()
+        for iterator in list(self._iterators):
+            iterator._disown()
+        self._feeders = weakref.WeakSet()
 
     def _check_running(self) -> None:
         if self._broken is not None:
@@ -616,6 +644,16 @@ def _chunksize(chunksize: int | None) -> int:
 
 
 _EXIT_JOIN_SECONDS = 2.0
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's workers: at exit it waits for
+    none. (The pools themselves are disowned through parpy._fork.)"""
+    _live_pools.clear()
+    _worker_threads.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register

@@ -83,3 +83,20 @@ class Token:
 
 def unwrap(token):
     return token.n
+
+
+def fail_late_first(marker, x):
+    """Every item fails; item 0 only after item 1 has failed (with
+    functools.partial of a path: item 0 creates it once it runs, item 1
+    fails once it exists), so the first failure in time is not the first in
+    input order."""
+    import os
+
+    if x == 0:
+        open(marker, "w").close()
+        time.sleep(0.3)
+    elif x == 1:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(marker) and time.monotonic() < deadline:
+            time.sleep(0.001)
+    raise ValueError(f"item {x}")

@@ -220,6 +220,17 @@ def test_map_exception(executor, work):
         next(it)
 
 
+@pytest.mark.parametrize("chunksize", [1, 2, 3])
+def test_map_kernel_error_names_the_item(chunksize):
+    """A bad item of a kernel's map is named by its position in the input,
+    whatever the chunk size (as parpy.map and Pool.map name it)."""
+    with parpy.ThreadPoolExecutor(2) as ex:
+        results = ex.map(parpy.fib, [1, 2, -3, 4, 5], chunksize=chunksize, timeout=TIMEOUT)
+        with pytest.raises(ValueError) as info:
+            list(results)
+    assert info.value.__notes__ == ["parpy.fib: items[2]"]
+
+
 def test_map_timeout(executor):
     """The results before the slow call come; then TimeoutError, counted from the map call."""
     gate = Gate()

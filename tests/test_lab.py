@@ -136,7 +136,9 @@ def test_unsynchronized_increments_on_two_threads_lose_updates():
             break
     assert report.lost > 0, f"(lost, overlap seconds) of each attempt: {attempts}"
     assert report.actual + report.lost == report.expected == 2 * RACE_INCREMENTS
-    assert report.actual >= RACE_INCREMENTS  # each thread's last store counts its own
+    # (Not even one thread's own increments need survive: a store of a value
+    # loaded long before can set the counter back below what it had counted.)
+    assert 0 < report.actual < report.expected
 
 
 @pytest.mark.parametrize("mode", ["mutex", "atomic"])

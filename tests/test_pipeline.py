@@ -326,6 +326,20 @@ def test_an_endless_input_stops_cleanly(backend):
         assert pipe.map(range(30)) == [2 * (x + 1) for x in range(30)]
 
 
+def test_the_error_is_the_first_failing_position(backend, tmp_path):
+    """Every item fails: the error raised is item 0's, on every backend, even
+    when another item failed before it in time."""
+    with Pipeline([Stage(parpy.fib, 2)], backend=backend) as pipe:
+        with pytest.raises(ValueError) as info:
+            pipe.map([-1] * 20)
+    assert info.value.__notes__ == ["parpy.Pipeline: stages[0] (fib) failed on item 0"]
+    stage = Stage(functools.partial(f.fail_late_first, str(tmp_path / "started")), 2, name="x")
+    with Pipeline([stage], backend=backend, maxsize=2) as pipe:
+        with pytest.raises(ValueError, match="item 0") as info:
+            pipe.map(range(2))
+    assert info.value.__notes__ == ["parpy.Pipeline: stages[0] (x) failed on item 0"]
+
+
 # ---- statistics ---------------------------------------------------------------------
 
 
@@ -536,6 +550,75 @@ def test_ctrl_c_stops_a_run_promptly_and_the_pipeline_runs_again(backend):
         assert max(latencies) < 1.5, latencies
         assert out.expect("NEXT", timeout=T) == "NEXT True"
         assert out.expect("LEFT", timeout=T) == "LEFT [] []"
+        returncode, _, stderr = finish(proc, timeout=T)
+        assert returncode == 0, stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+
+
+CTRL_C_SLOW_STAGE_CHILD = """
+import sys, threading, time
+from parpy.pipeline import Pipeline, Stage
+
+SLEEP = 3.0  # seconds in the stage's call: far longer than Ctrl-C may take
+calls = []
+delay = [SLEEP]
+
+def stage(x):
+    calls.append(x)
+    if len(calls) == 1:
+        print("IN CALL", flush=True)
+    time.sleep(delay[0])
+    return x
+
+pipe = Pipeline([Stage(stage)], backend=sys.argv[1], maxsize=4)
+began = time.monotonic()
+try:
+    try:
+        pipe.map(range(10))
+    except KeyboardInterrupt:
+        print(f"INTERRUPTED {time.monotonic() - began:.2f}", flush=True)
+        time.sleep(0.5)  # a second Ctrl-C, when sent, lands here or earlier
+except KeyboardInterrupt:
+    pass
+print("CALLS", len(calls), flush=True)
+time.sleep(SLEEP + 1.0)  # the call in progress returns meanwhile
+print("CALLS", len(calls), flush=True)  # and its thread took no other item
+delay[0] = 0.0
+print("AGAIN", pipe.map(range(5)) == list(range(5)), flush=True)
+pipe.close()
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    left = [t.name for t in threading.enumerate() if t.name.startswith("parpy-pipeline")]
+    if not left:
+        break
+    time.sleep(0.05)
+print("LEFT", left, flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["native", "threading"])
+@pytest.mark.parametrize("signals", [1, 2])
+def test_ctrl_c_does_not_wait_for_a_python_stage(backend, signals):
+    """Ctrl-C while a Python stage is in a long call: KeyboardInterrupt within a
+    fraction of a second; the call cannot be cut short, so its thread finishes
+    it and leaves without taking another item; a second Ctrl-C changes nothing
+    of that; the pipeline runs again and leaves no thread behind."""
+    proc, out = start_interactive(CTRL_C_SLOW_STAGE_CHILD, backend)
+    try:
+        out.expect("IN CALL", timeout=T)
+        sent = time.monotonic()
+        for _ in range(signals):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        out.expect("INTERRUPTED", timeout=T)
+        assert time.monotonic() - sent < 1.0
+        assert out.expect("CALLS", timeout=T) == "CALLS 1"
+        assert out.expect("CALLS", timeout=T) == "CALLS 1"
+        assert out.expect("AGAIN", timeout=T) == "AGAIN True"
+        assert out.expect("LEFT", timeout=T) == "LEFT []"
         returncode, _, stderr = finish(proc, timeout=T)
         assert returncode == 0, stderr
     finally:
