@@ -45,10 +45,14 @@ def _seconds(text: str) -> float:
 
 
 def _worker_counts(text: str) -> list[int]:
-    counts = [_positive(part.strip()) for part in text.split(",") if part.strip()]
-    if not counts:
-        raise argparse.ArgumentTypeError("no worker counts")
-    return counts
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"an empty worker count in {text!r}")
+    counts = [_positive(part) for part in parts]
+    try:
+        return _compare._workers(counts)
+    except ValueError as exc:  # over the bound
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _backend_names(text: str) -> list[str]:
@@ -96,8 +100,10 @@ def _add_compare(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--workers",
         type=_worker_counts,
         metavar="N,N,...",
-        help="worker counts to sweep (default: 1, the powers of two below the CPU count, "
-        f"and the CPU count; for crawl, {','.join(map(str, _compare.CRAWL_WORKERS))})",
+        help="worker counts to sweep, each at most "
+        f"{_compare.WORKERS_PER_CPU} x the CPU count (default: 1, the powers of two below the "
+        "CPU count, and the CPU count; for crawl, "
+        f"{','.join(map(str, _compare.CRAWL_WORKERS))})",
     )
     add("--repeat", type=_positive, default=5, help="timed runs of each (default: %(default)s)")
     add(
