@@ -132,7 +132,12 @@ def _add_compare(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="items in the workload, for crawl its pages (default: its own)",
     )
     add("--json", type=_output, metavar="FILE", help="also write the report as JSON ('-': stdout)")
-    add("--plot", type=_output, metavar="FILE.png", help="also save the report's plot")
+    add(
+        "--plot",
+        type=_output,
+        metavar="FILE.png",
+        help="also save the report's plot, in the format of its extension (png, pdf, svg, ...)",
+    )
     add(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -141,12 +146,24 @@ def _add_compare(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(run=_run_compare)
 
 
+def _check_plot(path: str, parser: argparse.ArgumentParser) -> None:
+    """A usage error unless matplotlib is installed and can write ``path``'s format."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        parser.error("--plot needs matplotlib: pip install matplotlib")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    ext = os.path.splitext(path)[1][1:].lower()
+    if ext not in formats:
+        parser.error(
+            f"--plot {path}: {f'no format {ext!r}' if ext else 'no extension'}: "
+            f"matplotlib writes {', '.join(sorted(formats))}"
+        )
+
+
 def _run_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.plot is not None:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            parser.error("--plot needs matplotlib: pip install matplotlib")
+        _check_plot(args.plot, parser)
     workload = _compare.WORKLOADS[args.workload]
     with contextlib.ExitStack() as stack:
         client = None

@@ -549,6 +549,32 @@ def test_cli_workers_empty_or_over_the_bound_are_usage_errors(workers):
     assert proc.stdout == ""  # nothing ran
 
 
+@pytest.mark.parametrize("plot", ["report.txt", "report"])
+def test_cli_plot_format_is_checked_before_anything_runs(tmp_path, plot):
+    proc = run_cli(
+        "compare", "doubling", "--count", "2", "--workers", "1", "--repeat", "1",
+        "--backends", "parpy", "--plot", str(tmp_path / plot),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc
+    assert "usage:" in proc.stderr and "Traceback" not in proc.stderr
+    assert "matplotlib writes" in proc.stderr and "png" in proc.stderr and "svg" in proc.stderr
+    assert proc.stdout == "" and list(tmp_path.iterdir()) == []  # nothing ran
+
+
+def test_cli_plot_without_matplotlib_is_a_usage_error(monkeypatch, capsys):
+    from parpy.__main__ import main
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # not installed
+    ran = []
+    monkeypatch.setattr(_compare, "compare", lambda *a, **k: ran.append(a))
+    with pytest.raises(SystemExit) as caught:
+        main(["compare", "--count", "2", "--workers", "1", "--plot", "report.png"])
+    assert caught.value.code == 2 and ran == []
+    assert "--plot needs matplotlib" in capsys.readouterr().err
+
+
 @pytest.mark.unsafe_under(
     "address",
     reason="matplotlib's and pandas' C++ extensions throw exceptions that GCC's ASan runtime, "
