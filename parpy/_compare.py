@@ -909,8 +909,8 @@ def _capped(counts: list[int], items: int) -> tuple[list[int], str | None]:
 
 def _backends(backends: str | Iterable[str] | None, client: object) -> list[str]:
     if backends is None:
-        return [b for b in BACKENDS if client is not None or b not in DASK_BACKENDS]
-    if isinstance(backends, str):
+        backends = [b for b in BACKENDS if client is not None or b not in DASK_BACKENDS]
+    elif isinstance(backends, str):
         backends = [name.strip() for name in backends.split(",") if name.strip()]
     names = list(dict.fromkeys(backends))
     unknown = [name for name in names if name not in BACKENDS]
