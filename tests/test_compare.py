@@ -23,7 +23,7 @@ import types
 
 import pytest
 from _pipe_funcs import double, inc
-from _util import REPO, child_env
+from _util import REPO, child_env, run_python
 
 import parpy
 from parpy import _compare
@@ -468,6 +468,73 @@ def test_bad_arguments_raise_before_any_work(args, kwargs, error, match):
 def test_bad_work(work, error):
     with pytest.raises(error):
         parpy.compare(work, [1, 2])
+
+
+# ---- fork ----------------------------------------------------------------------------
+
+FORKED_COMPARE = """
+    import os, sys, threading, time, warnings
+    import parpy
+
+    warnings.simplefilter("ignore", DeprecationWarning)  # fork() of a threaded process
+    NS = list(range(0, 3000, 60))
+
+    def run():
+        kernel = parpy.compare(parpy.fib_iterative, NS, backends="serial,threading,parpy",
+                               workers=[1, 2], repeat=1, progress=False)
+        stages = [parpy.Stage(int), parpy.Stage(parpy.fib), parpy.Stage(str)]
+        pipeline = parpy.compare(stages, [str(n) for n in NS], backends="serial,threading,parpy",
+                                 workers=[1, 2], repeat=1, progress=False)
+        return len(kernel.timings) == len(pipeline.timings) == 5
+
+    def compare_until_stopped():
+        while not stop.is_set():
+            run()
+
+    stop = threading.Event()
+    busy = threading.Thread(target=compare_until_stopped)
+    busy.start()
+    codes = []  # of the children that failed
+    for i in range(8):
+        time.sleep(0.011 * i)  # somewhere in the parent's comparison
+        pid = os.fork()
+        if pid == 0:  # exits through the interpreter's own shutdown
+            sys.exit(0 if run() else 3)
+        deadline = time.monotonic() + 60
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                if status:
+                    codes.append(os.waitstatus_to_exitcode(status))
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                codes.append("hung")
+                break
+            time.sleep(0.01)
+    stop.set()
+    busy.join(60)
+    print(codes or "ok", busy.is_alive())
+"""
+
+
+@pytest.mark.unsafe_under(
+    "thread",
+    reason="TSan cannot start threads in a child forked from a multithreaded parent (see "
+    "test_threads.py's fork tests)",
+)
+@pytest.mark.unsafe_under(
+    "address",
+    reason="GCC's ASan allocator takes no lock around fork(): a child forked while a parent "
+    "thread holds it blocks in malloc",
+)
+@pytest.mark.timeout(300)
+def test_a_child_forked_during_a_comparison_compares_and_exits():
+    # compare() keeps no module-level lock, cache, pool or registry: a child
+    # forked at any moment runs its own comparisons and exits.
+    proc = run_python(FORKED_COMPARE, timeout=240)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "ok False"), proc.stderr
 
 
 # ---- timing and progress -------------------------------------------------------------
