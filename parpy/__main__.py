@@ -45,10 +45,14 @@ def _seconds(text: str) -> float:
 
 
 def _worker_counts(text: str) -> list[int]:
-    counts = [_positive(part.strip()) for part in text.split(",") if part.strip()]
-    if not counts:
-        raise argparse.ArgumentTypeError("no worker counts")
-    return counts
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"an empty worker count in {text!r}")
+    counts = [_positive(part) for part in parts]
+    try:
+        return _compare._workers(counts)
+    except ValueError as exc:  # over the bound
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _backend_names(text: str) -> list[str]:
@@ -96,8 +100,10 @@ def _add_compare(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--workers",
         type=_worker_counts,
         metavar="N,N,...",
-        help="worker counts to sweep (default: 1, the powers of two below the CPU count, "
-        f"and the CPU count; for crawl, {','.join(map(str, _compare.CRAWL_WORKERS))})",
+        help="worker counts to sweep, each at most "
+        f"{_compare.WORKERS_PER_CPU} x the CPU count (default: 1, the powers of two below the "
+        "CPU count, and the CPU count; for crawl, "
+        f"{','.join(map(str, _compare.CRAWL_WORKERS))})",
     )
     add("--repeat", type=_positive, default=5, help="timed runs of each (default: %(default)s)")
     add(
@@ -126,7 +132,12 @@ def _add_compare(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="items in the workload, for crawl its pages (default: its own)",
     )
     add("--json", type=_output, metavar="FILE", help="also write the report as JSON ('-': stdout)")
-    add("--plot", type=_output, metavar="FILE.png", help="also save the report's plot")
+    add(
+        "--plot",
+        type=_output,
+        metavar="FILE.png",
+        help="also save the report's plot, in the format of its extension (png, pdf, svg, ...)",
+    )
     add(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -135,12 +146,24 @@ def _add_compare(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(run=_run_compare)
 
 
+def _check_plot(path: str, parser: argparse.ArgumentParser) -> None:
+    """A usage error unless matplotlib is installed and can write ``path``'s format."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        parser.error("--plot needs matplotlib: pip install matplotlib")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    ext = os.path.splitext(path)[1][1:].lower()
+    if ext not in formats:
+        parser.error(
+            f"--plot {path}: {f'no format {ext!r}' if ext else 'no extension'}: "
+            f"matplotlib writes {', '.join(sorted(formats))}"
+        )
+
+
 def _run_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.plot is not None:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            parser.error("--plot needs matplotlib: pip install matplotlib")
+        _check_plot(args.plot, parser)
     workload = _compare.WORKLOADS[args.workload]
     with contextlib.ExitStack() as stack:
         client = None

@@ -529,11 +529,13 @@ def _prepare(work: object, items: list[Any]) -> _Work:
 
 
 def thread_map(func: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
-    """``[func(x) for x in items]`` split over ``workers`` threading.Threads.
+    """``[func(x) for x in items]`` split over ``workers`` threading.Threads
+    (no more than the items).
 
     Thread ``i`` takes items ``i, i + workers, ...``; the results come back in
     input order, and the first exception raised in a thread is re-raised.
     """
+    workers = max(1, min(workers, len(items)))  # every thread has an item
     results: list[Any] = [None] * len(items)
     errors: list[BaseException] = []
 
@@ -844,6 +846,12 @@ def _count(value: object, name: str, least: int) -> int:
     return value
 
 
+# compare() refuses more workers than this per CPU (ValueError, before anything
+# starts): enough for I/O-bound work ("crawl" sweeps 16 on 2 CPUs), and no
+# million threads or processes from a typo.
+WORKERS_PER_CPU = 64
+
+
 def _cpus() -> int:
     count = getattr(os, "process_cpu_count", None)
     if count is not None:
@@ -861,11 +869,17 @@ def default_workers(cpus: int | None = None) -> list[int]:
     return sorted({*counts, cpus})
 
 
+def max_workers(cpus: int | None = None) -> int:
+    """The most workers compare() takes: WORKERS_PER_CPU x the CPU count."""
+    return WORKERS_PER_CPU * (_cpus() if cpus is None else cpus)
+
+
 def _workers(workers: int | Iterable[int] | None) -> list[int]:
+    """The sweep, sorted; a count over max_workers() is a ValueError."""
     if workers is None:
         return default_workers()
     if isinstance(workers, int) and not isinstance(workers, bool):
-        return [_count(workers, "workers", 1)]
+        workers = [workers]
     if isinstance(workers, (str, bytes)) or not isinstance(workers, Iterable):
         raise TypeError(
             f"workers must be an int or a sequence of ints, not {type(workers).__name__}"
@@ -873,13 +887,30 @@ def _workers(workers: int | Iterable[int] | None) -> list[int]:
     counts = sorted({_count(w, "workers", 1) for w in workers})
     if not counts:
         raise ValueError("workers is empty")
+    cpus = _cpus()
+    if counts[-1] > max_workers(cpus):
+        raise ValueError(
+            f"workers must be <= {max_workers(cpus)} ({WORKERS_PER_CPU} x the {cpus} CPUs), "
+            f"not {counts[-1]}"
+        )
     return counts
+
+
+def _capped(counts: list[int], items: int) -> tuple[list[int], str | None]:
+    """The sweep with no count over ``items`` (each worker needs an item), and
+    a note of the counts that were capped (None if none was)."""
+    over = [w for w in counts if w > items]
+    if not over:
+        return counts, None
+    return sorted({min(w, items) for w in counts}), (
+        f"{', '.join(map(str, over))} ran as {items}: no more workers than items"
+    )
 
 
 def _backends(backends: str | Iterable[str] | None, client: object) -> list[str]:
     if backends is None:
-        return [b for b in BACKENDS if client is not None or b not in DASK_BACKENDS]
-    if isinstance(backends, str):
+        backends = [b for b in BACKENDS if client is not None or b not in DASK_BACKENDS]
+    elif isinstance(backends, str):
         backends = [name.strip() for name in backends.split(",") if name.strip()]
     names = list(dict.fromkeys(backends))
     unknown = [name for name in names if name not in BACKENDS]
@@ -990,7 +1021,11 @@ def compare(
     __name__ == "__main__":`` guard, as with multiprocessing.
     ``workers``: an int or several (default: 1, the powers of two below the
     CPU count, and the CPU count; for "crawl", I/O, 1, 4 and 16); serial
-    runs on 1.
+    runs on 1. A count over ``WORKERS_PER_CPU`` (64) x the CPU count is a
+    ValueError, before anything starts; a count over the number of items
+    runs as that number (every backend: threads, processes, pools, native
+    workers, Dask workers), its row reports the workers that ran, and
+    ``meta["workers_capped"]`` says which counts were capped.
     ``repeat``: timed runs of each (backend, workers); ``warmup``: untimed
     runs before them, the first of which (there is always one) is checked.
     ``progress``: a tqdm bar over the runs; default on in Jupyter or when
@@ -1017,7 +1052,7 @@ def compare(
     names = _backends(backends, client)
     if workers is None and workload is not None and workload.workers is not None:
         workers = workload.workers
-    counts = _workers(workers)
+    counts, capped = _capped(_workers(workers), len(item_list))
     repeat = _count(repeat, "repeat", 1)
     warmup = _count(warmup, "warmup", 0)
     show = _want_progress(progress)
@@ -1032,6 +1067,8 @@ def compare(
             job.description += f" ({workload.about})"
             job.meta["workload"] = work
         job.client = client
+        if capped is not None:
+            job.meta["workers_capped"] = capped
         if any(name in DASK_BACKENDS for name in names):
             job.meta["dask"] = (
                 f"the given client ({_dask.threads(client)} threads)"

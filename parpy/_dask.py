@@ -54,10 +54,11 @@ _CHUNK_MAX_NS = 1e9
 
 
 def require(client: object) -> Any:
-    """Return the ``distributed`` module, checking that ``client`` is its Client.
+    """Return the ``distributed`` module, checking that ``client`` is its Client
+    and is not closed.
 
     Raises ImportError, naming the extra to install, when Dask's distributed
-    scheduler is not installed.
+    scheduler is not installed; ValueError for a closed (or closing) client.
     """
     try:
         import distributed
@@ -67,6 +68,10 @@ def require(client: object) -> Any:
         ) from None
     if not isinstance(client, distributed.Client):
         raise TypeError(f"client must be a distributed.Client, not {type(client).__name__}")
+    if client.status in ("closing", "closed"):
+        raise ValueError(
+            f"the Dask client {client.id} is {client.status}: give an open distributed.Client"
+        )
     return distributed
 
 

@@ -8,6 +8,7 @@ checks that its times are those of the calls themselves).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import io
@@ -22,7 +23,7 @@ import types
 
 import pytest
 from _pipe_funcs import double, inc
-from _util import REPO, child_env
+from _util import REPO, child_env, run_python
 
 import parpy
 from parpy import _compare
@@ -159,6 +160,83 @@ def test_default_workers():
     assert _compare.default_workers(2) == [1, 2]
     assert _compare.default_workers(6) == [1, 2, 4, 6]
     assert _compare.default_workers(8) == [1, 2, 4, 8]
+
+
+# ---- worker counts: bounded, and no more than the items --------------------------------
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("workers", [10**6, [1, _compare.max_workers() + 1]])
+def test_a_worker_count_over_the_bound_is_refused_at_once(workers):
+    seen = []
+
+    def work(x):
+        seen.append(x)
+        return x
+
+    with pytest.raises(ValueError, match=r"workers must be <= \d+ \(64 x the \d+ CPUs\)"):
+        parpy.compare(work, range(10), workers=workers, backends="serial,threading")
+    assert seen == []
+
+
+def test_the_bound_is_64_per_cpu():
+    assert _compare.max_workers(1) == 64 and _compare.max_workers(4) == 256
+    report = parpy.compare(
+        inc, [1, 2], workers=_compare.max_workers(), backends="threading", repeat=1, progress=False
+    )
+    assert rows_of(report) == [("serial", 1), ("threading", 2)]
+
+
+@contextlib.contextmanager
+def most_threads():
+    """Yields a list whose one element becomes the most Python threads that
+    were started and not yet joined at once, inside the block."""
+    live: set[threading.Thread] = set()
+    most = [0]
+    lock = threading.Lock()
+    start, join = threading.Thread.start, threading.Thread.join
+
+    def counted_start(self):
+        with lock:
+            live.add(self)
+            most[0] = max(most[0], len(live))
+        start(self)
+
+    def counted_join(self, timeout=None):
+        join(self, timeout)
+        if not self.is_alive():
+            with lock:
+                live.discard(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(threading.Thread, "start", counted_start)
+        patch.setattr(threading.Thread, "join", counted_join)
+        yield most
+
+
+def test_more_workers_than_items_start_one_thread_per_item():
+    with most_threads() as most:
+        report = parpy.compare(
+            inc, range(10), workers=[1, 50], backends="serial,threading", repeat=1, progress=False
+        )
+    assert most == [10]
+    assert rows_of(report) == [("serial", 1), ("threading", 1), ("threading", 10)]
+    assert report.meta["workers_capped"] == "50 ran as 10: no more workers than items"
+
+
+def test_every_backend_runs_at_most_one_worker_per_item():
+    report = small(parpy.fib, [5, 6, 7], workers=[1, 2, 50, 100])
+    assert rows_of(report) == [("serial", 1)] + [(b, w) for b in EVERY[1:] for w in (1, 2, 3)]
+    assert report.meta["workers_capped"] == "50, 100 ran as 3: no more workers than items"
+    assert "workers_capped: 50, 100 ran as 3" in str(report)
+    assert "workers_capped" not in small(parpy.fib, [5, 6, 7], backends="parpy").meta
+
+
+def test_thread_map_starts_no_more_threads_than_items():
+    with most_threads() as most:
+        assert _compare.thread_map(inc, [1, 2], 100) == [2, 3]
+    assert most == [2]
+    assert _compare.thread_map(inc, [], 4) == []
 
 
 # ---- the built-in workloads ------------------------------------------------------
@@ -392,6 +470,73 @@ def test_bad_work(work, error):
         parpy.compare(work, [1, 2])
 
 
+# ---- fork ----------------------------------------------------------------------------
+
+FORKED_COMPARE = """
+    import os, sys, threading, time, warnings
+    import parpy
+
+    warnings.simplefilter("ignore", DeprecationWarning)  # fork() of a threaded process
+    NS = list(range(0, 3000, 60))
+
+    def run():
+        kernel = parpy.compare(parpy.fib_iterative, NS, backends="serial,threading,parpy",
+                               workers=[1, 2], repeat=1, progress=False)
+        stages = [parpy.Stage(int), parpy.Stage(parpy.fib), parpy.Stage(str)]
+        pipeline = parpy.compare(stages, [str(n) for n in NS], backends="serial,threading,parpy",
+                                 workers=[1, 2], repeat=1, progress=False)
+        return len(kernel.timings) == len(pipeline.timings) == 5
+
+    def compare_until_stopped():
+        while not stop.is_set():
+            run()
+
+    stop = threading.Event()
+    busy = threading.Thread(target=compare_until_stopped)
+    busy.start()
+    codes = []  # of the children that failed
+    for i in range(8):
+        time.sleep(0.011 * i)  # somewhere in the parent's comparison
+        pid = os.fork()
+        if pid == 0:  # exits through the interpreter's own shutdown
+            sys.exit(0 if run() else 3)
+        deadline = time.monotonic() + 60
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                if status:
+                    codes.append(os.waitstatus_to_exitcode(status))
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                codes.append("hung")
+                break
+            time.sleep(0.01)
+    stop.set()
+    busy.join(60)
+    print(codes or "ok", busy.is_alive())
+"""
+
+
+@pytest.mark.unsafe_under(
+    "thread",
+    reason="TSan cannot start threads in a child forked from a multithreaded parent (see "
+    "test_threads.py's fork tests)",
+)
+@pytest.mark.unsafe_under(
+    "address",
+    reason="GCC's ASan allocator takes no lock around fork(): a child forked while a parent "
+    "thread holds it blocks in malloc",
+)
+@pytest.mark.timeout(300)
+def test_a_child_forked_during_a_comparison_compares_and_exits():
+    # compare() keeps no module-level lock, cache, pool or registry: a child
+    # forked at any moment runs its own comparisons and exits.
+    proc = run_python(FORKED_COMPARE, timeout=240)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "ok False"), proc.stderr
+
+
 # ---- timing and progress -------------------------------------------------------------
 
 
@@ -457,6 +602,44 @@ def test_cli_usage_errors_exit_2(args):
     assert proc.returncode == 2, proc
     assert "usage:" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("workers", ["1,,2", ",1", "1,", "1, ,2", str(_compare.max_workers() + 1)])
+def test_cli_workers_empty_or_over_the_bound_are_usage_errors(workers):
+    proc = run_cli(
+        "compare", "doubling", "--count", "2", "--repeat", "1", "--backends", "threading",
+        f"--workers={workers}",
+    )  # fmt: skip
+    assert proc.returncode == 2, proc
+    assert "usage:" in proc.stderr and "Traceback" not in proc.stderr
+    assert ("empty worker count" if "," in workers else "64 x the") in proc.stderr
+    assert proc.stdout == ""  # nothing ran
+
+
+@pytest.mark.parametrize("plot", ["report.txt", "report"])
+def test_cli_plot_format_is_checked_before_anything_runs(tmp_path, plot):
+    proc = run_cli(
+        "compare", "doubling", "--count", "2", "--workers", "1", "--repeat", "1",
+        "--backends", "parpy", "--plot", str(tmp_path / plot),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc
+    assert "usage:" in proc.stderr and "Traceback" not in proc.stderr
+    assert "matplotlib writes" in proc.stderr and "png" in proc.stderr and "svg" in proc.stderr
+    assert proc.stdout == "" and list(tmp_path.iterdir()) == []  # nothing ran
+
+
+def test_cli_plot_without_matplotlib_is_a_usage_error(monkeypatch, capsys):
+    from parpy.__main__ import main
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # not installed
+    ran = []
+    monkeypatch.setattr(_compare, "compare", lambda *a, **k: ran.append(a))
+    with pytest.raises(SystemExit) as caught:
+        main(["compare", "--count", "2", "--workers", "1", "--plot", "report.png"])
+    assert caught.value.code == 2 and ran == []
+    assert "--plot needs matplotlib" in capsys.readouterr().err
 
 
 @pytest.mark.unsafe_under(

@@ -87,6 +87,22 @@ def test_the_dask_backends_are_opt_in():
         parpy.compare(parpy.fib, [1, 2], backends="dask", client=object())
 
 
+def test_a_closed_client_is_refused_before_anything_starts(client):
+    closed = distributed.Client(client.scheduler.address, timeout=60, set_as_default=False)
+    closed.close(timeout=60)
+    seen = []
+
+    def work(x):
+        seen.append(x)
+        return x
+
+    before = descendants()
+    for backends in (None, "dask", "serial,parpy-dask"):
+        with pytest.raises(ValueError, match=f"the Dask client {closed.id} is closed"):
+            parpy.compare(work, [1, 2], backends=backends, client=closed, progress=False)
+    assert seen == [] and descendants() == before
+
+
 def test_without_dask_an_import_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     before = descendants()

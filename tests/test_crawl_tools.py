@@ -306,7 +306,7 @@ def test_compare_crawl_on_every_backend():
 def test_compare_crawl_sweeps_its_own_worker_counts():
     report = parpy.compare(
         "crawl",
-        _compare.WORKLOADS["crawl"].items(4),
+        _compare.WORKLOADS["crawl"].items(max(_compare.CRAWL_WORKERS)),  # a page per worker
         backends="parpy",
         repeat=1,
         warmup=0,

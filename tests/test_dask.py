@@ -296,6 +296,25 @@ def test_without_dask_an_importerror_before_any_work(client, monkeypatch):
     assert_nothing_submitted(client, before)
 
 
+def test_a_closed_client_is_refused_before_any_work(client):
+    closed = distributed.Client(client.scheduler.address, timeout=T, set_as_default=False)
+    closed.close(timeout=T)
+    read = []
+
+    def items():
+        read.append(1)
+        yield 5
+
+    for run in (
+        lambda: parpy.map(parpy.fib, items(), client=closed),
+        lambda: parpy.fib_batch(items(), client=closed),
+        lambda: parpy.map(parpy.fib, [-1], client=closed),  # not even validated
+    ):
+        with pytest.raises(ValueError, match=f"the Dask client {closed.id} is closed"):
+            run()
+    assert read == []
+
+
 # ---- workers lost, Ctrl-C, progress -------------------------------------------------------
 
 # About 3 s of work in chunks of about 0.1 s: fib_iterative(25000) takes about a millisecond.
