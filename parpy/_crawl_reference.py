@@ -57,7 +57,7 @@ def crawl(
             exc.close()
             return Page(url, exc.url, exc.code, None, 0, time.perf_counter() - start, None,
                         level_depth, error=f"http: {exc.code} {exc.reason}"), 0  # fmt: skip
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # http.client's errors too: recorded, as every failure
             return Page(url, None, None, None, 0, time.perf_counter() - start, None,
                         level_depth, error=f"connection: {exc}"), 0  # fmt: skip
         links, malformed = None, 0
