@@ -61,6 +61,8 @@ USER_AGENT = "parpy-crawl/0.1.0 (Python-urllib)"
 MAX_BYTES = 8 * 1024 * 1024
 PER_HOST = 2
 MAX_REDIRECTS = 10
+# The longest timeout a crawl takes: a day, in seconds.
+MAX_TIMEOUT = 86400.0
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # How many extract workers: the kernel is fast next to the network.
@@ -100,7 +102,8 @@ def normalize(url: str) -> str | None:
     """url as the crawl keys it: scheme and host lower-cased, the default port
     and the fragment dropped, an empty path made "/", unsafe characters
     percent-encoded as a browser does. None for a scheme other than http(s);
-    ValueError if it is malformed (no host, a bad port, a bad IPv6 literal)."""
+    ValueError if it is malformed (no host, a host no lookup can take, a bad
+    port, a bad IPv6 literal)."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
@@ -108,6 +111,10 @@ def normalize(url: str) -> str | None:
     host = parts.hostname
     if not host or any(c <= " " or c in '<>"\\^`{|}\x7f' for c in host):
         raise ValueError(f"no valid host in {url!r}")
+    try:
+        host.encode("idna")  # as socket.getaddrinfo and http.client encode it
+    except UnicodeError:
+        raise ValueError(f"no valid host in {url!r}") from None
     port = parts.port  # ValueError when not a number in range
     netloc = f"[{host}]" if ":" in host else host
     if port is not None and port != DEFAULT_PORTS[scheme]:
@@ -742,6 +749,15 @@ def _number(what: str, value: object, minimum: float, integer: bool) -> Any:
     return value
 
 
+def _timeout(value: object) -> float:
+    """value as a float, once it is a number of seconds in (0, MAX_TIMEOUT]."""
+    seconds = _number("timeout", value, 0, False)
+    if not 0 < seconds <= MAX_TIMEOUT:
+        most = f"{MAX_TIMEOUT:g} (a day)"
+        raise ValueError(f"timeout must be > 0 and <= {most}, not {_short(repr(seconds), 40)}")
+    return float(seconds)
+
+
 def _start_urls(urls: str | Iterable[str]) -> list[str]:
     if isinstance(urls, str):
         urls = [urls]
@@ -776,7 +792,7 @@ def crawl(
     breadth first, each URL once; returns a :class:`CrawlResult`.
 
     ``workers`` fetch at once, at most ``per_host`` to one host; each page
-    has ``timeout`` seconds for all its requests, redirects
+    has ``timeout`` seconds (at most a day) for all its requests, redirects
     included, and reads at most ``max_bytes`` (the page is then cut and
     marked). With ``same_host`` only the start URLs' hosts are crawled,
     redirects included. ``max_pages`` bounds the URLs fetched.
@@ -791,9 +807,7 @@ def crawl(
     starts = _start_urls(urls)
     depth = _number("depth", depth, 0, True)
     workers = _number("workers", workers, 1, True)
-    timeout = float(_number("timeout", timeout, 0, False))
-    if not timeout > 0:
-        raise ValueError("timeout must be > 0")
+    timeout = _timeout(timeout)
     max_bytes = _number("max_bytes", max_bytes, 0, True)
     per_host = _number("per_host", per_host, 1, True)
     if max_pages is not None:
@@ -802,6 +816,8 @@ def crawl(
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}")
     if not isinstance(user_agent, str):
         raise TypeError(f"user_agent must be a str, not {type(user_agent).__name__}")
+    if not (user_agent.isascii() and user_agent.isprintable()):
+        raise ValueError(f"user_agent must be printable ASCII (an HTTP header), not {user_agent!r}")
     show = _progress.require(progress)
 
     result = CrawlResult()

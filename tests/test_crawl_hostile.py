@@ -4,17 +4,20 @@ Each server writes its replies byte for byte, whatever HTTP says: a garbage
 status line, a header line over 64 KiB, over 100 headers, a truncated or
 invalid chunked body, a body shorter than its Content-Length, no reply at
 all, a reply dripped a byte at a time. Every such page is an error on that
-page and the crawl goes on; ``timeout`` bounds a page's whole fetch. No test
-touches an address outside loopback.
+page and the crawl goes on; ``timeout`` bounds a page's whole fetch. Also:
+the arguments refused before anything is fetched. No test touches an
+address outside loopback.
 """
 
 from __future__ import annotations
 
+import math
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -338,3 +341,45 @@ def test_https_pages_and_the_timeout_over_tls(serve, backend, monkeypatch):
     assert result[server.url("/drip")].error == "timeout: no complete reply within 1 s"
     assert took < BOUND, took
     assert sorted(server.paths()) == ["/", "/a", "/drip", "/robots.txt"]
+
+
+# ---- arguments refused before anything is fetched -------------------------------
+
+BAD_TIMEOUTS = {
+    "nan": (math.nan, ValueError), "inf": (math.inf, ValueError), "-inf": (-math.inf, ValueError),
+    "1e300": (1e300, ValueError), "10**30": (10**30, ValueError),
+    "10**400": (10**400, ValueError), "a day and a half second": (86400.5, ValueError),
+    "0": (0, ValueError), "-1": (-1, ValueError), "True": (True, TypeError),
+    "'1'": ("1", TypeError), "None": (None, TypeError), "Decimal": (Decimal("1"), TypeError),
+}  # fmt: skip
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("crawl", [parpy.crawl, parpy.reference.crawl], ids=["parpy", "reference"])
+@pytest.mark.parametrize("case", BAD_TIMEOUTS)
+def test_timeout_is_refused_unless_finite_and_at_most_a_day(serve, crawl, case):
+    timeout, error = BAD_TIMEOUTS[case]
+    server = serve({"/": page()})
+    with pytest.raises(error, match="timeout"):
+        crawl(server.url("/"), timeout=timeout)
+    assert not server.requests
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("crawl", [parpy.crawl, parpy.reference.crawl], ids=["parpy", "reference"])
+def test_a_day_is_the_longest_timeout(serve, crawl):
+    server = serve({"/": page()})
+    assert crawl(server.url("/"), timeout=86400)[server.url("/")].error is None
+
+
+@pytest.mark.parametrize("agent", ["parpy\r\nX-Evil: 1", "parpy-\u20ac", "tab\there"])
+def test_a_user_agent_that_is_not_a_header_value_is_refused(agent):
+    with pytest.raises(ValueError, match="user_agent"):
+        parpy.crawl("http://127.0.0.1:9/", user_agent=agent)
+
+
+@pytest.mark.parametrize("host", ["a" * 64 + ".example", "a..example"])
+def test_a_host_no_lookup_can_take_is_malformed(host):
+    with pytest.raises(ValueError, match="no valid host"):
+        parpy.crawl(f"http://{host}/")
+    assert parpy._crawl.normalize(f"http://{'a' * 63}.example/") == f"http://{'a' * 63}.example/"
