@@ -27,10 +27,16 @@ Every failure of a fetch, whatever it raises, is recorded on its URL's page;
 none stops the crawl. Ctrl-C shuts down the sockets of the fetches in flight
 (:class:`_Sockets`) before the KeyboardInterrupt, so that the crawl ends at
 once, not at its timeouts.
+
+URLs are keyed without their userinfo: a start URL's user and password become
+an ``Authorization: Basic`` header for requests to that URL's origin (scheme,
+host, port), and go nowhere else (not into a lookup, a Host header, a result);
+the userinfo of a link or a redirect's target is dropped.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import http.client
 import json
@@ -48,7 +54,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from multiprocessing.managers import BaseManager
 from typing import Any, NamedTuple
-from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 from parpy import _core, _progress
 from parpy._links import scan
@@ -99,11 +105,11 @@ class Page(NamedTuple):
 
 
 def normalize(url: str) -> str | None:
-    """url as the crawl keys it: scheme and host lower-cased, the default port
-    and the fragment dropped, an empty path made "/", unsafe characters
-    percent-encoded as a browser does. None for a scheme other than http(s);
-    ValueError if it is malformed (no host, a host no lookup can take, a bad
-    port, a bad IPv6 literal)."""
+    """url as the crawl keys it: scheme and host lower-cased, the userinfo
+    (``user:password@``), the default port and the fragment dropped, an empty
+    path made "/", unsafe characters percent-encoded as a browser does. None
+    for a scheme other than http(s); ValueError if it is malformed (no host,
+    a host no lookup can take, a bad port, a bad IPv6 literal)."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
@@ -119,16 +125,29 @@ def normalize(url: str) -> str | None:
     netloc = f"[{host}]" if ":" in host else host
     if port is not None and port != DEFAULT_PORTS[scheme]:
         netloc += f":{port}"
-    if parts.username is not None:
-        userinfo = parts.username + (":" + parts.password if parts.password is not None else "")
-        netloc = f"{userinfo}@{netloc}"
     path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=~")
     query = quote(parts.query, safe="/?%:@!$&'()*+,;=~")
     return urlunsplit((scheme, netloc, path, query, ""))
 
 
 def _host(url: str) -> str:
+    """The "host[:port]" of a normalised URL (which has no userinfo)."""
     return urlsplit(url).netloc
+
+
+def _origin(url: str) -> str:
+    """The "scheme://host[:port]" of a normalised URL."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _basic_auth(url: str) -> str | None:
+    """The Authorization header that url's userinfo makes; None if it has none."""
+    parts = urlsplit(url.strip())
+    if parts.username is None:
+        return None
+    userinfo = unquote(parts.username) + ":" + unquote(parts.password or "")
+    return "Basic " + base64.b64encode(userinfo.encode()).decode("ascii")
 
 
 class _Cancelled(Exception):
@@ -410,7 +429,8 @@ class _Fetcher:
     parsers; the :class:`_Gate` is shared.
 
     ``timeout`` bounds each page: its requests, redirects included, have
-    that many seconds in all; robots.txt has as many of its own."""
+    that many seconds in all; robots.txt has as many of its own. ``auth``
+    maps an origin to the Authorization header its requests carry."""
 
     def __init__(
         self,
@@ -420,6 +440,7 @@ class _Fetcher:
         max_bytes: int,
         robots: bool,
         user_agent: str,
+        auth: dict[str, str],
     ) -> None:
         self.gate = gate
         self.hosts = hosts  # None: any host
@@ -427,9 +448,10 @@ class _Fetcher:
         self.max_bytes = max_bytes
         self.robots = robots
         self.user_agent = user_agent
+        self.auth = auth
         self._init_state()
 
-    _KEEP = ("gate", "hosts", "timeout", "max_bytes", "robots", "user_agent")
+    _KEEP = ("gate", "hosts", "timeout", "max_bytes", "robots", "user_agent", "auth")
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()
@@ -459,9 +481,11 @@ class _Fetcher:
         missing from a body that ended short of its Content-Length). The
         response is closed; an HTTP error status raises HTTPError."""
         host = _host(url)
+        auth = self.auth.get(_origin(url))
+        request = urllib.request.Request(url, headers={"Authorization": auth} if auth else {})
         self.gate.acquire(host)
         try:
-            with budget.spending() as left, self._opener.open(url, timeout=left) as response:
+            with budget.spending() as left, self._opener.open(request, timeout=left) as response:
                 body = response.read(self.max_bytes + 1)
                 missing = response.length or 0 if len(body) <= self.max_bytes else 0
                 return response, body, missing
@@ -758,10 +782,13 @@ def _timeout(value: object) -> float:
     return float(seconds)
 
 
-def _start_urls(urls: str | Iterable[str]) -> list[str]:
+def _start_urls(urls: str | Iterable[str]) -> tuple[list[str], dict[str, str]]:
+    """The start URLs normalised, each once, and the Authorization header of
+    each origin that one of them gives a user name for."""
     if isinstance(urls, str):
         urls = [urls]
     out: list[str] = []
+    auth: dict[str, str] = {}
     for url in urls:
         if not isinstance(url, str):
             raise TypeError(f"urls must be str, not {type(url).__name__}")
@@ -770,7 +797,10 @@ def _start_urls(urls: str | Iterable[str]) -> list[str]:
             raise ValueError(f"only http and https URLs can be crawled, not {url!r}")
         if key not in out:
             out.append(key)
-    return out
+        header = _basic_auth(url)
+        if header is not None and auth.setdefault(_origin(key), header) != header:
+            raise ValueError(f"two different user names or passwords for {_origin(key)}")
+    return out, auth
 
 
 def crawl(
@@ -794,8 +824,9 @@ def crawl(
     ``workers`` fetch at once, at most ``per_host`` to one host; each page
     has ``timeout`` seconds (at most a day) for all its requests, redirects
     included, and reads at most ``max_bytes`` (the page is then cut and
-    marked). With ``same_host`` only the start URLs' hosts are crawled,
-    redirects included. ``max_pages`` bounds the URLs fetched.
+    marked). A start URL's ``user:password@`` is sent as HTTP Basic auth to
+    that URL's scheme, host and port only. With ``same_host`` only the start
+    URLs' hosts are crawled, redirects included. ``max_pages`` bounds the URLs fetched.
     ``respect_robots``: obey each host's robots.txt (fetched once a crawl).
     ``progress``: a tqdm bar of the pages done. ``backend``: the pipeline's
     ("native", "threading", "multiprocessing").
@@ -804,7 +835,7 @@ def crawl(
     at once, the fetches in flight included: the KeyboardInterrupt raised
     carries the pages fetched so far as its ``result`` attribute.
     """
-    starts = _start_urls(urls)
+    starts, auth = _start_urls(urls)
     depth = _number("depth", depth, 0, True)
     workers = _number("workers", workers, 1, True)
     timeout = _timeout(timeout)
@@ -832,7 +863,7 @@ def crawl(
                 gate = manager.Gate(per_host)  # type: ignore[attr-defined]
             hosts = {_host(u) for u in starts} if same_host else None
             robots = bool(respect_robots)
-            fetch = _Fetcher(gate, hosts, timeout, max_bytes, robots, user_agent)
+            fetch = _Fetcher(gate, hosts, timeout, max_bytes, robots, user_agent, auth)
             pipe = Pipeline(
                 [
                     Stage(fetch, workers, name="fetch"),

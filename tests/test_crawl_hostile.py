@@ -5,12 +5,14 @@ status line, a header line over 64 KiB, over 100 headers, a truncated or
 invalid chunked body, a body shorter than its Content-Length, no reply at
 all, a reply dripped a byte at a time. Every such page is an error on that
 page and the crawl goes on; ``timeout`` bounds a page's whole fetch. Also:
-the arguments refused before anything is fetched. No test touches an
-address outside loopback.
+credentials in URLs (never resolved, never in a Host header, sent as Basic
+auth to their own origin only) and the arguments refused before anything is
+fetched. No test touches an address outside loopback.
 """
 
 from __future__ import annotations
 
+import base64
 import math
 import socket
 import ssl
@@ -341,6 +343,65 @@ def test_https_pages_and_the_timeout_over_tls(serve, backend, monkeypatch):
     assert result[server.url("/drip")].error == "timeout: no complete reply within 1 s"
     assert took < BOUND, took
     assert sorted(server.paths()) == ["/", "/a", "/drip", "/robots.txt"]
+
+
+# ---- credentials in URLs ---------------------------------------------------------
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_credentials_go_as_basic_auth_to_their_origin_only(serve, backend, monkeypatch):
+    other = serve({"/": page()}, host="localhost")
+    main = serve({})
+    port = main.server_address[1]
+    main.replies.update({
+        "/": page("/a", f"http://link:linkpw@127.0.0.1:{port}/b", "/r", "/away"),
+        "/a": page(), "/b": page(), "/c": page(),
+        "/r": redirect(f"http://hop:hoppw@127.0.0.1:{port}/c"),
+        "/away": redirect(f"http://away:awaypw@{other.name}/"),
+    })  # fmt: skip
+    resolved: list[str] = []
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        resolved.append(host)
+        assert host in ("127.0.0.1", "localhost"), host  # never leaves loopback
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    start = f"http://us%40er:p%40ss:w@127.0.0.1:{port}/"
+    result = parpy.crawl(start, depth=1, same_host=False, timeout=5.0, backend=backend)
+
+    assert set(result.urls()) == {main.url(p) for p in ("/", "/a", "/b", "/r", "/away")}
+    assert start in result and result[start].url == main.url("/")
+    assert result[main.url("/r")].final_url == main.url("/c")
+    assert result[main.url("/away")].final_url == f"http://{other.name}/"
+    # The start URL's user and password (percent-decoded) to its origin, on
+    # every request there, robots.txt included; a link's or a redirect's own
+    # userinfo is dropped.
+    paths = {"/robots.txt", "/", "/a", "/b", "/r", "/c", "/away"}
+    assert {path for path, _, _ in main.requests} == paths
+    assert {auth for _, _, auth in main.requests} == {basic("us@er", "p@ss:w")}
+    assert {host for _, host, _ in main.requests} == {main.name}
+    # Nothing to another origin.
+    assert {(path, host, auth) for path, host, auth in other.requests} == {
+        ("/robots.txt", other.name, None), ("/", other.name, None)
+    }  # fmt: skip
+    # No credentials in a lookup (worker processes resolve in their own
+    # process), nor in the result.
+    if backend != "multiprocessing":
+        assert set(resolved) == {"127.0.0.1", "localhost"}
+    text = result.to_json() + str(result)
+    assert not any(secret in text for secret in ("p%40ss", "p@ss", "pw", "us%40er"))
+
+
+def test_two_passwords_for_one_origin_are_refused():
+    with pytest.raises(ValueError, match="two different"):
+        parpy.crawl(["http://a:1@127.0.0.1:9/", "http://a:2@127.0.0.1:9/x"])
 
 
 # ---- arguments refused before anything is fetched -------------------------------
