@@ -32,6 +32,11 @@ URLs are keyed without their userinfo: a start URL's user and password become
 an ``Authorization: Basic`` header for requests to that URL's origin (scheme,
 host, port), and go nowhere else (not into a lookup, a Host header, a result);
 the userinfo of a link or a redirect's target is dropped.
+
+Nothing here is module-level state: what a crawl shares lives in its own
+:class:`_Gate` and :class:`_Sockets`. A process forked during a crawl reaches
+them only through the SIGINT handler it inherited, which acts only in the
+process that installed it.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import http.client
 import json
 import math
 import multiprocessing
+import os
 import signal
 import socket
 import ssl
@@ -940,14 +946,21 @@ def _cancel_on_ctrl_c(cancel: Callable[[], object]) -> Iterator[None]:
     """While the crawl runs in the main thread, Ctrl-C first cancels the
     fetches in flight (their sockets are shut down, the waits for a host's
     slot end), then does what it did before (raises KeyboardInterrupt): the
-    pipeline's workers then end at once, not at their timeouts."""
+    pipeline's workers then end at once, not at their timeouts.
+
+    A process forked meanwhile inherits the handler but not the crawl: there
+    it only does what was done before. (Its sockets are the parent's too,
+    and the locks of the gate and of the sockets' registry may have been
+    held by the parent's threads at the fork.)"""
     previous = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread() or not callable(previous):
         yield
         return
+    pid = os.getpid()
 
     def interrupted(signum: int, frame: Any) -> Any:
-        cancel()
+        if os.getpid() == pid:
+            cancel()
         return previous(signum, frame)
 
     signal.signal(signal.SIGINT, interrupted)
