@@ -6,7 +6,9 @@ Each level of the crawl is one run of
 
 - fetch (a Python function; urllib.request releases the GIL while it waits on
   the network) checks robots.txt, takes one of the host's ``per_host`` slots,
-  fetches with a timeout, reads at most ``max_bytes``, and follows redirects
+  fetches within the page's ``timeout`` (every hop's connect, send and
+  receive together: each socket operation gets the time left, see
+  :class:`_Socket`), reads at most ``max_bytes``, and follows redirects
   itself, one hop at a time, each hop checked like a link: robots.txt, the
   start hosts, not taken on by the crawl before (so no URL is fetched
   twice), no loop. It returns a :class:`Page` and the body for the next
@@ -21,19 +23,34 @@ Each level of the crawl is one run of
   the malformed ones, and makes the next level of those not seen and on the
   start hosts (``same_host``), in the order of the pages that hold them.
 
-Every failure is recorded on its URL's page; none stops the crawl. Ctrl-C
-shuts down the sockets of the fetches in flight (:class:`_Sockets`) before
-the KeyboardInterrupt, so that the crawl ends at once, not at its timeouts.
+Every failure of a fetch, whatever it raises, is recorded on its URL's page;
+none stops the crawl. Ctrl-C shuts down the sockets of the fetches in flight
+(:class:`_Sockets`) before the KeyboardInterrupt, so that the crawl ends at
+once, not at its timeouts.
+
+URLs are keyed without their userinfo: a start URL's user and password become
+an ``Authorization: Basic`` header for requests to that URL's origin (scheme,
+host, port), and go nowhere else (not into a lookup, a Host header, a result);
+the userinfo of a link or a redirect's target is dropped.
+
+Nothing here is module-level state: what a crawl shares lives in its own
+:class:`_Gate` and :class:`_Sockets`. A process forked during a crawl reaches
+them only through the SIGINT handler it inherited, which acts only in the
+process that installed it.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import http.client
 import json
+import math
 import multiprocessing
+import os
 import signal
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -43,7 +60,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from multiprocessing.managers import BaseManager
 from typing import Any, NamedTuple
-from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 from parpy import _core, _progress
 from parpy._links import scan
@@ -56,6 +73,8 @@ USER_AGENT = "parpy-crawl/0.1.0 (Python-urllib)"
 MAX_BYTES = 8 * 1024 * 1024
 PER_HOST = 2
 MAX_REDIRECTS = 10
+# The longest timeout a crawl takes: a day, in seconds.
+MAX_TIMEOUT = 86400.0
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # How many extract workers: the kernel is fast next to the network.
@@ -68,8 +87,10 @@ class Page(NamedTuple):
     ``status`` is the HTTP status (None when no response came); ``links`` the
     page's links, resolved and normalised, in document order (None when the
     page was not parsed); ``truncated`` that the body was cut at max_bytes;
-    ``error`` a "kind: message" string, kind one of robots, dns, refused,
-    timeout, http, redirect-loop, connection, or None.
+    ``error`` a "kind: message" string, kind one of robots, offsite, dns,
+    refused, timeout, tls, connection, http, http-protocol, incomplete,
+    redirect, redirect-loop, cancelled, error, or None. A page with an error
+    is never parsed (``links`` None).
     """
 
     url: str
@@ -90,10 +111,11 @@ class Page(NamedTuple):
 
 
 def normalize(url: str) -> str | None:
-    """url as the crawl keys it: scheme and host lower-cased, the default port
-    and the fragment dropped, an empty path made "/", unsafe characters
-    percent-encoded as a browser does. None for a scheme other than http(s);
-    ValueError if it is malformed (no host, a bad port, a bad IPv6 literal)."""
+    """url as the crawl keys it: scheme and host lower-cased, the userinfo
+    (``user:password@``), the default port and the fragment dropped, an empty
+    path made "/", unsafe characters percent-encoded as a browser does. None
+    for a scheme other than http(s); ValueError if it is malformed (no host,
+    a host no lookup can take, a bad port, a bad IPv6 literal)."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
@@ -101,20 +123,37 @@ def normalize(url: str) -> str | None:
     host = parts.hostname
     if not host or any(c <= " " or c in '<>"\\^`{|}\x7f' for c in host):
         raise ValueError(f"no valid host in {url!r}")
+    try:
+        host.encode("idna")  # as socket.getaddrinfo and http.client encode it
+    except UnicodeError:
+        raise ValueError(f"no valid host in {url!r}") from None
     port = parts.port  # ValueError when not a number in range
     netloc = f"[{host}]" if ":" in host else host
     if port is not None and port != DEFAULT_PORTS[scheme]:
         netloc += f":{port}"
-    if parts.username is not None:
-        userinfo = parts.username + (":" + parts.password if parts.password is not None else "")
-        netloc = f"{userinfo}@{netloc}"
     path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=~")
     query = quote(parts.query, safe="/?%:@!$&'()*+,;=~")
     return urlunsplit((scheme, netloc, path, query, ""))
 
 
 def _host(url: str) -> str:
+    """The "host[:port]" of a normalised URL (which has no userinfo)."""
     return urlsplit(url).netloc
+
+
+def _origin(url: str) -> str:
+    """The "scheme://host[:port]" of a normalised URL."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _basic_auth(url: str) -> str | None:
+    """The Authorization header that url's userinfo makes; None if it has none."""
+    parts = urlsplit(url.strip())
+    if parts.username is None:
+        return None
+    userinfo = unquote(parts.username) + ":" + unquote(parts.password or "")
+    return "Basic " + base64.b64encode(userinfo.encode()).decode("ascii")
 
 
 class _Cancelled(Exception):
@@ -209,6 +248,43 @@ class _GateManager(BaseManager):
 _GateManager.register("Gate", _Gate)
 
 
+class _Socket(socket.socket):
+    """A socket whose every send and receive gets the time left before
+    ``deadline`` (a time.monotonic() value) as its timeout: a reply dripped a
+    byte at a time fails at the deadline, not at a timeout per read."""
+
+    deadline = math.inf
+
+    def _time_left(self) -> None:
+        if self.deadline == math.inf:
+            return
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        self.settimeout(left)
+
+    def recv(self, *args: Any) -> bytes:
+        self._time_left()
+        return super().recv(*args)
+
+    def recv_into(self, *args: Any) -> int:
+        self._time_left()
+        return super().recv_into(*args)
+
+    def send(self, *args: Any) -> int:
+        self._time_left()
+        return super().send(*args)
+
+    def sendall(self, *args: Any) -> None:
+        self._time_left()
+        super().sendall(*args)
+
+
+class _SSLSocket(_Socket, ssl.SSLSocket):
+    """The same over TLS (the context's ``sslsocket_class``): its reads and
+    writes go to ssl.SSLSocket's."""
+
+
 class _Sockets:
     """The sockets of this process's fetches in flight, so that a cancel can
     shut them down: a fetch blocked in connect or recv then fails at once
@@ -224,18 +300,23 @@ class _Sockets:
     def connect(
         self, address: tuple[str, int], timeout: Any, source_address: Any = None
     ) -> socket.socket:
-        """socket.create_connection, the socket registered before it connects."""
+        """socket.create_connection, the socket registered before it connects;
+        connect and every later send and receive end by ``timeout`` from now."""
         host, port = address
+        deadline = math.inf
+        if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+            deadline = time.monotonic() + timeout
         error: OSError | None = None
         for family, kind, proto, _, where in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
-            sock = socket.socket(family, kind, proto)
+            sock = _Socket(family, kind, proto)
             try:
                 self._register(sock)
-                if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
-                    sock.settimeout(timeout)
+                sock.deadline = deadline
+                sock._time_left()
                 if source_address:
                     sock.bind(source_address)
                 sock.connect(where)
+                sock._time_left()  # what the TLS handshake, if any, may take
                 return sock
             except OSError as exc:
                 sock.close()
@@ -279,6 +360,17 @@ class _HTTPSConnection(http.client.HTTPSConnection):
         super().__init__(*args, **kwargs)
         self._create_connection = sockets.connect  # type: ignore[assignment]
 
+    def connect(self) -> None:
+        # As HTTPSConnection.connect, the TLS socket keeping the deadline.
+        http.client.HTTPConnection.connect(self)
+        raw = self.sock
+        context: ssl.SSLContext = self._context  # type: ignore[attr-defined]
+        hostname = self._tunnel_host or self.host  # type: ignore[attr-defined]
+        sock = context.wrap_socket(raw, server_hostname=hostname)
+        assert isinstance(raw, _Socket) and isinstance(sock, _SSLSocket)
+        sock.deadline = raw.deadline
+        self.sock = sock
+
 
 class _HTTPHandler(urllib.request.HTTPHandler):
     def __init__(self, sockets: _Sockets) -> None:
@@ -291,7 +383,11 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
     def __init__(self, sockets: _Sockets) -> None:
-        super().__init__()
+        # As http.client's default context, making deadline-keeping sockets.
+        context = ssl.create_default_context()
+        context.set_alpn_protocols(["http/1.1"])
+        context.sslsocket_class = _SSLSocket
+        super().__init__(context=context)
         self._sockets = sockets
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
@@ -309,6 +405,26 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 REDIRECTS = (301, 302, 303, 307, 308)
 
 
+class _Budget:
+    """The seconds one page's fetch has left. It is spent only while a
+    request holds one of its host's slots: waiting for a slot is not the
+    fetch's time."""
+
+    def __init__(self, seconds: float) -> None:
+        self.left = seconds
+
+    @contextmanager
+    def spending(self) -> Iterator[float]:
+        """Yields the seconds left (TimeoutError if none), and takes off what the block took."""
+        if self.left <= 0:
+            raise TimeoutError("timed out")
+        began = time.monotonic()
+        try:
+            yield self.left
+        finally:
+            self.left -= time.monotonic() - began
+
+
 class _Fetcher:
     """The fetch stage: one URL (with its depth) -> (Page, body or None).
 
@@ -316,7 +432,11 @@ class _Fetcher:
     (robots.txt, the start hosts, not taken on before, no loop) and each
     request holding one of its host's slots. Picklable for the
     multiprocessing backend: each process builds its own opener and robots
-    parsers; the :class:`_Gate` is shared."""
+    parsers; the :class:`_Gate` is shared.
+
+    ``timeout`` bounds each page: its requests, redirects included, have
+    that many seconds in all; robots.txt has as many of its own. ``auth``
+    maps an origin to the Authorization header its requests carry."""
 
     def __init__(
         self,
@@ -326,6 +446,7 @@ class _Fetcher:
         max_bytes: int,
         robots: bool,
         user_agent: str,
+        auth: dict[str, str],
     ) -> None:
         self.gate = gate
         self.hosts = hosts  # None: any host
@@ -333,9 +454,10 @@ class _Fetcher:
         self.max_bytes = max_bytes
         self.robots = robots
         self.user_agent = user_agent
+        self.auth = auth
         self._init_state()
 
-    _KEEP = ("gate", "hosts", "timeout", "max_bytes", "robots", "user_agent")
+    _KEEP = ("gate", "hosts", "timeout", "max_bytes", "robots", "user_agent", "auth")
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()
@@ -359,14 +481,20 @@ class _Fetcher:
         if isinstance(self.gate, _Gate):
             self.gate.cancel()
 
-    def _get(self, url: str) -> tuple[Any, bytes]:
-        """One request, holding one of the host's slots: (response, body).
-        The response is closed; an HTTP error status raises HTTPError."""
+    def _get(self, url: str, budget: _Budget) -> tuple[Any, bytes, int]:
+        """One request, holding one of the host's slots, in the time budget
+        has left: (response, at most max_bytes + 1 bytes of body, the bytes
+        missing from a body that ended short of its Content-Length). The
+        response is closed; an HTTP error status raises HTTPError."""
         host = _host(url)
+        auth = self.auth.get(_origin(url))
+        request = urllib.request.Request(url, headers={"Authorization": auth} if auth else {})
         self.gate.acquire(host)
         try:
-            with self._opener.open(url, timeout=self.timeout) as response:
-                return response, response.read(self.max_bytes + 1)
+            with budget.spending() as left, self._opener.open(request, timeout=left) as response:
+                body = response.read(self.max_bytes + 1)
+                missing = response.length or 0 if len(body) <= self.max_bytes else 0
+                return response, body, missing
         finally:
             self.gate.release(host)
 
@@ -391,15 +519,20 @@ class _Fetcher:
 
     def _robots_lines(self, url: str) -> list[str]:
         # As RobotFileParser.read (which would use urlopen, without our
-        # timeout and agent): 401/403 forbid everything, other errors nothing.
+        # timeout and agent): 401/403 forbid everything, other errors
+        # (whatever a fetch raises, a body short of its length) nothing.
         try:
-            _, body = self._get(url)
+            _, body, missing = self._get(url, _Budget(self.timeout))
+        except _Cancelled:
+            raise
         except urllib.error.HTTPError as exc:
             exc.close()
             return ["User-agent: *", "Disallow: /"] if exc.code in (401, 403) else []
-        except (OSError, ValueError):
+        except Exception:
             if self.sockets.cancelled:
                 raise _Cancelled from None
+            return []
+        if missing:
             return []
         return body[: self.max_bytes].decode("utf-8", "replace").splitlines()
 
@@ -417,6 +550,9 @@ class _Fetcher:
             return self._fetch(url, depth)
         except _Cancelled:
             return Page(url, None, None, None, 0, 0.0, None, depth, error="cancelled"), None
+        except Exception as exc:  # a fetch's failure is its page's, never the crawl's
+            error = _kind(exc, self.timeout, self.sockets.cancelled)
+            return Page(url, None, None, None, 0, 0.0, None, depth, error=error), None
         finally:
             self.sockets.done()
 
@@ -433,26 +569,30 @@ class _Fetcher:
         refusal = self._refusal(url)
         if refusal is not None:
             return failed(refusal)
+        budget = _Budget(self.timeout)
         while True:
             try:
-                response, body = self._get(chain[-1])
+                response, body, missing = self._get(chain[-1], budget)
+            except _Cancelled:
+                raise
             except urllib.error.HTTPError as exc:
                 exc.close()
                 location = exc.headers.get("Location") if exc.headers is not None else None
                 if exc.code not in REDIRECTS or not location:
                     return failed(f"http: {exc.code} {exc.reason}", exc.code)
                 status = exc.code
-            except urllib.error.URLError as exc:
-                return failed(_kind(exc.reason, self.sockets.cancelled))
-            except (OSError, ValueError) as exc:  # http.client errors, timeouts while reading
-                return failed(_kind(exc, self.sockets.cancelled))
+            except Exception as exc:  # whatever urllib, http.client, ssl, socket raise
+                return failed(_kind(exc, self.timeout, self.sockets.cancelled))
             else:
                 truncated = len(body) > self.max_bytes
                 body = body[: self.max_bytes]
                 content_type = response.headers.get_content_type()
+                error = None
+                if missing:  # never a clean page: an error, not parsed
+                    error = f"incomplete: {len(body)} of {len(body) + missing} bytes"
                 page = Page(url, chain[-1], response.status, content_type, len(body),
-                            time.perf_counter() - start, None, depth, truncated)  # fmt: skip
-                return page, body if content_type in HTML_TYPES else None
+                            time.perf_counter() - start, None, depth, truncated, error)  # fmt: skip
+                return page, body if content_type in HTML_TYPES and error is None else None
             # A redirect: the next hop, if it may be taken.
             try:
                 target = normalize(urljoin(chain[-1], location))
@@ -474,19 +614,34 @@ class _Fetcher:
                 return failed(None, status)  # crawled as a URL of its own
 
 
-def _kind(reason: object, cancelled: bool = False) -> str:
-    """The "kind: message" of a failure without an HTTP response."""
+def _kind(exc: BaseException, timeout: float, cancelled: bool = False) -> str:
+    """The "kind: message" of a fetch that raised exc (urllib's URLError
+    stands for its reason), ``timeout`` the page's time."""
+    if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException):
+        exc = exc.reason
     if cancelled:
-        kind = "cancelled"
-    elif isinstance(reason, socket.gaierror):
+        return "cancelled: the crawl was interrupted"
+    if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError
+        return f"timeout: no complete reply within {timeout:g} s"
+    message = _short(str(exc))
+    if isinstance(exc, socket.gaierror):
         kind = "dns"
-    elif isinstance(reason, ConnectionRefusedError):
+    elif isinstance(exc, ConnectionRefusedError):
         kind = "refused"
-    elif isinstance(reason, TimeoutError):  # socket.timeout is TimeoutError
-        kind = "timeout"
-    else:
+    elif isinstance(exc, ssl.SSLError):
+        kind = "tls"
+    elif isinstance(exc, OSError):  # http.client's RemoteDisconnected too
         kind = "connection"
-    return f"{kind}: {reason}"
+    elif isinstance(exc, http.client.HTTPException):  # a reply that breaks HTTP/1.1
+        kind, message = "http-protocol", _short(repr(exc))
+    else:
+        kind, message = "error", _short(repr(exc))
+    return f"{kind}: {message}"
+
+
+def _short(message: str, most: int = 200) -> str:
+    """message, cut to most characters: a server may make it 64 KiB long."""
+    return message if len(message) <= most else message[: most - 3] + "..."
 
 
 def _extract(fetched: tuple[Page, bytes | None]) -> tuple[Page, list[str] | None]:
@@ -624,10 +779,22 @@ def _number(what: str, value: object, minimum: float, integer: bool) -> Any:
     return value
 
 
-def _start_urls(urls: str | Iterable[str]) -> list[str]:
+def _timeout(value: object) -> float:
+    """value as a float, once it is a number of seconds in (0, MAX_TIMEOUT]."""
+    seconds = _number("timeout", value, 0, False)
+    if not 0 < seconds <= MAX_TIMEOUT:
+        most = f"{MAX_TIMEOUT:g} (a day)"
+        raise ValueError(f"timeout must be > 0 and <= {most}, not {_short(repr(seconds), 40)}")
+    return float(seconds)
+
+
+def _start_urls(urls: str | Iterable[str]) -> tuple[list[str], dict[str, str]]:
+    """The start URLs normalised, each once, and the Authorization header of
+    each origin that one of them gives a user name for."""
     if isinstance(urls, str):
         urls = [urls]
     out: list[str] = []
+    auth: dict[str, str] = {}
     for url in urls:
         if not isinstance(url, str):
             raise TypeError(f"urls must be str, not {type(url).__name__}")
@@ -636,7 +803,10 @@ def _start_urls(urls: str | Iterable[str]) -> list[str]:
             raise ValueError(f"only http and https URLs can be crawled, not {url!r}")
         if key not in out:
             out.append(key)
-    return out
+        header = _basic_auth(url)
+        if header is not None and auth.setdefault(_origin(key), header) != header:
+            raise ValueError(f"two different user names or passwords for {_origin(key)}")
+    return out, auth
 
 
 def crawl(
@@ -657,24 +827,24 @@ def crawl(
     """Fetches urls and, up to ``depth`` links away, the pages they link to,
     breadth first, each URL once; returns a :class:`CrawlResult`.
 
-    ``workers`` fetch at once, at most ``per_host`` to one host; each request
-    has ``timeout`` seconds and reads at most ``max_bytes`` (the page is then
-    cut and marked). With ``same_host`` only the start URLs' hosts are
-    crawled, redirects included. ``max_pages`` bounds the URLs fetched.
+    ``workers`` fetch at once, at most ``per_host`` to one host; each page
+    has ``timeout`` seconds (at most a day) for all its requests, redirects
+    included, and reads at most ``max_bytes`` (the page is then cut and
+    marked). A start URL's ``user:password@`` is sent as HTTP Basic auth to
+    that URL's scheme, host and port only. With ``same_host`` only the start
+    URLs' hosts are crawled, redirects included. ``max_pages`` bounds the URLs fetched.
     ``respect_robots``: obey each host's robots.txt (fetched once a crawl).
     ``progress``: a tqdm bar of the pages done. ``backend``: the pipeline's
     ("native", "threading", "multiprocessing").
 
-    Ctrl-C stops it at once, the fetches in flight included: the
-    KeyboardInterrupt raised carries the pages fetched so far as its
-    ``result`` attribute.
+    Whatever a fetch raises is recorded on its page. Ctrl-C stops the crawl
+    at once, the fetches in flight included: the KeyboardInterrupt raised
+    carries the pages fetched so far as its ``result`` attribute.
     """
-    starts = _start_urls(urls)
+    starts, auth = _start_urls(urls)
     depth = _number("depth", depth, 0, True)
     workers = _number("workers", workers, 1, True)
-    timeout = float(_number("timeout", timeout, 0, False))
-    if not timeout > 0:
-        raise ValueError("timeout must be > 0")
+    timeout = _timeout(timeout)
     max_bytes = _number("max_bytes", max_bytes, 0, True)
     per_host = _number("per_host", per_host, 1, True)
     if max_pages is not None:
@@ -683,6 +853,8 @@ def crawl(
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}")
     if not isinstance(user_agent, str):
         raise TypeError(f"user_agent must be a str, not {type(user_agent).__name__}")
+    if not (user_agent.isascii() and user_agent.isprintable()):
+        raise ValueError(f"user_agent must be printable ASCII (an HTTP header), not {user_agent!r}")
     show = _progress.require(progress)
 
     result = CrawlResult()
@@ -696,7 +868,8 @@ def crawl(
                 stack.callback(manager.shutdown)
                 gate = manager.Gate(per_host)  # type: ignore[attr-defined]
             hosts = {_host(u) for u in starts} if same_host else None
-            fetch = _Fetcher(gate, hosts, timeout, max_bytes, bool(respect_robots), user_agent)
+            robots = bool(respect_robots)
+            fetch = _Fetcher(gate, hosts, timeout, max_bytes, robots, user_agent, auth)
             pipe = Pipeline(
                 [
                     Stage(fetch, workers, name="fetch"),
@@ -773,14 +946,21 @@ def _cancel_on_ctrl_c(cancel: Callable[[], object]) -> Iterator[None]:
     """While the crawl runs in the main thread, Ctrl-C first cancels the
     fetches in flight (their sockets are shut down, the waits for a host's
     slot end), then does what it did before (raises KeyboardInterrupt): the
-    pipeline's workers then end at once, not at their timeouts."""
+    pipeline's workers then end at once, not at their timeouts.
+
+    A process forked meanwhile inherits the handler but not the crawl: there
+    it only does what was done before. (Its sockets are the parent's too,
+    and the locks of the gate and of the sockets' registry may have been
+    held by the parent's threads at the fork.)"""
     previous = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread() or not callable(previous):
         yield
         return
+    pid = os.getpid()
 
     def interrupted(signum: int, frame: Any) -> Any:
-        cancel()
+        if os.getpid() == pid:
+            cancel()
         return previous(signum, frame)
 
     signal.signal(signal.SIGINT, interrupted)

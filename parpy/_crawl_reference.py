@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urljoin, urlsplit
 
-from parpy._crawl import MAX_BYTES, USER_AGENT, CrawlResult, Page, normalize
+from parpy._crawl import MAX_BYTES, USER_AGENT, CrawlResult, Page, _timeout, normalize
 
 __all__ = ["crawl"]
 
@@ -37,7 +37,9 @@ def crawl(
     max_bytes: int = MAX_BYTES,
     user_agent: str = USER_AGENT,
 ) -> CrawlResult:
-    """Fetches urls and the pages they link to, up to depth links away."""
+    """Fetches urls and the pages they link to, up to depth links away.
+    ``timeout`` (seconds, at most a day) bounds each socket operation."""
+    timeout = _timeout(timeout)
     keys = [normalize(u) for u in ([urls] if isinstance(urls, str) else urls)]
     level = [u for u in dict.fromkeys(keys) if u is not None]
     hosts = {urlsplit(u).netloc for u in level}
@@ -57,7 +59,7 @@ def crawl(
             exc.close()
             return Page(url, exc.url, exc.code, None, 0, time.perf_counter() - start, None,
                         level_depth, error=f"http: {exc.code} {exc.reason}"), 0  # fmt: skip
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # http.client's errors too: recorded, as every failure
             return Page(url, None, None, None, 0, time.perf_counter() - start, None,
                         level_depth, error=f"connection: {exc}"), 0  # fmt: skip
         links, malformed = None, 0

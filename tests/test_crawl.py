@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import _thread
 import json
+import os
+import select
+import signal
 import socket
 import threading
 import time
+import traceback
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -324,6 +328,94 @@ def test_ctrl_c_stops_the_fetches_in_flight_and_raises_with_what_was_fetched(hos
     assert "interrupted" in caught.value.__notes__[0]
     assert parpy.crawl(a, timeout=TIMEOUT, backend=backend)[a].error is None
     assert not [t for t in threading.enumerate() if t.name.startswith("parpy-pipeline")]
+
+
+def forked_crawls(a: str, slow: str) -> str:
+    """What a child forked during a crawl does: Ctrl-C, a crawl, a crawl
+    that Ctrl-C ends. "ok", or what went wrong."""
+    try:
+        signal.raise_signal(signal.SIGINT)  # the handler of the parent's crawl
+    except KeyboardInterrupt:
+        pass
+    else:
+        return "no KeyboardInterrupt"
+    page = parpy.crawl(a, timeout=TIMEOUT)[a]
+    if page.error is not None:
+        return f"crawl: {page.error}"
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    began = time.monotonic()
+    try:
+        parpy.crawl(slow, timeout=10.0)
+    except KeyboardInterrupt as exc:
+        if not exc.result.interrupted or time.monotonic() - began > 0.5 + SLOW / 2:
+            return "Ctrl-C: too late"
+    else:
+        return "Ctrl-C: no KeyboardInterrupt"
+    timer.join(timeout=5)
+    return "ok"
+
+
+def wait_child(pid: int, report: int, timeout: float) -> tuple[int | None, str]:
+    """(exit status or None if it was still running at timeout, then killed; its report)."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    with os.fdopen(report, "rb", buffering=0) as pipe:
+        while time.monotonic() < deadline:
+            if select.select([pipe], [], [], 0.05)[0]:
+                chunk = pipe.read(4096)
+                if not chunk:
+                    break
+                data += chunk
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status), data.decode()
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None, data.decode()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() only")
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_a_child_forked_during_a_crawl_crawls_alone_and_leaves_the_parents_fetches(hosts):
+    main, _ = hosts
+    # Forked while the four /slow fetches are in flight: the child shares
+    # their sockets and inherits the crawl's SIGINT handler and locks.
+    main.pages["/start"] = html(*(f"/slow?{i}" for i in range(4)))
+    main.pages.update({f"/slow?{i}": html() for i in range(5)})
+    start, a, slow = (f"http://{main.name}{p}" for p in ("/start", "/a", "/slow?4"))
+    forked: list[tuple[int, int]] = []
+
+    def fork_when_in_flight() -> None:
+        deadline = time.monotonic() + 30
+        while sum(main.hits[f"/slow?{i}"] for i in range(4)) < 4:
+            if time.monotonic() > deadline:
+                return  # (no child: the test fails)
+            time.sleep(0.01)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            try:
+                report = forked_crawls(a, slow)
+            except BaseException:
+                report = traceback.format_exc()
+            os.write(write, report.encode())
+            os._exit(0 if report == "ok" else 1)
+        os.close(write)
+        forked.append((pid, read))
+
+    forker = threading.Thread(target=fork_when_in_flight, daemon=True)
+    forker.start()
+    result = parpy.crawl(start, depth=1, timeout=10.0, per_host=4)
+    forker.join(timeout=30)
+    assert forked, "the crawl ended before the fork"
+    status, report = wait_child(*forked[0], timeout=60)
+    assert (status, report) == (0, "ok")
+    # The child's Ctrl-C cancelled nothing of the parent's.
+    assert [result[f"http://{main.name}/slow?{i}"].error for i in range(4)] == [None] * 4
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
