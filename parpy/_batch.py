@@ -55,11 +55,15 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
 ) -> list[Any]:
     """Run a parpy kernel over ``items``; return the results in input order.
 
-    The whole batch runs in C on OpenMP threads with the GIL released once.
+    The whole batch runs in C on OpenMP threads with the GIL released.
     Every item is validated before any work starts; a bad item raises its
     own exception (``TypeError``, ``ValueError``, ``OverflowError``, or
     whatever its ``__index__`` raised) with a note naming the kernel and the
     position. Kernels of more than one argument (``fib_mod``) take tuples.
+    A large input of plain values (ints, floats, str, bytes, and tuples of
+    them) is parsed twice: validated first, then parsed, computed and built
+    about 1 MiB of parsed items at a time, so that the call needs about the
+    memory of its results.
 
     ``workers``: threads to use (default ``get_num_threads()``).
     ``schedule``: ``"static"``, ``"dynamic"`` or ``"guided"``, as in OpenMP,
@@ -105,20 +109,18 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
         )
     if chunk and schedule is None:
         schedule = "dynamic"
-    control = _core.Control() if show else None
-    batch = _core.Batch(
-        kernel,
-        items,
-        workers=workers or get_num_threads(),
-        schedule=_SCHEDULES[schedule],
-        chunksize=chunk,
-        control=control,
-    )
-    bar = _progress.Progress(control, len(batch), "map") if control is not None else None
+    if not show:
+        return _core.map(kernel, items, workers or 0, _SCHEDULES[schedule], chunk)
+    control = _core.Control()
+    bars: list[_progress.Progress] = []
+
+    def started(total: int) -> None:  # every item is valid: the bar starts
+        bars.append(_progress.Progress(control, total, "map"))
+
     try:
-        return batch.run()  # type: ignore[no-any-return]
+        return _core.map(kernel, items, workers or 0, _SCHEDULES[schedule], chunk, control, started)
     finally:
-        if bar is not None:
+        for bar in bars:
             bar.close()
 
 

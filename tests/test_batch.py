@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import array
 import collections
+import collections.abc
+import functools
 import itertools
 import os
+import signal
 import sys
+import time
 
 import pytest
-from _util import child_env, fib_exact, fib_table, mismatches, run_python
+from _util import (
+    Index,
+    child_env,
+    fib_exact,
+    fib_table,
+    finish,
+    mismatches,
+    run_python,
+    start_interactive,
+)
 
 import parpy
 import parpy.reference
@@ -292,3 +305,206 @@ def test_progress_without_tqdm_raises_importerror_before_any_work(monkeypatch):
     assert read == []
     with pytest.raises(TypeError, match="progress"):
         parpy.fib_batch([1], progress="yes")
+
+
+# ---- parpy.map and a Batch run alike --------------------------------------------------
+#
+# parpy.map makes and runs its batch in one call (parpy._core.map); an input of more than a
+# window (1 MiB of parsed items) whose items are plain values is first validated, then parsed,
+# computed and built a window at a time. Pools and executors make a Batch, which parses every
+# item at once, and run it. Both give the same results, the same errors with the same notes,
+# and stop alike on Ctrl-C.
+
+WINDOWED = 100_000  # plain items: more than one window for every kernel
+
+
+def batch_run(kernel, items, workers):
+    return parpy._core.Batch(kernel, items, workers=workers).run()
+
+
+def many_pages(count):
+    return [f'<p><a href="/p{i}">{i}</a> <a href=q{i % 7}>' for i in range(count)]
+
+
+ref = parpy.reference
+MAP_CASES = {
+    # name: (kernel, items, the twin on one item)
+    "tiny": (parpy.fib, [5, 0, 93, 1, 94, 2000], ref.fib),
+    "mixed": (parpy.fib, MIXED, ref.fib),
+    "windowed tiny ints": (parpy.fib, [i % 94 for i in range(WINDOWED)], ref.fib),
+    "windowed mixed costs": (parpy.fib, [(i * 7919) % 600 for i in range(WINDOWED)], ref.fib),
+    "windowed a tuple": (parpy.fib, tuple(i % 200 for i in range(WINDOWED)), ref.fib),
+    "windowed a generator": (parpy.fib, (i % 94 for i in range(WINDOWED)), ref.fib),
+    "windowed iterative": (parpy.fib_iterative, [i % 300 for i in range(WINDOWED)], ref.fib),
+    "windowed recursive": (parpy.fib_recursive, [i % 16 for i in range(WINDOWED)], ref.fib),
+    "windowed pairs": (
+        parpy.fib_mod,
+        [(i * 0x9E3779B97F4A7C15 % 2**64, 1000 + i % 7) for i in range(40_000)],
+        lambda pair: ref.fib_mod(*pair),
+    ),
+    "windowed bound": (
+        parpy.fib_mod.bind(10**9 + 7),
+        list(range(10**12, 10**12 + 40_000)),
+        lambda n: ref.fib_mod(n, 10**9 + 7),
+    ),
+    "windowed decimal": (parpy.to_decimal, [i * 10**20 for i in range(WINDOWED)], str),
+    "windowed pages": (parpy.extract_links, many_pages(20_000), ref.extract_links),
+    "windowed pages with a base": (
+        parpy.extract_links,
+        [(page, "http://h/d/") for page in many_pages(20_000)],
+        lambda item: ref.extract_links(*item),
+    ),
+    # not plain: parsed once, all at once, as a Batch does
+    "index objects": (parpy.fib, [Index(i % 94) for i in range(WINDOWED)], ref.fib),
+    "list pairs": (
+        parpy.fib_mod,
+        [[i, 1000 + i % 7] for i in range(30_000)],
+        lambda pair: ref.fib_mod(*pair),
+    ),
+}
+
+
+@functools.cache
+def map_case(case):
+    """The case's kernel, its items (a generator's as a list) and the twin's results."""
+    kernel, items, twin = MAP_CASES[case]
+    items = list(items) if isinstance(items, collections.abc.Iterator) else items
+    return kernel, items, [twin(item) for item in items]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("case", list(MAP_CASES))
+def test_map_and_a_batch_run_agree(case, workers):
+    kernel, items, expected = map_case(case)
+    by_map = parpy.map(kernel, iter(items) if "generator" in case else items, workers=workers)
+    assert mismatches(by_map, expected) == []
+    assert mismatches(batch_run(kernel, items, workers), expected) == []
+
+
+def with_bad(items, position, bad):
+    items = list(items)
+    items[position] = bad
+    return items
+
+
+FAIL_CASES = {
+    # name: (kernel, items with a bad one)
+    "tiny": (parpy.fib, with_bad([5, 0, 93, 1], 2, "x")),
+    "windowed, first": (parpy.fib, with_bad(range(WINDOWED), 0, -1)),
+    "windowed, inside the first window": (parpy.fib, with_bad(range(WINDOWED), 5, 2.0)),
+    "windowed, a later window": (parpy.fib, with_bad(range(WINDOWED), WINDOWED // 2, 2**64)),
+    "windowed, last": (parpy.fib, with_bad(range(WINDOWED), WINDOWED - 1, None)),
+    "windowed, too large": (parpy.fib, with_bad(range(WINDOWED), 777, 2**40)),
+    "windowed pairs": (parpy.fib_mod, with_bad([(i, 7) for i in range(WINDOWED)], 60_000, (1, 0))),
+    "windowed pair too short": (
+        parpy.fib_mod,
+        with_bad([(i, 7) for i in range(WINDOWED)], 12_345, (1,)),
+    ),
+    "index objects": (parpy.fib, with_bad([Index(i % 94) for i in range(WINDOWED)], 4321, "x")),
+}
+
+
+@pytest.mark.parametrize("case", list(FAIL_CASES))
+def test_map_and_a_batch_run_fail_alike(case):
+    kernel, items = FAIL_CASES[case]
+    with pytest.raises(Exception) as by_map:
+        parpy.map(kernel, items, workers=2)
+    with pytest.raises(Exception) as by_batch:
+        batch_run(kernel, items, 2)
+    assert type(by_map.value) is type(by_batch.value)
+    assert str(by_map.value) == str(by_batch.value)
+    assert by_map.value.__notes__ == by_batch.value.__notes__
+    assert by_map.value.__notes__[-1].startswith(f"parpy.{kernel.__name__}: items[")
+
+
+def test_map_validates_every_item_before_any_work():
+    # The bad item is in the last window: nothing was computed, and the progress bar's
+    # start (called once every item is valid) was not called.
+    control = parpy._core.Control()
+    started = []
+    items = [i % 94 for i in range(WINDOWED)] + ["x"]
+    with pytest.raises(TypeError) as info:
+        parpy._core.map(parpy.fib, items, 2, 0, 0, control, started.append)
+    assert info.value.__notes__ == [f"parpy.fib: items[{WINDOWED}]"]
+    assert control.done == 0
+    assert started == []
+    results = parpy._core.map(parpy.fib, items[:-1], 2, 0, 0, control, started.append)
+    assert results == [fib_exact(n) for n in items[:-1]]
+    assert started == [WINDOWED]
+    assert control.done == WINDOWED
+
+
+def test_map_parses_plain_items_the_same_twice():
+    # A windowed input is parsed twice (validated, then a window at a time): only items
+    # whose parsing runs no Python code are. One that runs __index__ is parsed once.
+    calls = collections.Counter()
+
+    class Counted(Index):
+        def __index__(self):
+            calls[self.value] += 1
+            return self.value
+
+    items = [i % 94 for i in range(WINDOWED)] + [Counted(7), Counted(8)]
+    assert parpy.map(parpy.fib, items, workers=2)[-2:] == [13, 21]
+    assert calls == {7: 1, 8: 1}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_bar_counts_every_item_of_a_windowed_input(workers, capsys):
+    ns = [n % 94 for n in range(WINDOWED)]
+    assert parpy.fib_batch(ns, workers=workers, progress=True) == [fib_exact(n) for n in ns]
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    lines = [line for line in lines if "item" in line]
+    assert lines and f"{WINDOWED}/{WINDOWED}" in lines[-1]
+    with pytest.raises(TypeError):
+        parpy.fib_batch([*ns, "x"], workers=workers, progress=True)
+    assert "item" not in capsys.readouterr().err  # no bar for an input that is not valid
+
+
+CTRL_C_CHILD = """
+import sys, parpy, parpy.reference
+
+many = [2500] * 300_000  # about 10 s of fib_iterative, a window at a time in parpy.map
+few = [10**7] * 4
+kernel = parpy.fib_iterative
+how, size = sys.argv[1:]
+items = many if size == "many" else few
+calls = {
+    "map": lambda: parpy.map(kernel, items, workers=2),
+    "batch": lambda: parpy._core.Batch(kernel, items, workers=2).run(),
+}
+call = calls[how]
+for round in range(2):
+    print("READY", round, flush=True)
+    try:
+        call()
+    except KeyboardInterrupt:
+        print("INTERRUPTED", round, flush=True)
+    else:
+        print("COMPLETED", round, flush=True)
+ns = list(range(0, 3000, 7)) * 50
+print("NEXT", parpy.map(kernel, ns, workers=2) == [parpy.reference.fib(n) for n in ns], flush=True)
+"""
+
+
+@pytest.mark.parametrize("size", ["many", "few"])
+@pytest.mark.parametrize("how", ["map", "batch"])
+def test_map_and_a_batch_run_stop_alike_on_ctrl_c(how, size):
+    proc, out = start_interactive(CTRL_C_CHILD, how, size)
+    try:
+        latencies = []
+        for round in range(2):  # twice: the first interruption leaves parpy ready for more
+            out.expect(f"READY {round}", timeout=60)
+            time.sleep(0.5)
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            out.expect(f"INTERRUPTED {round}", timeout=60)
+            latencies.append(time.monotonic() - sent)
+        assert max(latencies) < 5, latencies  # generous: what is checked is that it stops
+        assert out.expect("NEXT", timeout=60).split() == ["NEXT", "True"]
+        returncode, _, stderr = finish(proc, timeout=60)
+        assert returncode == 0, stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)

@@ -8,6 +8,7 @@ import enum
 import fractions
 import math
 import os
+import re
 import time
 import traceback
 
@@ -562,6 +563,61 @@ def test_gmp_allocation_failure_is_memory_error():
             # up-front check's)
             assert "out of memory (GMP allocation failed)" in line or "needs about" in line, line
     assert lines[4] == "AFTER True"
+
+
+MEMORY_ERROR_CHILD = """
+import parpy
+
+def mapped():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+
+parpy.fib_batch([10**5] * 50, workers=2)  # threads started before the caps
+ns = [i % 94 for i in range(10**6)]
+table = [parpy.fib(n) for n in range(94)]
+calls = {
+    "map": lambda: parpy.map(parpy.fib, ns),
+    "batch": lambda: parpy._core.Batch(parpy.fib, ns, workers=2).run(),
+}
+base = mapped()
+for how, call in calls.items():
+    for extra in (2, 12, 24, 40, 60, 100, 160, 400):
+        resource.setrlimit(resource.RLIMIT_AS, (base + extra * 2**20, resource.RLIM_INFINITY))
+        try:
+            results = call()
+        except MemoryError as exc:
+            outcome = ("RAISED", str(exc), getattr(exc, "__notes__", []))
+        else:
+            outcome = ("RETURNED", all(r == table[n] for r, n in zip(results, ns)))
+        finally:
+            results = None
+            resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2)
+        print(how, extra, *outcome, sep="|")
+"""
+
+
+@pytest.mark.memory_limits
+def test_memory_errors_of_a_batch_say_what_failed():
+    # Under address-space caps ever closer to what the process maps, parpy.map and a Batch
+    # over a million tiny ints either return the right list or raise a MemoryError whose
+    # message names the call and what it could not allocate: never an empty one.
+    proc = run_python(MEMORY_ERROR_CHILD, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    outcomes = [line.split("|") for line in proc.stdout.splitlines()]
+    assert len(outcomes) == 16, proc.stdout
+    for how in ("map", "batch"):
+        kinds = [outcome[2] for outcome in outcomes if outcome[0] == how]
+        assert "RAISED" in kinds and "RETURNED" in kinds, outcomes  # both happened
+    pattern = (
+        r"parpy\.fib: a batch of 1000000 items: (cannot allocate \d+ bytes|out of memory) for "
+    )
+    for how, extra, kind, *rest in outcomes:
+        if kind == "RETURNED":
+            assert rest == ["True"], (how, extra, rest)
+        else:
+            assert re.match(pattern, rest[0]), (how, extra, rest)
 
 
 # ---- items changed while they are validated ----------------------------------------
