@@ -1218,13 +1218,62 @@ run_window(parpy_batch *b, PyObject *list, Py_ssize_t from)
 }
 
 const char parpy_batch_map_doc[] =
-    "map(kernel, items, workers=0, schedule=0, chunksize=0, control=None, started=None, /)\n"
-    "--\n\n"
-    "Batch(kernel, items, ...).run() in one call, for parpy.map (workers=0: the\n"
-    "default). An input of more than a window of parsed items whose items parse\n"
-    "the same twice (plain values) is validated first, then parsed, computed and\n"
-    "built a window at a time. started(len(items)), if given, is called once every\n"
-    "item is valid, before any work.";
+    "map(kernel, items, workers=None, schedule=None, chunksize=None, control=None, started=None, "
+    "/)\n--\n\n"
+    "parpy.map's batch, made and run in one call; its options are checked here as\n"
+    "parpy.map documents them. An input of more than a window of parsed items whose\n"
+    "items parse the same twice (plain values) is validated first, then parsed,\n"
+    "computed and built a window at a time. started(len(items)), if given, is\n"
+    "called once every item is valid, before any work.";
+
+/* parpy.map's workers and chunksize: None (0) or an int from 1 to INT_MAX.
+   Returns 0, or -1 with an exception set. */
+static int
+count_option(PyObject *obj, const char *name, int *out)
+{
+    *out = 0;
+    if (obj == Py_None) {
+        return 0;
+    }
+    if (PyBool_Check(obj) || !PyLong_Check(obj)) {
+        PyObject *type = PyType_GetName(Py_TYPE(obj));
+        if (type != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s must be an int or None, not %U", name, type);
+            Py_DECREF(type);
+        }
+        return -1;
+    }
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow != 0 || v < 1 || v > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s must be between 1 and %d, not %S", name, INT_MAX, obj);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* parpy.map's schedule: None, "static", "dynamic" or "guided". */
+static int
+schedule_option(PyObject *obj, int *out)
+{
+    static const char *const names[] = {"static", "dynamic", "guided"};
+    *out = PARPY_SCHED_AUTO;
+    for (int i = 0; obj != Py_None && i < 3; i++) {
+        if (PyUnicode_Check(obj) && PyUnicode_CompareWithASCIIString(obj, names[i]) == 0) {
+            *out = PARPY_SCHED_STATIC + i;
+        }
+    }
+    if (obj != Py_None && *out == PARPY_SCHED_AUTO) {
+        PyErr_Format(PyExc_ValueError,
+                     "schedule must be 'static', 'dynamic', 'guided' or None, not %R", obj);
+        return -1;
+    }
+    return 0;
+}
 
 PyObject *
 parpy_batch_map(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -1237,34 +1286,33 @@ parpy_batch_map(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *kernel = args[0];
     PyObject *control = nargs > 5 && args[5] != Py_None ? args[5] : NULL;
     PyObject *started = nargs > 6 && args[6] != Py_None ? args[6] : NULL;
-    long opt[3] = {0, PARPY_SCHED_AUTO, 0}; /* workers, schedule, chunksize */
-    for (int i = 0; i < 3 && 2 + i < nargs; i++) {
-        if ((opt[i] = PyLong_AsLong(args[2 + i])) == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-    }
     if (!Py_IS_TYPE(kernel, st->kernel_type)) {
-        PyObject *name = PyType_GetName(Py_TYPE(kernel));
-        if (name != NULL) {
+        PyObject *type = PyType_GetName(Py_TYPE(kernel));
+        if (type != NULL) {
             PyErr_Format(PyExc_TypeError, "parpy.map runs parpy kernels (parpy.fib, ...), not %U",
-                         name);
-            Py_DECREF(name);
+                         type);
+            Py_DECREF(type);
         }
         return NULL;
     }
-    if ((control != NULL && !Py_IS_TYPE(control, st->control_type)) || opt[0] < 0 ||
-        opt[0] > INT_MAX || opt[1] < PARPY_SCHED_AUTO || opt[1] > PARPY_SCHED_GUIDED ||
-        opt[2] < 0 || opt[2] > INT_MAX) {
-        PyErr_SetString(PyExc_TypeError,
-                        "map(kernel, items, workers=0, schedule=0, chunksize=0, "
-                        "control=None, started=None): an argument is out of range");
+    batch_options o = {0};
+    int chunksize;
+    if (schedule_option(nargs > 3 ? args[3] : Py_None, &o.schedule) < 0 ||
+        count_option(nargs > 2 ? args[2] : Py_None, "workers", &o.workers) < 0 ||
+        count_option(nargs > 4 ? args[4] : Py_None, "chunksize", &chunksize) < 0) {
         return NULL;
     }
-    batch_options o = {
-        .workers = opt[0] > 0 ? (int)opt[0] : parpy_default_threads(),
-        .schedule = (int)opt[1],
-        .chunksize = opt[2],
-    };
+    o.chunksize = chunksize;
+    if (control != NULL && !Py_IS_TYPE(control, st->control_type)) {
+        PyErr_SetString(PyExc_TypeError, "map: control must be a Control or None");
+        return NULL;
+    }
+    if (o.workers == 0) {
+        o.workers = parpy_default_threads();
+    }
+    if (o.chunksize > 0 && o.schedule == PARPY_SCHED_AUTO) {
+        o.schedule = PARPY_SCHED_DYNAMIC; /* a chunksize without a schedule */
+    }
     parpy_batch b = {0};
     batch_setup(&b, st, kernel, &o);
     b.kobj = kernel;

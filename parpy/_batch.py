@@ -85,6 +85,11 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
     worker with k threads runs k chunks at once), and ``schedule`` the
     schedule inside a chunk.
     """
+    if progress is False and client is None:
+        # The short path, for tiny batches too: _core.map checks the kernel and the options,
+        # as below, in one call (after the process was idle, every call and check in Python
+        # costs about as much as a tiny batch's work).
+        return _core.map(kernel, items, workers, schedule, chunksize)
     if not isinstance(kernel, Kernel):
         raise TypeError(
             f"parpy.map runs parpy kernels (parpy.fib, ...), not {type(kernel).__name__}"
@@ -107,18 +112,29 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
             chunksize=chunk,
             progress=show,
         )
-    if chunk and schedule is None:
-        schedule = "dynamic"
-    if not show:
-        return _core.map(kernel, items, workers or 0, _SCHEDULES[schedule], chunk)
+    return _map_with_progress(kernel, items, workers, schedule, chunksize)
+
+
+def _map_with_progress(
+    kernel: Kernel,
+    items: Iterable[object],
+    workers: int | None,
+    schedule: str | None,
+    chunksize: int | None,
+) -> list[Any]:
+    """parpy.map with a progress bar, which starts once every item is valid."""
     control = _core.Control()
     bars: list[_progress.Progress] = []
-
-    def started(total: int) -> None:  # every item is valid: the bar starts
-        bars.append(_progress.Progress(control, total, "map"))
-
     try:
-        return _core.map(kernel, items, workers or 0, _SCHEDULES[schedule], chunk, control, started)
+        return _core.map(
+            kernel,
+            items,
+            workers,
+            schedule,
+            chunksize,
+            control,
+            lambda total: bars.append(_progress.Progress(control, total, "map")),
+        )
     finally:
         for bar in bars:
             bar.close()
@@ -145,6 +161,8 @@ def fib_batch(
     except (KeyError, TypeError):
         choices = ", ".join(builtins.map(repr, _ALGORITHMS))
         raise ValueError(f"algorithm must be one of {choices}, not {algorithm!r}") from None
+    if progress is False and client is None:  # map's short path, one call less
+        return _core.map(kernel, ns, workers, schedule, chunksize)
     return map(
         kernel,
         ns,

@@ -112,9 +112,9 @@ def call(
 def map(  # noqa: A001
     kernel: Kernel[R],
     items: Iterable[Any],
-    workers: int = 0,
-    schedule: int = 0,
-    chunksize: int = 0,
+    workers: int | None = None,
+    schedule: str | None = None,
+    chunksize: int | None = None,
     control: Control | None = None,
     started: Callable[[int], object] | None = None,
     /,

@@ -424,11 +424,11 @@ def test_map_validates_every_item_before_any_work():
     started = []
     items = [i % 94 for i in range(WINDOWED)] + ["x"]
     with pytest.raises(TypeError) as info:
-        parpy._core.map(parpy.fib, items, 2, 0, 0, control, started.append)
+        parpy._core.map(parpy.fib, items, 2, None, None, control, started.append)
     assert info.value.__notes__ == [f"parpy.fib: items[{WINDOWED}]"]
     assert control.done == 0
     assert started == []
-    results = parpy._core.map(parpy.fib, items[:-1], 2, 0, 0, control, started.append)
+    results = parpy._core.map(parpy.fib, items[:-1], 2, None, None, control, started.append)
     assert results == [fib_exact(n) for n in items[:-1]]
     assert started == [WINDOWED]
     assert control.done == WINDOWED

@@ -334,6 +334,35 @@ def test_bad_workers_and_chunksize(option, value, exc, items):
         parpy.map(parpy.fib, items, **{option: value})
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"workers": True},
+        {"workers": 2.0},
+        {"workers": Index(2)},
+        {"workers": 0},
+        {"workers": -(2**70)},
+        {"workers": 2**31},
+        {"chunksize": "2"},
+        {"chunksize": 0},
+        {"schedule": "auto"},
+        {"schedule": 0},
+        {"schedule": ["static"]},
+        {"workers": 0, "schedule": "x", "chunksize": 0},  # the schedule's error first
+    ],
+)
+@pytest.mark.parametrize("kernel", [parpy.fib, parpy.reference.fib, decimal.Decimal])
+def test_bad_options_fail_alike_on_every_path(kernel, options):
+    # parpy.map checks the kernel and its options in C on its short path (without a progress
+    # bar or a client), in Python on the others: the same exception and message either way.
+    with pytest.raises((TypeError, ValueError)) as short:
+        parpy.map(kernel, [1], **options)
+    with pytest.raises((TypeError, ValueError)) as long:
+        parpy.map(kernel, [1], progress=True, **options)
+    assert type(short.value) is type(long.value)
+    assert str(short.value) == str(long.value)
+
+
 @pytest.mark.parametrize("schedule", ["auto", "STATIC", "", "runtime", 0, 1, True, ["static"]])
 def test_bad_schedule_is_value_error(schedule):
     with pytest.raises(ValueError):
@@ -354,10 +383,16 @@ def test_bad_algorithm_is_value_error(algorithm):
     ids=["reference", "lambda", "str", "None", "type", "builtin"],
 )
 def test_map_requires_a_kernel(kernel):
-    with pytest.raises(TypeError):
-        parpy.map(kernel, [1, 2, 3])
-    with pytest.raises(TypeError):
-        parpy.map(kernel, [])
+    # with the default options (their short path) and with others
+    for options in ({}, {"workers": 2}, {"schedule": "static"}):
+        with pytest.raises(TypeError, match=r"parpy.map runs parpy kernels \(parpy.fib, ...\)"):
+            parpy.map(kernel, [1, 2, 3], **options)
+        with pytest.raises(TypeError, match="parpy kernels"):
+            parpy.map(kernel, [], **options)
+        read = []
+        with pytest.raises(TypeError, match="parpy kernels"):
+            parpy.map(kernel, (read.append(n) or n for n in [1, 2]), **options)
+        assert read == []  # refused before any item is read
 
 
 def test_options_are_keyword_only():
