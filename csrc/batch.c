@@ -24,12 +24,13 @@
  *
  * parpy.map makes and runs its batch in one call (parpy_batch_map), with no
  * Batch object: a short path for tiny batches. Parsed items live in a
- * window; a Batch's window holds every item, parpy.map's at most about
- * WINDOW_BYTES when the items are plain values (parsing them twice gives the
- * same C items): every item is parsed once to validate it and count its
- * cost and memory, and released; then each window is parsed again,
- * computed and built into the list of results. So its memory is that of
- * the results, not of every parsed item at once.
+ * window, which holds every item of a Batch. When parpy.map's parsed items
+ * would take more than WINDOWED_BYTES and they are plain values (parsing
+ * them twice gives the same C items), its window holds about WINDOW_BYTES:
+ * every item is parsed once to validate it and count its cost and memory,
+ * and released; then each window is parsed again, computed and built into
+ * the list of results. So a large input needs about the memory of its
+ * results, not that of every parsed item besides.
  */
 #include "parpy.h"
 
@@ -52,7 +53,8 @@
 #define GRAIN_MIN_NS      2.0e4                /* smallest chunk of the default schedule */
 #define WAIT_SLICE_NS     20000000L            /* the calling thread checks signals this often */
 #define DEFER_BYTES       (UINT64_C(64) << 10) /* results this large are reserved on start */
-#define WINDOW_BYTES      (UINT64_C(1) << 20)  /* parpy.map's parsed items at a time */
+#define WINDOWED_BYTES    (UINT64_C(16) << 20) /* parpy.map parses larger inputs in windows */
+#define WINDOW_BYTES      (UINT64_C(1) << 20)  /* of this many bytes of parsed items */
 
 /* A window's bytes per item besides the item: its cost, bound, held and code. */
 #define WINDOW_ITEM_BYTES (sizeof(double) + sizeof(Py_ssize_t) + 2)
@@ -1221,10 +1223,10 @@ const char parpy_batch_map_doc[] =
     "map(kernel, items, workers=None, schedule=None, chunksize=None, control=None, started=None, "
     "/)\n--\n\n"
     "parpy.map's batch, made and run in one call; its options are checked here as\n"
-    "parpy.map documents them. An input of more than a window of parsed items whose\n"
+    "parpy.map documents them. An input of more than 16 MiB of parsed items whose\n"
     "items parse the same twice (plain values) is validated first, then parsed,\n"
-    "computed and built a window at a time. started(len(items)), if given, is\n"
-    "called once every item is valid, before any work.";
+    "computed and built 1 MiB of parsed items at a time. started(len(items)), if\n"
+    "given, is called once every item is valid, before any work.";
 
 /* parpy.map's workers and chunksize: None (0) or an int from 1 to INT_MAX.
    Returns 0, or -1 with an exception set. */
@@ -1324,7 +1326,7 @@ parpy_batch_map(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_ssize_t n = PyTuple_GET_SIZE(seq), w = n;
     size_t per_item = b.kernel->item_size + WINDOW_ITEM_BYTES;
-    if ((uint64_t)n * per_item > WINDOW_BYTES && parse_the_same_twice(kernel, seq)) {
+    if ((uint64_t)n * per_item > WINDOWED_BYTES && parse_the_same_twice(kernel, seq)) {
         w = WINDOW_BYTES / per_item > 0 ? (Py_ssize_t)(WINDOW_BYTES / per_item) : 1;
     }
     if (window_alloc(&b, w) < 0) {

@@ -60,10 +60,10 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
     own exception (``TypeError``, ``ValueError``, ``OverflowError``, or
     whatever its ``__index__`` raised) with a note naming the kernel and the
     position. Kernels of more than one argument (``fib_mod``) take tuples.
-    A large input of plain values (ints, floats, str, bytes, and tuples of
-    them) is parsed twice: validated first, then parsed, computed and built
-    about 1 MiB of parsed items at a time, so that the call needs about the
-    memory of its results.
+    A large input (over 16 MiB of parsed items: 186,000 items for ``fib``)
+    of plain values (ints, floats, str, bytes, and tuples of them) is parsed
+    twice: validated first, then parsed, computed and built 1 MiB of parsed
+    items at a time, so that the call needs about the memory of its results.
 
     ``workers``: threads to use (default ``get_num_threads()``).
     ``schedule``: ``"static"``, ``"dynamic"`` or ``"guided"``, as in OpenMP,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import array
 import collections
 import collections.abc
-import functools
 import itertools
 import os
 import signal
@@ -16,7 +15,6 @@ import pytest
 from _util import (
     Index,
     child_env,
-    fib_exact,
     fib_table,
     finish,
     mismatches,
@@ -32,8 +30,12 @@ WORKERS = [None, 1, 2, 3, 8]
 CHUNKSIZES = [None, 1, 7, 1000]
 
 
+# F(0) .. F(5000), one table (fib_exact keeps a table for every n it is asked for)
+F = fib_table(5000)
+
+
 def expected_fibs(ns):
-    return [fib_exact(n) if n <= 5000 else parpy.reference.fib(n) for n in ns]
+    return [F[n] if n <= 5000 else parpy.reference.fib(n) for n in ns]
 
 
 # A mixed batch: small and medium n, repeats, out of order.
@@ -115,15 +117,13 @@ def test_any_iterable(make, workers):
 
 def test_ranges():
     assert parpy.fib_batch(range(2001), workers=2) == list(fib_table(2000))
-    assert parpy.fib_batch(range(2000, -1, -3)) == [fib_exact(n) for n in range(2000, -1, -3)]
+    assert parpy.fib_batch(range(2000, -1, -3)) == [F[n] for n in range(2000, -1, -3)]
     assert parpy.map(parpy.fib_recursive, range(25)) == list(fib_table(24))
 
 
 def test_fib_mod_items_from_a_generator():
     pairs = ((n, n + 2) for n in range(300))
-    assert parpy.map(parpy.fib_mod, pairs, workers=2) == [
-        fib_exact(n) % (n + 2) for n in range(300)
-    ]
+    assert parpy.map(parpy.fib_mod, pairs, workers=2) == [F[n] % (n + 2) for n in range(300)]
 
 
 @pytest.mark.parametrize(
@@ -151,7 +151,7 @@ def test_single_item():
 
 
 def test_duplicates_only():
-    assert parpy.fib_batch([1234] * 500, workers=2) == [fib_exact(1234)] * 500
+    assert parpy.fib_batch([1234] * 500, workers=2) == [F[1234]] * 500
 
 
 def test_result_is_a_new_list_and_input_is_unchanged():
@@ -206,7 +206,7 @@ def test_skewed_batch(schedule, workers):
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_skewed_recursive_batch(schedule):
     got = parpy.fib_batch(SKEWED_RECURSIVE, algorithm="recursive", workers=2, schedule=schedule)
-    assert got == [fib_exact(n) for n in SKEWED_RECURSIVE]
+    assert got == [F[n] for n in SKEWED_RECURSIVE]
 
 
 def test_skewed_iterative_batch_most_expensive_last():
@@ -309,13 +309,17 @@ def test_progress_without_tqdm_raises_importerror_before_any_work(monkeypatch):
 
 # ---- parpy.map and a Batch run alike --------------------------------------------------
 #
-# parpy.map makes and runs its batch in one call (parpy._core.map); an input of more than a
-# window (1 MiB of parsed items) whose items are plain values is first validated, then parsed,
-# computed and built a window at a time. Pools and executors make a Batch, which parses every
-# item at once, and run it. Both give the same results, the same errors with the same notes,
-# and stop alike on Ctrl-C.
+# parpy.map makes and runs its batch in one call (parpy._core.map); an input of more than
+# 16 MiB of parsed items whose items are plain values is first validated, then parsed,
+# computed and built 1 MiB of parsed items at a time. Pools and executors make a Batch, which
+# parses every item at once, and run it. Both give the same results, the same errors with the
+# same notes, and stop alike on Ctrl-C.
 
-WINDOWED = 100_000  # plain items: more than one window for every kernel
+# Items enough for more than 16 MiB of parsed items: 90 bytes each for fib and fib_iterative,
+# 42 for fib_recursive and fib_mod, 122 for to_decimal (150,000 of them), 234 for
+# extract_links (75,000).
+WINDOWED = 200_000
+WINDOWED_SMALL = 420_000
 
 
 def batch_run(kernel, items, workers):
@@ -323,40 +327,62 @@ def batch_run(kernel, items, workers):
 
 
 def many_pages(count):
-    return [f'<p><a href="/p{i}">{i}</a> <a href=q{i % 7}>' for i in range(count)]
+    return [f'<p><a href="/p{i % 97}">{i}</a> <a href=q>' for i in range(count)]
 
 
 ref = parpy.reference
+M = 10**9 + 7
+F_MOD = [f % M for f in F]
+# the items of the windowed fib_mod cases, shared: the large inputs take little memory here
+PAIRS = [(n, 1000 + n % 7) for n in range(5000)]
+PAIRS_MOD = {pair: F[pair[0]] % pair[1] for pair in PAIRS}
+# name: a function giving the kernel, its items and the twin on one item (made in the test,
+# so that the large inputs do not stay in this process's memory)
 MAP_CASES = {
-    # name: (kernel, items, the twin on one item)
-    "tiny": (parpy.fib, [5, 0, 93, 1, 94, 2000], ref.fib),
-    "mixed": (parpy.fib, MIXED, ref.fib),
-    "windowed tiny ints": (parpy.fib, [i % 94 for i in range(WINDOWED)], ref.fib),
-    "windowed mixed costs": (parpy.fib, [(i * 7919) % 600 for i in range(WINDOWED)], ref.fib),
-    "windowed a tuple": (parpy.fib, tuple(i % 200 for i in range(WINDOWED)), ref.fib),
-    "windowed a generator": (parpy.fib, (i % 94 for i in range(WINDOWED)), ref.fib),
-    "windowed iterative": (parpy.fib_iterative, [i % 300 for i in range(WINDOWED)], ref.fib),
-    "windowed recursive": (parpy.fib_recursive, [i % 16 for i in range(WINDOWED)], ref.fib),
-    "windowed pairs": (
+    "tiny": lambda: (parpy.fib, [5, 0, 93, 1, 94, 2000], F.__getitem__),
+    "mixed": lambda: (parpy.fib, MIXED, F.__getitem__),
+    "windowed tiny ints": lambda: (parpy.fib, [i % 94 for i in range(WINDOWED)], F.__getitem__),
+    "windowed mixed costs": lambda: (
+        parpy.fib,
+        [(i * 7919) % 600 for i in range(WINDOWED)],
+        F.__getitem__,
+    ),
+    "windowed a tuple": lambda: (parpy.fib, tuple(i % 200 for i in range(WINDOWED)), F.__getitem__),
+    "windowed a generator": lambda: (parpy.fib, (i % 94 for i in range(WINDOWED)), F.__getitem__),
+    "windowed iterative": lambda: (
+        parpy.fib_iterative,
+        [i % 300 for i in range(WINDOWED)],
+        F.__getitem__,
+    ),
+    "windowed recursive": lambda: (
+        parpy.fib_recursive,
+        [i % 16 for i in range(WINDOWED_SMALL)],
+        F.__getitem__,
+    ),
+    "windowed pairs": lambda: (
         parpy.fib_mod,
-        [(i * 0x9E3779B97F4A7C15 % 2**64, 1000 + i % 7) for i in range(40_000)],
-        lambda pair: ref.fib_mod(*pair),
+        [PAIRS[i % 5000] for i in range(WINDOWED_SMALL)],
+        PAIRS_MOD.__getitem__,
     ),
-    "windowed bound": (
-        parpy.fib_mod.bind(10**9 + 7),
-        list(range(10**12, 10**12 + 40_000)),
-        lambda n: ref.fib_mod(n, 10**9 + 7),
+    "windowed bound": lambda: (
+        parpy.fib_mod.bind(M),
+        [i % 5000 for i in range(WINDOWED_SMALL)],
+        F_MOD.__getitem__,
     ),
-    "windowed decimal": (parpy.to_decimal, [i * 10**20 for i in range(WINDOWED)], str),
-    "windowed pages": (parpy.extract_links, many_pages(20_000), ref.extract_links),
-    "windowed pages with a base": (
+    "windowed decimal": lambda: (parpy.to_decimal, [i * 10**20 for i in range(150_000)], str),
+    "windowed pages": lambda: (parpy.extract_links, many_pages(75_000), ref.extract_links),
+    "pages with a base": lambda: (
         parpy.extract_links,
-        [(page, "http://h/d/") for page in many_pages(20_000)],
+        [(page, "http://h/d/") for page in many_pages(2000)],
         lambda item: ref.extract_links(*item),
     ),
     # not plain: parsed once, all at once, as a Batch does
-    "index objects": (parpy.fib, [Index(i % 94) for i in range(WINDOWED)], ref.fib),
-    "list pairs": (
+    "index objects": lambda: (
+        parpy.fib,
+        [Index(i % 94) for i in range(WINDOWED)],
+        lambda i: F[i.value],
+    ),
+    "list pairs": lambda: (
         parpy.fib_mod,
         [[i, 1000 + i % 7] for i in range(30_000)],
         lambda pair: ref.fib_mod(*pair),
@@ -364,21 +390,17 @@ MAP_CASES = {
 }
 
 
-@functools.cache
-def map_case(case):
-    """The case's kernel, its items (a generator's as a list) and the twin's results."""
-    kernel, items, twin = MAP_CASES[case]
-    items = list(items) if isinstance(items, collections.abc.Iterator) else items
-    return kernel, items, [twin(item) for item in items]
-
-
-@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("case", list(MAP_CASES))
-def test_map_and_a_batch_run_agree(case, workers):
-    kernel, items, expected = map_case(case)
-    by_map = parpy.map(kernel, iter(items) if "generator" in case else items, workers=workers)
-    assert mismatches(by_map, expected) == []
-    assert mismatches(batch_run(kernel, items, workers), expected) == []
+def test_map_and_a_batch_run_agree(case):
+    kernel, items, twin = MAP_CASES[case]()
+    generator = isinstance(items, collections.abc.Iterator)
+    items = list(items) if generator else items
+    expected = [twin(item) for item in items]
+    for workers in (1, 2):
+        by_map = parpy.map(kernel, iter(items) if generator else items, workers=workers)
+        assert mismatches(by_map, expected) == [], workers
+        del by_map
+        assert mismatches(batch_run(kernel, items, workers), expected) == [], workers
 
 
 def with_bad(items, position, bad):
@@ -388,25 +410,34 @@ def with_bad(items, position, bad):
 
 
 FAIL_CASES = {
-    # name: (kernel, items with a bad one)
-    "tiny": (parpy.fib, with_bad([5, 0, 93, 1], 2, "x")),
-    "windowed, first": (parpy.fib, with_bad(range(WINDOWED), 0, -1)),
-    "windowed, inside the first window": (parpy.fib, with_bad(range(WINDOWED), 5, 2.0)),
-    "windowed, a later window": (parpy.fib, with_bad(range(WINDOWED), WINDOWED // 2, 2**64)),
-    "windowed, last": (parpy.fib, with_bad(range(WINDOWED), WINDOWED - 1, None)),
-    "windowed, too large": (parpy.fib, with_bad(range(WINDOWED), 777, 2**40)),
-    "windowed pairs": (parpy.fib_mod, with_bad([(i, 7) for i in range(WINDOWED)], 60_000, (1, 0))),
-    "windowed pair too short": (
-        parpy.fib_mod,
-        with_bad([(i, 7) for i in range(WINDOWED)], 12_345, (1,)),
+    # name: a function giving the kernel and items with a bad one
+    "tiny": lambda: (parpy.fib, with_bad([5, 0, 93, 1], 2, "x")),
+    "windowed, first": lambda: (parpy.fib, with_bad(range(WINDOWED), 0, -1)),
+    "windowed, inside the first window": lambda: (parpy.fib, with_bad(range(WINDOWED), 5, 2.0)),
+    "windowed, a later window": lambda: (
+        parpy.fib,
+        with_bad(range(WINDOWED), WINDOWED // 2, 2**64),
     ),
-    "index objects": (parpy.fib, with_bad([Index(i % 94) for i in range(WINDOWED)], 4321, "x")),
+    "windowed, last": lambda: (parpy.fib, with_bad(range(WINDOWED), WINDOWED - 1, None)),
+    "windowed, too large": lambda: (parpy.fib, with_bad(range(WINDOWED), 777, 2**40)),
+    "windowed pairs": lambda: (
+        parpy.fib_mod,
+        with_bad([(i, 7) for i in range(WINDOWED_SMALL)], 300_000, (1, 0)),
+    ),
+    "windowed pair too short": lambda: (
+        parpy.fib_mod,
+        with_bad([(i, 7) for i in range(WINDOWED_SMALL)], 12_345, (1,)),
+    ),
+    "index objects": lambda: (
+        parpy.fib,
+        with_bad([Index(i % 94) for i in range(WINDOWED)], 4321, "x"),
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(FAIL_CASES))
 def test_map_and_a_batch_run_fail_alike(case):
-    kernel, items = FAIL_CASES[case]
+    kernel, items = FAIL_CASES[case]()
     with pytest.raises(Exception) as by_map:
         parpy.map(kernel, items, workers=2)
     with pytest.raises(Exception) as by_batch:
@@ -429,7 +460,7 @@ def test_map_validates_every_item_before_any_work():
     assert control.done == 0
     assert started == []
     results = parpy._core.map(parpy.fib, items[:-1], 2, None, None, control, started.append)
-    assert results == [fib_exact(n) for n in items[:-1]]
+    assert results == [F[n] for n in items[:-1]]
     assert started == [WINDOWED]
     assert control.done == WINDOWED
 
@@ -452,7 +483,7 @@ def test_map_parses_plain_items_the_same_twice():
 @pytest.mark.parametrize("workers", [1, 2])
 def test_progress_bar_counts_every_item_of_a_windowed_input(workers, capsys):
     ns = [n % 94 for n in range(WINDOWED)]
-    assert parpy.fib_batch(ns, workers=workers, progress=True) == [fib_exact(n) for n in ns]
+    assert parpy.fib_batch(ns, workers=workers, progress=True) == [F[n] for n in ns]
     lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
     lines = [line for line in lines if "item" in line]
     assert lines and f"{WINDOWED}/{WINDOWED}" in lines[-1]
