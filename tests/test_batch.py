@@ -465,6 +465,20 @@ def test_map_validates_every_item_before_any_work():
     assert control.done == WINDOWED
 
 
+@pytest.mark.parametrize("size", [10, WINDOWED])
+def test_map_stops_before_any_work_if_started_raises(size):
+    # started (the progress bar's start) raising: its exception, every parsed item released
+    # (the leak and sanitizer jobs check that), nothing computed.
+    control = parpy._core.Control()
+
+    def started(total):
+        raise ZeroDivisionError(total)
+
+    with pytest.raises(ZeroDivisionError, match=str(size)):
+        parpy._core.map(parpy.fib, [i % 94 for i in range(size)], 2, None, None, control, started)
+    assert control.done == 0
+
+
 def test_map_parses_plain_items_the_same_twice():
     # A windowed input is parsed twice (validated, then a window at a time): only items
     # whose parsing runs no Python code are. One that runs __index__ is parsed once.
