@@ -11,6 +11,8 @@ turns the same workloads into the ratios the README quotes.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from workloads import BALANCED, ITERATIVE, SKEWED, TINY, candidates, gmpy2
 
@@ -35,3 +37,13 @@ if gmpy2 is None:
 def bench_fib(benchmark, group, name):
     benchmark.group = group
     benchmark(WORKLOADS[group][name])
+
+
+@pytest.mark.parametrize("name", ["parpy", "parpy-serial", "parpy.fib-loop"])
+def bench_tiny_after_idle(benchmark, name):
+    """The tiny workload, each call after the process slept 30 ms: its code and data out of
+    the caches, as for a call now and then (ratios.py has its row)."""
+    benchmark.group = "tiny, each call after 30 ms idle"
+    benchmark.pedantic(
+        WORKLOADS["tiny"][name], setup=lambda: time.sleep(0.03), rounds=61, iterations=1
+    )

@@ -8,9 +8,11 @@ Each target times two calls on the same inputs (workloads.py): parpy's and the
 one it is compared with. After a warm-up run of each, their runs alternate
 (A B, B A, A B, ...) for about --budget seconds, at least 7 rounds, and the
 ratio is the median over the rounds of other's time / parpy's time: how many
-times faster parpy is. Parallel speedups need idle cores: the last column
-says how many CPUs other processes used meanwhile (from /proc/stat), and a
-target measured while they did is marked "noisy".
+times faster parpy is. A cold target sleeps before each call and times calls
+one at a time: each comes after the process was idle, its code and data out of
+the caches. Parallel speedups need idle cores: the last column says how many
+CPUs other processes used meanwhile (from /proc/stat), and a target measured
+while they did is marked "noisy".
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Target(NamedTuple):
     goal: float  # the least acceptable other / parpy
     goal_text: str
     min_rounds: int = MIN_ROUNDS
+    idle: float = 0.0  # seconds asleep before each call (outside the timing): a cold call
 
 
 def targets() -> list[Target]:
@@ -88,6 +91,8 @@ def targets() -> list[Target]:
                "multiprocessing", 4.0, ">= 4x"),
         Target("100 tiny n, fib_batch vs parpy.fib loop", tiny, "parpy", "parpy.fib-loop",
                1.0, "not slower"),
+        Target("  ... each call after 30 ms idle", tiny, "parpy", "parpy.fib-loop", 1.0,
+               "not slower", MAX_ROUNDS, idle=0.03),
         Target(f"200k tiny n: Pool({w}).map(fib) vs mp.Pool({w})", kernel_map, "parpy.Pool",
                "multiprocessing.Pool", 10.0, ">= 10x"),
         Target("  ... vs mp.Pool.map, chunksize=1", kernel_map, "parpy.Pool",
@@ -141,10 +146,18 @@ def measure_ratio(target: Target, budget: float) -> dict[str, Any]:
     warm = measure(calls, 1)  # also the cost of one call of each, to size the runs
     one_call = warm["parpy"][0] + warm["other"][0]
     number = math.ceil(MIN_SAMPLE / min(warm["parpy"][0], warm["other"][0]))
+
+    def idle(_: object = None) -> None:
+        time.sleep(target.idle)
+
+    if target.idle:  # one call a run, each after a sleep
+        number = 1
+        one_call += 2 * target.idle
+        idle()
     rounds = int(budget / (one_call * number)) | 1  # odd: the median is a run
     rounds = min(max(rounds, target.min_rounds), MAX_ROUNDS)
     start, t0 = cpu_seconds(), time.perf_counter()
-    times = measure(calls, rounds, number=number)
+    times = measure(calls, rounds, number=number, after=idle if target.idle else None)
     others = others_busy(start, time.perf_counter() - t0)
     ratio = statistics.median(o / p for o, p in zip(times["other"], times["parpy"], strict=True))
     return {

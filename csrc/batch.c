@@ -21,6 +21,16 @@
  * or the first failure; with outcomes=True one value or exception per item;
  * with call=True the one item's value or exception, exactly as the call.
  * Every parsed item is built or released exactly once.
+ *
+ * parpy.map makes and runs its batch in one call (parpy_batch_map), with no
+ * Batch object: a short path for tiny batches. Parsed items live in a
+ * window, which holds every item of a Batch. When parpy.map's parsed items
+ * would take more than WINDOWED_BYTES and they are plain values (parsing
+ * them twice gives the same C items), its window holds about WINDOW_BYTES:
+ * every item is parsed once to validate it and count its cost and memory,
+ * and released; then each window is parsed again, computed and built into
+ * the list of results. So a large input needs about the memory of its
+ * results, not that of every parsed item besides.
  */
 #include "parpy.h"
 
@@ -43,6 +53,11 @@
 #define GRAIN_MIN_NS      2.0e4                /* smallest chunk of the default schedule */
 #define WAIT_SLICE_NS     20000000L            /* the calling thread checks signals this often */
 #define DEFER_BYTES       (UINT64_C(64) << 10) /* results this large are reserved on start */
+#define WINDOWED_BYTES    (UINT64_C(16) << 20) /* parpy.map parses larger inputs in windows */
+#define WINDOW_BYTES      (UINT64_C(1) << 20)  /* of this many bytes of parsed items */
+
+/* A window's bytes per item besides the item: its cost, bound, held and code. */
+#define WINDOW_ITEM_BYTES (sizeof(double) + sizeof(Py_ssize_t) + 2)
 
 #define NOT_RUN      255 /* an item's code before compute */
 #define PARSE_FAILED 254 /* outcomes mode: the item's exception is in errors[] */
@@ -52,15 +67,17 @@ struct parpy_batch {
     const parpy_kernel *kernel;
     PyObject *kobj; /* strong: the Kernel object (its bound arguments) */
     parpy_state *st;
-    Py_ssize_t n;
+    Py_ssize_t n;         /* items in the window: all of them, but in parpy.map's windows */
+    Py_ssize_t size;      /* items in the whole batch; -1 while unknown */
     char *items;          /* n items of kernel->item_size bytes */
     unsigned char *held;  /* per item: parsed, not yet built or released */
     unsigned char *codes; /* per item: compute's code, NOT_RUN or PARSE_FAILED */
     PyObject **errors;    /* outcomes mode: per item, the exception parse raised */
     double *costs;
     double total_cost;
-    uint64_t result_bytes; /* all results */
-    int nthreads;          /* threads that compute it at once */
+    uint64_t result_bytes;  /* all results */
+    uint64_t scratch_bytes; /* the most one item needs while it computes */
+    int nthreads;           /* threads that compute it at once */
     int schedule;
     Py_ssize_t chunksize;
     int call;            /* one call: its value or exception, as the call gives them */
@@ -74,8 +91,7 @@ struct parpy_batch {
     /* the plan: chunk c covers order[bounds[c] .. bounds[c + 1]) */
     Py_ssize_t *order;  /* NULL: input order */
     Py_ssize_t *bounds; /* n + 1 */
-    void *block;        /* owns items and held */
-    void *plan_block;   /* owns costs, bounds and codes */
+    void *block;        /* owns the window (items, held, costs, bounds, codes), or NULL */
     Py_ssize_t nchunks;
     atomic_size_t next_chunk;
     atomic_int helpers; /* queued helpers still to finish */
@@ -128,6 +144,55 @@ parpy_check_memory(const char *what, uint64_t need)
                  "%s needs about %llu MiB of memory; this process may use %llu MiB", what,
                  (unsigned long long)(need >> 20), (unsigned long long)(budget >> 20));
     return -1;
+}
+
+/* "parpy.fib: a batch of n items", or for a call "parpy.fib". */
+static void
+describe(const parpy_batch *b, char *text, size_t size)
+{
+    if (b->call) {
+        snprintf(text, size, "parpy.%s", b->kernel->name);
+    }
+    else if (b->size < 0) {
+        snprintf(text, size, "parpy.%s: a batch", b->kernel->name);
+    }
+    else {
+        snprintf(text, size, "parpy.%s: a batch of %zd items", b->kernel->name, b->size);
+    }
+}
+
+/* Raises MemoryError naming what could not be allocated. */
+static void
+no_memory(const parpy_batch *b, uint64_t bytes, const char *what)
+{
+    char who[96];
+    describe(b, who, sizeof(who));
+    PyErr_Format(PyExc_MemoryError, "%s: cannot allocate %llu bytes for %s", who,
+                 (unsigned long long)bytes, what);
+}
+
+/* The MemoryError that an allocation in the C API raises has no message
+   (and no traceback): this one says what failed. Any other exception, a
+   MemoryError raised by Python code included, is left as it is. */
+static void
+name_memory_error(const parpy_batch *b, const char *what)
+{
+    if (!PyErr_ExceptionMatches(PyExc_MemoryError)) {
+        return;
+    }
+    PyObject *exc = parpy_fetch_exception();
+    PyObject *args = ((PyBaseExceptionObject *)exc)->args;
+    PyObject *tb = PyException_GetTraceback(exc);
+    int bare = (args == NULL || PyTuple_GET_SIZE(args) == 0) && tb == NULL;
+    Py_XDECREF(tb);
+    if (!bare) {
+        parpy_restore_exception(exc);
+        return;
+    }
+    Py_DECREF(exc);
+    char who[96];
+    describe(b, who, sizeof(who));
+    PyErr_Format(PyExc_MemoryError, "%s: out of memory for %s", who, what);
 }
 
 /* ---- computing items (no GIL) ------------------------------------------- */
@@ -226,7 +291,7 @@ plan(parpy_batch *b)
         b->order = malloc((size_t)n * sizeof(Py_ssize_t));
         if (entries == NULL || b->order == NULL) {
             free(entries);
-            PyErr_NoMemory();
+            no_memory(b, (uint64_t)n * (sizeof(cost_entry) + sizeof(Py_ssize_t)), "its schedule");
             return -1;
         }
         for (Py_ssize_t i = 0; i < n; i++) {
@@ -255,13 +320,14 @@ plan(parpy_batch *b)
     return 0;
 }
 
+/* Threads for n items that cost b->total_cost in all. */
 static int
-choose_threads(const parpy_batch *b, int workers)
+choose_threads(const parpy_batch *b, Py_ssize_t n, int workers)
 {
     double by_work = floor(b->total_cost / THREAD_MIN_NS);
     Py_ssize_t t = workers;
-    if (t > b->n) {
-        t = b->n;
+    if (t > n) {
+        t = n;
     }
     if (b->schedule == PARPY_SCHED_AUTO && (double)t > by_work) {
         t = by_work < 1.0 ? 1 : (Py_ssize_t)by_work;
@@ -513,6 +579,8 @@ parpy_run_one(parpy_state *st, const parpy_kernel *kernel, void *item)
         .kernel = kernel,
         .st = st,
         .n = 1,
+        .size = 1,
+        .call = 1,
         .items = item,
         .held = &held,
         .codes = &code,
@@ -533,7 +601,11 @@ parpy_run_one(parpy_state *st, const parpy_kernel *kernel, void *item)
         }
         return NULL;
     }
-    return kernel->build(item);
+    PyObject *value = kernel->build(item);
+    if (value == NULL) {
+        name_memory_error(&b, "its result");
+    }
+    return value;
 }
 
 /* ---- outcomes (GIL held) ------------------------------------------------ */
@@ -589,6 +661,7 @@ item_outcome(parpy_batch *b, Py_ssize_t i)
     b->held[i] = 0; /* build consumes it */
     PyObject *value = b->kernel->build(ITEM(b, i));
     if (value == NULL) {
+        name_memory_error(b, "a result");
         note_position(b, i);
     }
     return value;
@@ -633,6 +706,33 @@ raised_pair(void)
     return pair(0, parpy_fetch_exception());
 }
 
+/* Builds the window's results into list[offset ..], or fails on the
+   first failure by input position (not for outcomes). Returns 0, or -1
+   with that failure's exception set; every item is consumed either way. */
+static int
+build_into(parpy_batch *b, PyObject *list, Py_ssize_t offset)
+{
+    Py_ssize_t bad = first_failure(b);
+    int failed = bad >= 0;
+    if (failed) {
+        item_outcome(b, bad); /* raises its exception */
+    }
+    for (Py_ssize_t i = 0; !failed && i < b->n; i++) {
+        PyObject *value = item_outcome(b, i);
+        failed = value == NULL; /* a build failed: the batch fails */
+        if (!failed) {
+            PyList_SET_ITEM(list, offset + i, value);
+        }
+    }
+    if (failed) {
+        PyObject *exc = parpy_fetch_exception();
+        release_all(b);
+        parpy_restore_exception(exc);
+        return -1;
+    }
+    return 0;
+}
+
 PyObject *
 parpy_batch_outcome(parpy_batch *b)
 {
@@ -649,31 +749,27 @@ parpy_batch_outcome(parpy_batch *b)
         PyObject *value = item_outcome(b, 0);
         return value != NULL ? pair(1, value) : raised_pair();
     }
-    if (!b->outcomes) {
-        Py_ssize_t bad = first_failure(b);
-        if (bad >= 0) {
-            PyObject *exc = (item_outcome(b, bad), parpy_fetch_exception());
-            release_all(b);
-            return pair(0, exc);
-        }
-    }
     PyObject *list = PyList_New(b->n);
     if (list == NULL) {
+        name_memory_error(b, "its list of results");
+        PyObject *exc = parpy_fetch_exception();
         release_all(b);
-        return raised_pair();
+        return pair(0, exc);
+    }
+    if (!b->outcomes) {
+        if (build_into(b, list, 0) < 0) {
+            PyObject *exc = parpy_fetch_exception();
+            Py_DECREF(list);
+            return pair(0, exc);
+        }
+        return pair(1, list);
     }
     int ok = 1;
     for (Py_ssize_t i = 0; i < b->n; i++) {
         PyObject *value = item_outcome(b, i);
         if (value == NULL) {
-            PyObject *exc = parpy_fetch_exception();
-            if (!b->outcomes) { /* a build failed: the batch fails */
-                Py_DECREF(list);
-                release_all(b);
-                return pair(0, exc);
-            }
             ok = 0;
-            value = exc;
+            value = parpy_fetch_exception();
         }
         PyList_SET_ITEM(list, i, value);
     }
@@ -710,6 +806,7 @@ parpy_batch_prepare(parpy_batch *b)
     }
     for (Py_ssize_t i = 0; b->kernel->prepare != NULL && i < b->n; i++) {
         if (b->held[i] && b->kernel->prepare(ITEM(b, i)) < 0) {
+            name_memory_error(b, "a result");
             note_position(b, i);
             b->prepare_error = parpy_fetch_exception();
             atomic_store(&b->prepared, -1);
@@ -810,73 +907,97 @@ typedef struct {
     PyObject *control; /* borrowed, or NULL */
 } batch_options;
 
-/* Makes a batch: parses every item, checks the memory, plans, prepares.
-   Returns a new reference, or NULL with an exception set (what was parsed
-   is released). */
-static PyObject *
-batch_make(PyTypeObject *type, PyObject *kernel, PyObject *items, const batch_options *o)
+static void
+batch_setup(parpy_batch *b, parpy_state *st, PyObject *kernel, const batch_options *o)
 {
-    const parpy_kernel *k = ((parpy_KernelObject *)kernel)->kernel;
-    parpy_state *st = parpy_state_of(type);
-    parpy_batch *b = (parpy_batch *)type->tp_alloc(type, 0);
-    if (b == NULL) {
-        return NULL;
-    }
-    b->kernel = k;
-    b->kobj = Py_NewRef(kernel);
+    b->kernel = ((parpy_KernelObject *)kernel)->kernel;
     b->st = st;
     b->schedule = o->schedule;
     b->chunksize = o->chunksize;
     b->call = o->call;
     b->outcomes = o->outcomes;
     b->start = o->start;
-    b->control = (parpy_control *)Py_XNewRef(o->control);
     atomic_init(&b->cancel, 0);
     atomic_init(&b->prepared, 0);
     atomic_init(&b->next_chunk, 0);
     atomic_init(&b->helpers, 0);
+}
 
-    /* A tuple, not the caller's list: parsing may run __index__, which may
-       change the list under us. A call's items are its one argument tuple. */
-    PyObject *seq = NULL;
-    if (o->call) {
-        seq = PyTuple_Pack(1, items);
+/* ---- the window: where parsed items live --------------------------------- */
+
+/* Lays out a window of count items at base: items | costs | bounds | held |
+   codes, items and held zero-filled, codes NOT_RUN. Returns its size in
+   bytes; with base NULL, only that. */
+static size_t
+window_layout(parpy_batch *b, Py_ssize_t count, char *base)
+{
+    size_t c = count > 0 ? (size_t)count : 1;
+    size_t item_bytes = (b->kernel->item_size * c + 15) & ~(size_t)15;
+    size_t bounds_at = item_bytes + c * sizeof(double),
+           held_at = bounds_at + (c + 1) * sizeof(Py_ssize_t), codes_at = held_at + c;
+    if (base != NULL) {
+        b->items = memset(base, 0, item_bytes);
+        b->costs = (double *)(void *)(base + item_bytes);
+        b->bounds = (Py_ssize_t *)(void *)(base + bounds_at);
+        b->held = memset(base + held_at, 0, c);
+        b->codes = memset(base + codes_at, NOT_RUN, c);
     }
-    else {
-        seq = PyTuple_CheckExact(items) ? Py_NewRef(items) : PySequence_Tuple(items);
+    return codes_at + c;
+}
+
+/* Allocates a window of count items (b->block). Returns 0, or -1 with
+   MemoryError set. */
+static int
+window_alloc(parpy_batch *b, Py_ssize_t count)
+{
+    if ((size_t)count > (SIZE_MAX / 4) / (b->kernel->item_size + WINDOW_ITEM_BYTES + 16)) {
+        no_memory(b, (uint64_t)count * (b->kernel->item_size + WINDOW_ITEM_BYTES),
+                  "its parsed items");
+        return -1;
     }
-    if (seq == NULL) {
-        goto fail;
+    size_t size = window_layout(b, count, NULL);
+    if ((b->block = malloc(size)) == NULL) {
+        no_memory(b, size, "its parsed items");
+        return -1;
     }
-    Py_ssize_t n = b->n = PyTuple_GET_SIZE(seq);
-    /* two blocks: items | held, zero-filled; costs | bounds | codes, not */
-    size_t count = n > 0 ? (size_t)n : 1;
-    size_t item_bytes = (k->item_size * count + 15) & ~(size_t)15;
-    size_t bounds_at = count * sizeof(double),
-           codes_at = bounds_at + (count + 1) * sizeof(Py_ssize_t);
-    if (count > (SIZE_MAX / 4) / (k->item_size + 32) ||
-        (b->block = calloc(1, item_bytes + count)) == NULL ||
-        (b->plan_block = malloc(codes_at + count)) == NULL) {
-        PyErr_NoMemory();
-        goto fail;
-    }
-    b->items = b->block;
-    b->held = (unsigned char *)b->block + item_bytes;
-    b->costs = b->plan_block;
-    b->bounds = (Py_ssize_t *)(void *)((char *)b->plan_block + bounds_at);
-    b->codes = (unsigned char *)b->plan_block + codes_at;
-    memset(b->codes, NOT_RUN, count);
-    uint64_t scratch = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (parse_element(b, i, PyTuple_GET_ITEM(seq, i)) < 0) {
+    window_layout(b, count, b->block);
+    return 0;
+}
+
+/* Adds an item to the batch's totals; returns its cost. */
+static double
+count_item(parpy_batch *b, const void *item)
+{
+    const parpy_kernel *k = b->kernel;
+    double cost = k->cost(item);
+    b->total_cost += cost;
+    b->result_bytes += k->result_bytes ? k->result_bytes(item) : 0;
+    uint64_t sc = k->scratch_bytes ? k->scratch_bytes(item) : 0;
+    b->scratch_bytes = sc > b->scratch_bytes ? sc : b->scratch_bytes;
+    return cost;
+}
+
+/* Parses seq[from .. from + count) into the window, whose items they are
+   from now on (b->n = count). Returns 0, or -1 with the first bad item's
+   exception set, its position noted; what was parsed is held (release_all
+   releases it). */
+static int
+parse_window(parpy_batch *b, PyObject *seq, Py_ssize_t from, Py_ssize_t count)
+{
+    b->n = count;
+    b->total_cost = 0.0;
+    b->result_bytes = b->scratch_bytes = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (parse_element(b, i, PyTuple_GET_ITEM(seq, from + i)) < 0) {
+            name_memory_error(b, "an item's arguments");
             note_position(b, i);
-            if (!o->outcomes) {
-                goto fail;
+            if (!b->outcomes) {
+                return -1;
             }
             /* one outcome per item: this one is its exception */
             if (b->errors == NULL && (b->errors = calloc(count, sizeof(PyObject *))) == NULL) {
-                PyErr_NoMemory();
-                goto fail;
+                no_memory(b, (uint64_t)count * sizeof(PyObject *), "its items' errors");
+                return -1;
             }
             b->errors[i] = parpy_fetch_exception();
             b->codes[i] = PARSE_FAILED;
@@ -884,28 +1005,75 @@ batch_make(PyTypeObject *type, PyObject *kernel, PyObject *items, const batch_op
             continue;
         }
         b->held[i] = 1;
-        void *item = ITEM(b, i);
-        b->costs[i] = k->cost(item);
-        b->total_cost += b->costs[i];
-        b->result_bytes += k->result_bytes ? k->result_bytes(item) : 0;
-        uint64_t sc = k->scratch_bytes ? k->scratch_bytes(item) : 0;
-        scratch = sc > scratch ? sc : scratch;
+        b->costs[i] = count_item(b, ITEM(b, i));
     }
-    b->nthreads = choose_threads(b, o->workers);
-    /* Every result at once, plus the scratch of the items in flight: refused
-       before anything is reserved. */
-    uint64_t need = b->result_bytes + scratch * (uint64_t)b->nthreads;
-    if (need >= PARPY_MEMORY_CHECK_MIN) {
-        char what[96];
-        if (o->call) {
-            snprintf(what, sizeof(what), "%s", k->name);
-        }
-        else {
-            snprintf(what, sizeof(what), "a batch of %zd %s results", n, k->name);
-        }
-        if (parpy_check_memory(what, need) < 0) {
-            goto fail;
-        }
+    return 0;
+}
+
+/* Every result at once, plus the scratch of the items in flight: refused
+   before anything is reserved. */
+static int
+check_batch_memory(parpy_batch *b)
+{
+    uint64_t need = b->result_bytes + b->scratch_bytes * (uint64_t)b->nthreads;
+    if (need < PARPY_MEMORY_CHECK_MIN) {
+        return 0;
+    }
+    char what[96];
+    if (b->call) {
+        snprintf(what, sizeof(what), "%s", b->kernel->name);
+    }
+    else {
+        snprintf(what, sizeof(what), "a batch of %zd %s results", b->size, b->kernel->name);
+    }
+    return parpy_check_memory(what, need);
+}
+
+/* The items as a tuple, not the caller's list: parsing may run __index__,
+   which may change the list under us. Sets b->size. */
+static PyObject *
+snapshot(parpy_batch *b, PyObject *items)
+{
+    PyObject *seq = NULL;
+    if (PyTuple_CheckExact(items)) {
+        seq = Py_NewRef(items);
+    }
+    else if ((seq = PySequence_Tuple(items)) == NULL) {
+        b->size = PyList_Check(items) ? PyList_GET_SIZE(items) : -1;
+        name_memory_error(b, "a copy of its input");
+        return NULL;
+    }
+    b->size = PyTuple_GET_SIZE(seq);
+    return seq;
+}
+
+/* Makes a batch: parses every item, checks the memory, plans, prepares.
+   Returns a new reference, or NULL with an exception set (what was parsed
+   is released). */
+static PyObject *
+batch_make(PyTypeObject *type, PyObject *kernel, PyObject *items, const batch_options *o)
+{
+    parpy_batch *b = (parpy_batch *)type->tp_alloc(type, 0);
+    if (b == NULL) {
+        return NULL;
+    }
+    batch_setup(b, parpy_state_of(type), kernel, o);
+    b->kobj = Py_NewRef(kernel);
+    b->control = (parpy_control *)Py_XNewRef(o->control);
+
+    /* A call's items are its one argument tuple. */
+    b->size = 1;
+    PyObject *seq = o->call ? PyTuple_Pack(1, items) : snapshot(b, items);
+    if (seq == NULL) {
+        goto fail;
+    }
+    Py_ssize_t n = b->size;
+    if (window_alloc(b, n) < 0 || parse_window(b, seq, 0, n) < 0) {
+        goto fail;
+    }
+    b->nthreads = choose_threads(b, n, o->workers);
+    if (check_batch_memory(b) < 0) {
+        goto fail;
     }
     if (n > 0 && plan(b) < 0) {
         goto fail;
@@ -967,6 +1135,266 @@ parpy_batch_call(parpy_state *st, PyObject *kernel, PyObject *args, PyObject *co
     return batch_make(st->batch_type, kernel, args, &o);
 }
 
+/* ---- parpy.map: a batch made and run in one call ------------------------- */
+
+/* Whether parsing obj runs no Python code and reads nothing that can
+   change: exact ints, floats, str, bytes and None. */
+static int
+plain(PyObject *obj)
+{
+    return PyLong_CheckExact(obj) || PyFloat_CheckExact(obj) || PyUnicode_CheckExact(obj) ||
+           PyBytes_CheckExact(obj) || obj == Py_None;
+}
+
+static int
+plain_tuple(PyObject *t)
+{
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t); i++) {
+        if (!plain(PyTuple_GET_ITEM(t, i))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Whether every item (plain, or a tuple of plain ones) and the kernel's
+   bound arguments give the same C item each time they are parsed. */
+static int
+parse_the_same_twice(PyObject *kernel, PyObject *seq)
+{
+    PyObject *bound = ((parpy_KernelObject *)kernel)->bound;
+    if (bound != NULL && !plain_tuple(bound)) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(seq); i++) {
+        PyObject *obj = PyTuple_GET_ITEM(seq, i);
+        if (!plain(obj) && !(PyTuple_CheckExact(obj) && plain_tuple(obj))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Parses every item of seq in the window's first place and releases it at
+   once: a bad item fails before any work, and the totals are the whole
+   input's. Returns 0, or -1 with the bad item's exception set. */
+static int
+validate(parpy_batch *b, PyObject *seq)
+{
+    const parpy_kernel *k = b->kernel;
+    Py_ssize_t n = PyTuple_GET_SIZE(seq);
+    void *item = ITEM(b, 0);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        memset(item, 0, k->item_size);
+        if (parse_element(b, 0, PyTuple_GET_ITEM(seq, i)) < 0) {
+            name_memory_error(b, "an item's arguments");
+            note_position(b, i);
+            return -1;
+        }
+        count_item(b, item);
+        if (k->release != NULL) {
+            k->release(item);
+        }
+    }
+    return 0;
+}
+
+/* Computes the window's items (prepared first) and builds their results
+   into list[from ..]. Returns 0, or -1 with an exception set; every item is
+   consumed or still held (release_all). */
+static int
+run_window(parpy_batch *b, PyObject *list, Py_ssize_t from)
+{
+    if (plan(b) < 0) {
+        return -1;
+    }
+    if (parpy_batch_prepare(b) < 0) {
+        parpy_restore_exception(b->prepare_error);
+        b->prepare_error = NULL;
+        return -1;
+    }
+    if (execute(b, INLINE_GIL_NS) < 0) {
+        return -1;
+    }
+    return build_into(b, list, from);
+}
+
+const char parpy_batch_map_doc[] =
+    "map(kernel, items, workers=None, schedule=None, chunksize=None, control=None, started=None, "
+    "/)\n--\n\n"
+    "parpy.map's batch, made and run in one call; its options are checked here as\n"
+    "parpy.map documents them. An input of more than 16 MiB of parsed items whose\n"
+    "items parse the same twice (plain values) is validated first, then parsed,\n"
+    "computed and built 1 MiB of parsed items at a time. started(len(items)), if\n"
+    "given, is called once every item is valid, before any work.";
+
+/* parpy.map's workers and chunksize: None (0) or an int from 1 to INT_MAX.
+   Returns 0, or -1 with an exception set. */
+static int
+count_option(PyObject *obj, const char *name, int *out)
+{
+    *out = 0;
+    if (obj == Py_None) {
+        return 0;
+    }
+    if (PyBool_Check(obj) || !PyLong_Check(obj)) {
+        PyObject *type = PyType_GetName(Py_TYPE(obj));
+        if (type != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s must be an int or None, not %U", name, type);
+            Py_DECREF(type);
+        }
+        return -1;
+    }
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow != 0 || v < 1 || v > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s must be between 1 and %d, not %S", name, INT_MAX, obj);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* parpy.map's schedule: None, "static", "dynamic" or "guided". */
+static int
+schedule_option(PyObject *obj, int *out)
+{
+    static const char *const names[] = {"static", "dynamic", "guided"};
+    *out = PARPY_SCHED_AUTO;
+    for (int i = 0; obj != Py_None && i < 3; i++) {
+        if (PyUnicode_Check(obj) && PyUnicode_CompareWithASCIIString(obj, names[i]) == 0) {
+            *out = PARPY_SCHED_STATIC + i;
+        }
+    }
+    if (obj != Py_None && *out == PARPY_SCHED_AUTO) {
+        PyErr_Format(PyExc_ValueError,
+                     "schedule must be 'static', 'dynamic', 'guided' or None, not %R", obj);
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *
+parpy_batch_map(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    parpy_state *st = PyModule_GetState(module);
+    if (nargs < 2 || nargs > 7) {
+        PyErr_Format(PyExc_TypeError, "map() takes 2 to 7 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *kernel = args[0];
+    PyObject *control = nargs > 5 && args[5] != Py_None ? args[5] : NULL;
+    PyObject *started = nargs > 6 && args[6] != Py_None ? args[6] : NULL;
+    if (!Py_IS_TYPE(kernel, st->kernel_type)) {
+        PyObject *type = PyType_GetName(Py_TYPE(kernel));
+        if (type != NULL) {
+            PyErr_Format(PyExc_TypeError, "parpy.map runs parpy kernels (parpy.fib, ...), not %U",
+                         type);
+            Py_DECREF(type);
+        }
+        return NULL;
+    }
+    batch_options o = {0};
+    int chunksize;
+    if (schedule_option(nargs > 3 ? args[3] : Py_None, &o.schedule) < 0 ||
+        count_option(nargs > 2 ? args[2] : Py_None, "workers", &o.workers) < 0 ||
+        count_option(nargs > 4 ? args[4] : Py_None, "chunksize", &chunksize) < 0) {
+        return NULL;
+    }
+    o.chunksize = chunksize;
+    if (control != NULL && !Py_IS_TYPE(control, st->control_type)) {
+        PyErr_SetString(PyExc_TypeError, "map: control must be a Control or None");
+        return NULL;
+    }
+    if (o.workers == 0) {
+        o.workers = parpy_default_threads();
+    }
+    if (o.chunksize > 0 && o.schedule == PARPY_SCHED_AUTO) {
+        o.schedule = PARPY_SCHED_DYNAMIC; /* a chunksize without a schedule */
+    }
+    parpy_batch b = {0};
+    batch_setup(&b, st, kernel, &o);
+    b.kobj = kernel;
+    b.control = (parpy_control *)control;
+    PyObject *list = NULL;
+    PyObject *seq = snapshot(&b, args[1]);
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(seq), w = n;
+    size_t per_item = b.kernel->item_size + WINDOW_ITEM_BYTES;
+    if ((uint64_t)n * per_item > WINDOWED_BYTES && parse_the_same_twice(kernel, seq)) {
+        w = WINDOW_BYTES / per_item > 0 ? (Py_ssize_t)(WINDOW_BYTES / per_item) : 1;
+    }
+    if (window_alloc(&b, w) < 0) {
+        goto fail;
+    }
+    if (w < n) { /* every item validated, and the memory checked, first */
+        if (validate(&b, seq) < 0) {
+            goto fail;
+        }
+        b.nthreads = choose_threads(&b, n, o.workers);
+        if (check_batch_memory(&b) < 0) {
+            goto fail;
+        }
+    }
+    Py_ssize_t from = 0;
+    do {
+        Py_ssize_t count = n - from < w ? n - from : w;
+        if (from > 0) {
+            window_layout(&b, count, b.block);
+        }
+        b.start = from;
+        if (parse_window(&b, seq, from, count) < 0) {
+            goto fail;
+        }
+        b.nthreads = choose_threads(&b, count, o.workers);
+        if (w == n && check_batch_memory(&b) < 0) {
+            goto fail;
+        }
+        if (list == NULL) { /* every item is valid: the work starts */
+            PyObject *r = started ? PyObject_CallFunction(started, "n", n) : Py_NewRef(Py_None);
+            if (r == NULL) {
+                goto fail;
+            }
+            Py_DECREF(r);
+            if ((list = PyList_New(n)) == NULL) {
+                name_memory_error(&b, "its list of results");
+                goto fail;
+            }
+        }
+        if (count > 0 && run_window(&b, list, from) < 0) {
+            goto fail;
+        }
+        free(b.order);
+        b.order = NULL;
+        from += count;
+        atomic_store(&b.next_chunk, 0);
+        atomic_store(&b.prepared, 0);
+        if (from < n && PyErr_CheckSignals() < 0) {
+            goto fail;
+        }
+    } while (from < n);
+    free(b.block);
+    Py_DECREF(seq);
+    return list;
+
+fail:;
+    PyObject *exc = parpy_fetch_exception();
+    release_all(&b);
+    free(b.order);
+    free(b.block);
+    Py_XDECREF(b.prepare_error);
+    Py_XDECREF(list);
+    Py_DECREF(seq);
+    parpy_restore_exception(exc);
+    name_memory_error(&b, "its results");
+    return NULL;
+}
+
 static void
 batch_dealloc(PyObject *op)
 {
@@ -976,7 +1404,6 @@ batch_dealloc(PyObject *op)
         release_all(b);
     }
     free(b->block);
-    free(b->plan_block);
     if (b->errors != NULL) {
         for (Py_ssize_t i = 0; i < b->n; i++) {
             Py_XDECREF(b->errors[i]);

@@ -187,6 +187,7 @@ rebind(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef module_methods[] = {
     {"_bind", (PyCFunction)(void (*)(void))rebind, METH_FASTCALL, rebind_doc},
     {"call", (PyCFunction)(void (*)(void))call, METH_FASTCALL, call_doc},
+    {"map", (PyCFunction)(void (*)(void))parpy_batch_map, METH_FASTCALL, parpy_batch_map_doc},
     {"set_num_threads", set_num_threads, METH_O, set_num_threads_doc},
     {"get_num_threads", get_num_threads, METH_NOARGS, get_num_threads_doc},
     {"chain", (PyCFunction)(void (*)(void))chain, METH_FASTCALL, chain_doc},

@@ -287,6 +287,11 @@ void parpy_batch_set_target(parpy_batch *b, PyObject *target, PyObject *index);
 PyObject *parpy_batch_target(parpy_batch *b);
 PyObject *parpy_batch_index(parpy_batch *b);
 
+/* parpy._core.map(kernel, items, workers, schedule, chunksize, control,
+   started), METH_FASTCALL: parpy.map's batch, made and run in one call. */
+PyObject *parpy_batch_map(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+extern const char parpy_batch_map_doc[];
+
 /* Raises MemoryError, naming what, if need bytes exceed the memory budget
    (the smaller of physical memory and the address-space/data limits).
    Returns 0, or -1 with the exception set. */

@@ -1,4 +1,4 @@
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, Generic, TypeVar
 
 R = TypeVar("R")
@@ -109,6 +109,16 @@ class PipelineRun:
 def call(
     kernel: Kernel[Any], args: tuple[Any, ...], control: Control | None = None, /
 ) -> Batch: ...
+def map(  # noqa: A001
+    kernel: Kernel[R],
+    items: Iterable[Any],
+    workers: int | None = None,
+    schedule: str | None = None,
+    chunksize: int | None = None,
+    control: Control | None = None,
+    started: Callable[[int], object] | None = None,
+    /,
+) -> list[R]: ...
 def _bind(kernel: Kernel[R], args: tuple[Any, ...], /) -> Kernel[R]: ...
 def chain(kernels: tuple[Kernel[Any], ...], args: tuple[Any, ...], /) -> Any: ...
 def set_num_threads(n: int, /) -> None: ...

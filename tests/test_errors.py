@@ -8,6 +8,7 @@ import enum
 import fractions
 import math
 import os
+import re
 import time
 import traceback
 
@@ -333,6 +334,35 @@ def test_bad_workers_and_chunksize(option, value, exc, items):
         parpy.map(parpy.fib, items, **{option: value})
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"workers": True},
+        {"workers": 2.0},
+        {"workers": Index(2)},
+        {"workers": 0},
+        {"workers": -(2**70)},
+        {"workers": 2**31},
+        {"chunksize": "2"},
+        {"chunksize": 0},
+        {"schedule": "auto"},
+        {"schedule": 0},
+        {"schedule": ["static"]},
+        {"workers": 0, "schedule": "x", "chunksize": 0},  # the schedule's error first
+    ],
+)
+@pytest.mark.parametrize("kernel", [parpy.fib, parpy.reference.fib, decimal.Decimal])
+def test_bad_options_fail_alike_on_every_path(kernel, options):
+    # parpy.map checks the kernel and its options in C on its short path (without a progress
+    # bar or a client), in Python on the others: the same exception and message either way.
+    with pytest.raises((TypeError, ValueError)) as short:
+        parpy.map(kernel, [1], **options)
+    with pytest.raises((TypeError, ValueError)) as long:
+        parpy.map(kernel, [1], progress=True, **options)
+    assert type(short.value) is type(long.value)
+    assert str(short.value) == str(long.value)
+
+
 @pytest.mark.parametrize("schedule", ["auto", "STATIC", "", "runtime", 0, 1, True, ["static"]])
 def test_bad_schedule_is_value_error(schedule):
     with pytest.raises(ValueError):
@@ -353,10 +383,16 @@ def test_bad_algorithm_is_value_error(algorithm):
     ids=["reference", "lambda", "str", "None", "type", "builtin"],
 )
 def test_map_requires_a_kernel(kernel):
-    with pytest.raises(TypeError):
-        parpy.map(kernel, [1, 2, 3])
-    with pytest.raises(TypeError):
-        parpy.map(kernel, [])
+    # with the default options (their short path) and with others
+    for options in ({}, {"workers": 2}, {"schedule": "static"}):
+        with pytest.raises(TypeError, match=r"parpy.map runs parpy kernels \(parpy.fib, ...\)"):
+            parpy.map(kernel, [1, 2, 3], **options)
+        with pytest.raises(TypeError, match="parpy kernels"):
+            parpy.map(kernel, [], **options)
+        read = []
+        with pytest.raises(TypeError, match="parpy kernels"):
+            parpy.map(kernel, (read.append(n) or n for n in [1, 2]), **options)
+        assert read == []  # refused before any item is read
 
 
 def test_options_are_keyword_only():
@@ -562,6 +598,61 @@ def test_gmp_allocation_failure_is_memory_error():
             # up-front check's)
             assert "out of memory (GMP allocation failed)" in line or "needs about" in line, line
     assert lines[4] == "AFTER True"
+
+
+MEMORY_ERROR_CHILD = """
+import parpy
+
+def mapped():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+
+parpy.fib_batch([10**5] * 50, workers=2)  # threads started before the caps
+ns = [i % 94 for i in range(10**6)]
+table = [parpy.fib(n) for n in range(94)]
+calls = {
+    "map": lambda: parpy.map(parpy.fib, ns),
+    "batch": lambda: parpy._core.Batch(parpy.fib, ns, workers=2).run(),
+}
+base = mapped()
+for how, call in calls.items():
+    for extra in (2, 12, 24, 40, 60, 100, 160, 400):
+        resource.setrlimit(resource.RLIMIT_AS, (base + extra * 2**20, resource.RLIM_INFINITY))
+        try:
+            results = call()
+        except MemoryError as exc:
+            outcome = ("RAISED", str(exc), getattr(exc, "__notes__", []))
+        else:
+            outcome = ("RETURNED", all(r == table[n] for r, n in zip(results, ns)))
+        finally:
+            results = None
+            resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2)
+        print(how, extra, *outcome, sep="|")
+"""
+
+
+@pytest.mark.memory_limits
+def test_memory_errors_of_a_batch_say_what_failed():
+    # Under address-space caps ever closer to what the process maps, parpy.map and a Batch
+    # over a million tiny ints either return the right list or raise a MemoryError whose
+    # message names the call and what it could not allocate: never an empty one.
+    proc = run_python(MEMORY_ERROR_CHILD, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    outcomes = [line.split("|") for line in proc.stdout.splitlines()]
+    assert len(outcomes) == 16, proc.stdout
+    for how in ("map", "batch"):
+        kinds = [outcome[2] for outcome in outcomes if outcome[0] == how]
+        assert "RAISED" in kinds and "RETURNED" in kinds, outcomes  # both happened
+    pattern = (
+        r"parpy\.fib: a batch of 1000000 items: (cannot allocate \d+ bytes|out of memory) for "
+    )
+    for how, extra, kind, *rest in outcomes:
+        if kind == "RETURNED":
+            assert rest == ["True"], (how, extra, rest)
+        else:
+            assert re.match(pattern, rest[0]), (how, extra, rest)
 
 
 # ---- items changed while they are validated ----------------------------------------

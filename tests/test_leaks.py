@@ -231,6 +231,43 @@ def test_native_memory_is_flat():
     assert int(proc.stdout) < 8, f"resident set grew by {proc.stdout.strip()} MiB"
 
 
+MAPPED = """
+def mapped():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+"""
+
+
+@pytest.mark.memory_limits
+@pytest.mark.parametrize("how", ["loop", "map"])
+def test_map_over_many_tiny_ints_fits_where_a_loop_does(how):
+    # Results of tiny ints take about 36 bytes an item (the list's slot and the int). Under
+    # an address-space limit of twice that over what the process maps already, a loop of
+    # calls fits, and parpy.map must too: a large input of plain items is validated, then
+    # parsed, computed and built a window at a time, instead of holding every parsed item
+    # (90 bytes each for fib) while the results are built.
+    call = "[parpy.fib(n) for n in ns]" if how == "loop" else "parpy.map(parpy.fib, ns)"
+    proc = run_python(
+        MAPPED
+        + f"""
+import parpy
+
+parpy.fib_batch([10**5] * 50, workers=2)  # threads started before the cap
+ns = [i % 94 for i in range(2 * 10**6)]
+table = [parpy.fib(n) for n in range(94)]
+cap = mapped() + 72 * len(ns)
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+results = {call}
+print(len(results), all(r == table[n] for r, n in zip(results, ns)))
+""",
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["2000000", "True"]
+
+
 def test_failed_batches_release_their_reservations():
     # A batch reserves every result before computing; one bad item at the end
     # must release what was reserved for the others.
