@@ -86,21 +86,11 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
     schedule inside a chunk.
     """
     if progress is False and client is None:
-        # The short path, for tiny batches too: _core.map checks the kernel and the options,
-        # as below, in one call (after the process was idle, every call and check in Python
-        # costs about as much as a tiny batch's work).
+        # The short path, for tiny batches too: _core.map checks the kernel and the options
+        # and runs the batch in one call (after the process was idle, every call and check in
+        # Python costs about as much as a tiny batch's work).
         return _core.map(kernel, items, workers, schedule, chunksize)
-    if not isinstance(kernel, Kernel):
-        raise TypeError(
-            f"parpy.map runs parpy kernels (parpy.fib, ...), not {type(kernel).__name__}"
-        )
-    if not (schedule is None or isinstance(schedule, str)) or schedule not in _SCHEDULES:
-        raise ValueError(
-            f"schedule must be 'static', 'dynamic', 'guided' or None, not {schedule!r}"
-        )
-    if workers is not None:
-        workers = _positive_int(workers, "workers")
-    chunk = 0 if chunksize is None else _positive_int(chunksize, "chunksize")
+    _core.map(kernel, (), workers, schedule, chunksize)  # the kernel and options checked, in C
     show = _progress.require(progress)
     if client is not None:
         return _dask.map(
@@ -109,7 +99,7 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
             client,
             workers=workers or 1,
             schedule=_SCHEDULES[schedule],
-            chunksize=chunk,
+            chunksize=chunksize or 0,
             progress=show,
         )
     return _map_with_progress(kernel, items, workers, schedule, chunksize)

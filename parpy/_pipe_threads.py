@@ -272,7 +272,7 @@ class _Run:
     def finish(self, interrupted: bool = False) -> None:
         """Stops the run and waits until every thread of it has ended (after
         Ctrl-C, see parpy.pipeline.settle)."""
-        if self.stop.is_set() and self.ended is not None:
+        if self.ended is not None:
             return  # finished already (or disowned in a forked child)
         self.stop.set()
         for stage, q in zip(self.stages, self.queues, strict=True):

@@ -6,6 +6,7 @@ timeout, so that a deadlock fails a test instead of hanging the run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,6 +63,15 @@ def mismatches(got, expected):
 
 
 # ---- child Pythons -------------------------------------------------------------
+
+# For a child script: mapped(), the bytes of address space the process maps now.
+MAPPED = """
+def mapped():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+"""
 
 
 def child_env(**overrides: str | None) -> dict[str, str]:
@@ -200,6 +211,35 @@ def start_interactive(body: str, *args: str) -> tuple[subprocess.Popen, LineRead
         cwd=REPO,
     )
     return proc, LineReader(proc)
+
+
+@contextlib.contextmanager
+def interactive(body: str, *args: str) -> Iterator[tuple[subprocess.Popen, LineReader]]:
+    """start_interactive for a with block: a child still running at its end is killed."""
+    proc, out = start_interactive(body, *args)
+    try:
+        yield proc, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+
+
+def interrupt_rounds(
+    proc: subprocess.Popen, out: LineReader, *, pause: float, rounds: int = 2, timeout: float = 60
+) -> list[float]:
+    """Ctrl-C, ``rounds`` times: once the child prints "READY k", waits ``pause``
+    seconds, sends SIGINT and waits for "INTERRUPTED k". Returns the seconds
+    from each SIGINT to its line."""
+    latencies = []
+    for round in range(rounds):
+        out.expect(f"READY {round}", timeout=timeout)
+        time.sleep(pause)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out.expect(f"INTERRUPTED {round}", timeout=timeout)
+        latencies.append(time.monotonic() - sent)
+    return latencies
 
 
 def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:

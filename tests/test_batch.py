@@ -7,9 +7,7 @@ import collections
 import collections.abc
 import itertools
 import os
-import signal
 import sys
-import time
 
 import pytest
 from _util import (
@@ -17,9 +15,10 @@ from _util import (
     child_env,
     fib_table,
     finish,
+    interactive,
+    interrupt_rounds,
     mismatches,
     run_python,
-    start_interactive,
 )
 
 import parpy
@@ -535,21 +534,10 @@ print("NEXT", parpy.map(kernel, ns, workers=2) == [parpy.reference.fib(n) for n 
 @pytest.mark.parametrize("size", ["many", "few"])
 @pytest.mark.parametrize("how", ["map", "batch"])
 def test_map_and_a_batch_run_stop_alike_on_ctrl_c(how, size):
-    proc, out = start_interactive(CTRL_C_CHILD, how, size)
-    try:
-        latencies = []
-        for round in range(2):  # twice: the first interruption leaves parpy ready for more
-            out.expect(f"READY {round}", timeout=60)
-            time.sleep(0.5)
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGINT)
-            out.expect(f"INTERRUPTED {round}", timeout=60)
-            latencies.append(time.monotonic() - sent)
+    with interactive(CTRL_C_CHILD, how, size) as (proc, out):
+        # twice: the first interruption leaves parpy ready for more
+        latencies = interrupt_rounds(proc, out, pause=0.5)
         assert max(latencies) < 5, latencies  # generous: what is checked is that it stops
         assert out.expect("NEXT", timeout=60).split() == ["NEXT", "True"]
         returncode, _, stderr = finish(proc, timeout=60)
         assert returncode == 0, stderr
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=30)

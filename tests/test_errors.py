@@ -16,6 +16,7 @@ import pytest
 from _util import (
     FIB_GMP_MAX_N,
     LOG2_PHI,
+    MAPPED,
     U64,
     BackgroundPython,
     Index,
@@ -600,14 +601,10 @@ def test_gmp_allocation_failure_is_memory_error():
     assert lines[4] == "AFTER True"
 
 
-MEMORY_ERROR_CHILD = """
+MEMORY_ERROR_CHILD = (
+    MAPPED
+    + """
 import parpy
-
-def mapped():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
 
 parpy.fib_batch([10**5] * 50, workers=2)  # threads started before the caps
 ns = [i % 94 for i in range(10**6)]
@@ -631,6 +628,7 @@ for how, call in calls.items():
             resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2)
         print(how, extra, *outcome, sep="|")
 """
+)
 
 
 @pytest.mark.memory_limits

@@ -7,7 +7,7 @@ import sys
 import tracemalloc
 
 import pytest
-from _util import INPUT_ERRORS, Index, fib_exact, run_python
+from _util import INPUT_ERRORS, MAPPED, Index, fib_exact, run_python
 
 import parpy
 
@@ -229,15 +229,6 @@ def test_native_memory_is_flat():
     )
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout) < 8, f"resident set grew by {proc.stdout.strip()} MiB"
-
-
-MAPPED = """
-def mapped():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-"""
 
 
 @pytest.mark.memory_limits

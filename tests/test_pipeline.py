@@ -28,7 +28,7 @@ import weakref
 import _pipe_funcs as f
 import pytest
 from _parity import within
-from _util import finish, start_interactive
+from _util import finish, interactive, interrupt_rounds
 
 import parpy
 from parpy.pipeline import Pipeline, Stage
@@ -537,25 +537,13 @@ print("LEFT", threads, multiprocessing.active_children(), flush=True)
 
 
 def test_ctrl_c_stops_a_run_promptly_and_the_pipeline_runs_again(backend):
-    proc, out = start_interactive(CTRL_C_CHILD, backend)
-    try:
-        latencies = []
-        for round in range(2):
-            out.expect(f"READY {round}", timeout=T)
-            time.sleep(0.2)
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGINT)
-            out.expect(f"INTERRUPTED {round}", timeout=T)
-            latencies.append(time.monotonic() - sent)
+    with interactive(CTRL_C_CHILD, backend) as (proc, out):
+        latencies = interrupt_rounds(proc, out, pause=0.2, timeout=T)
         assert max(latencies) < 1.5, latencies
         assert out.expect("NEXT", timeout=T) == "NEXT True"
         assert out.expect("LEFT", timeout=T) == "LEFT [] []"
         returncode, _, stderr = finish(proc, timeout=T)
         assert returncode == 0, stderr
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=30)
 
 
 CTRL_C_SLOW_STAGE_CHILD = """
@@ -606,8 +594,7 @@ def test_ctrl_c_does_not_wait_for_a_python_stage(backend, signals):
     fraction of a second; the call cannot be cut short, so its thread finishes
     it and leaves without taking another item; a second Ctrl-C changes nothing
     of that; the pipeline runs again and leaves no thread behind."""
-    proc, out = start_interactive(CTRL_C_SLOW_STAGE_CHILD, backend)
-    try:
+    with interactive(CTRL_C_SLOW_STAGE_CHILD, backend) as (proc, out):
         out.expect("IN CALL", timeout=T)
         sent = time.monotonic()
         for _ in range(signals):
@@ -621,7 +608,3 @@ def test_ctrl_c_does_not_wait_for_a_python_stage(backend, signals):
         assert out.expect("LEFT", timeout=T) == "LEFT []"
         returncode, _, stderr = finish(proc, timeout=T)
         assert returncode == 0, stderr
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=30)

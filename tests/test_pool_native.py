@@ -20,7 +20,7 @@ import tracemalloc
 import warnings
 
 import pytest
-from _util import fib_exact, finish, run_python, start_interactive
+from _util import fib_exact, finish, interactive, run_python
 
 import parpy
 from parpy import _core, reference
@@ -579,8 +579,7 @@ with parpy.Pool(2) as again:
     "call", ["map-kernel", "map-python", "get", "imap", "result", "executor-map"]
 )
 def test_ctrl_c_returns_promptly(call):
-    proc, out = start_interactive(CTRL_C_CHILD, call)
-    try:
+    with interactive(CTRL_C_CHILD, call) as (proc, out):
         out.expect("READY", timeout=T)
         time.sleep(0.3)
         sent = time.monotonic()
@@ -597,7 +596,3 @@ def test_ctrl_c_returns_promptly(call):
         returncode, _, stderr = finish(proc, timeout=T)
         assert returncode == 0, stderr
         assert "Fatal" not in stderr and "Segmentation" not in stderr, stderr
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=30)

@@ -42,7 +42,7 @@ import weakref
 
 import pytest
 from _parity import SHORT, TIMEOUT, Token, within
-from _util import fib_exact, finish, run_python, start_interactive
+from _util import fib_exact, finish, interactive, interrupt_rounds, run_python
 
 import parpy
 
@@ -710,31 +710,19 @@ CTRL_C_LATENCY_BOUND_S = 1.0
 @pytest.mark.parametrize("impl", list(QUEUES))
 @pytest.mark.parametrize("op", ["get", "get-timeout", "put", "join"])
 def test_ctrl_c_interrupts_a_blocked_call(impl, op):
-    proc, out = start_interactive(SIGNAL_CHILD, impl, op)
-    try:
-        latencies = []
-        for round in range(2):  # twice: the queue is usable after an interruption
-            out.expect(f"READY {round}", timeout=60)
-            time.sleep(0.3)
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGINT)
-            out.expect(f"INTERRUPTED {round}", timeout=60)
-            latencies.append(time.monotonic() - sent)
+    with interactive(SIGNAL_CHILD, impl, op) as (proc, out):
+        # twice: the queue is usable after an interruption
+        latencies = interrupt_rounds(proc, out, pause=0.3)
         assert max(latencies) < CTRL_C_LATENCY_BOUND_S, latencies
         out.expect("NEXT ok", timeout=60)
         returncode, _, stderr = finish(proc, timeout=60)
         assert returncode == 0, stderr
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=30)
 
 
 @pytest.mark.parametrize("impl", list(QUEUES))
 def test_signal_handler_runs_while_blocked(impl):
     """A handler that returns runs at once, and the wait goes on (no spurious Empty)."""
-    proc, out = start_interactive(SIGNAL_CHILD, impl, "handler")
-    try:
+    with interactive(SIGNAL_CHILD, impl, "handler") as (proc, out):
         out.expect("READY 0", timeout=60)
         time.sleep(0.3)
         sent = time.monotonic()
@@ -744,10 +732,6 @@ def test_signal_handler_runs_while_blocked(impl):
         assert out.expect("GOT", timeout=60) == "GOT late"
         returncode, _, stderr = finish(proc, timeout=60)
         assert returncode == 0, stderr
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=30)
 
 
 # ---- the material's producer/consumer program ---------------------------------------

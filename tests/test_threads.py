@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from _util import fib_exact, fib_table, finish, start_interactive
+from _util import fib_exact, fib_table, finish, interactive, interrupt_rounds
 
 import parpy
 import parpy.reference
@@ -267,24 +267,13 @@ CTRL_C_LATENCY_BOUND_S = 5  # generous: what is checked is that the call stops a
     ],
 )
 def test_ctrl_c_interrupts_a_long_call(name):
-    proc, out = start_interactive(CTRL_C_CHILD, name)
-    try:
-        latencies = []
-        for round in range(2):  # twice: the first interruption leaves parpy ready for more
-            out.expect(f"READY {round}", timeout=60)
-            time.sleep(0.3)
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGINT)
-            out.expect(f"INTERRUPTED {round}", timeout=60)
-            latencies.append(time.monotonic() - sent)
+    with interactive(CTRL_C_CHILD, name) as (proc, out):
+        # twice: the first interruption leaves parpy ready for more
+        latencies = interrupt_rounds(proc, out, pause=0.3)
         assert max(latencies) < CTRL_C_LATENCY_BOUND_S, latencies
         assert out.expect("NEXT", timeout=60).split() == ["NEXT"] + ["True"] * 4
         returncode, _, stderr = finish(proc, timeout=60)
         assert returncode == 0, stderr
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=30)
 
 
 # ---- fork, spawn, forkserver --------------------------------------------------------------
