@@ -44,10 +44,10 @@ import pytest
 from ratios import cpu_seconds, others_busy
 
 import parpy
-from parpy import _compare, reference
+from parpy import comparison, reference
 
 WORKERS = 2
-ITEMS = _compare.make_ns(100, 2_000, 25_000, seed=7)
+ITEMS = comparison.make_ns(100, 2_000, 25_000, seed=7)
 TOLERANCE = 0.05
 DEFAULT_GOAL = 30.0  # seconds for `python -m parpy compare`
 REPEAT = 5  # timed runs per compare() call and per block of direct rounds
@@ -57,7 +57,7 @@ def direct_calls(stack: ExitStack) -> dict[str, Callable[[], object]]:
     """The calls that compare() makes for fib_iterative over ITEMS on WORKERS
     workers, written out directly; their pools are made once (closed by ``stack``)."""
     twin, kernel, ns, w = reference.fib_iterative, parpy.fib_iterative, ITEMS, WORKERS
-    context = multiprocessing.get_context(_compare.START_METHOD)
+    context = multiprocessing.get_context(comparison.START_METHOD)
     pool = context.Pool(w)
     stack.callback(pool.join)
     stack.callback(pool.terminate)
@@ -69,7 +69,7 @@ def direct_calls(stack: ExitStack) -> dict[str, Callable[[], object]]:
     chunksize = math.ceil(len(ns) / (4 * w))  # Pool.map's default, as compare() uses
     return {
         "serial": lambda: [twin(n) for n in ns],
-        "threading": lambda: _compare.thread_map(twin, ns, w),
+        "threading": lambda: comparison.thread_map(twin, ns, w),
         "multiprocessing": lambda: pool.map(twin, ns),
         "process-pool": lambda: list(processes.map(twin, ns, chunksize=chunksize)),
         "thread-pool": lambda: list(threads.map(twin, ns)),
@@ -89,14 +89,14 @@ def overhead(blocks: int = 5) -> list[dict[str, object]]:
     start, t0 = cpu_seconds(), time.perf_counter()
     with ExitStack() as stack:
         calls = direct_calls(stack)
-        _compare.measure(calls, 1)  # warm-up, as compare() runs each once untimed
+        comparison.measure(calls, 1)  # warm-up, as compare() runs each once untimed
         for _ in range(blocks):
             report = parpy.compare(
                 parpy.fib_iterative, ITEMS, workers=WORKERS, repeat=REPEAT, progress=False
             )
             for name, times in reported_times(report).items():
                 via_compare.setdefault(name, []).extend(times)
-            for name, times in _compare.measure(calls, REPEAT).items():
+            for name, times in comparison.measure(calls, REPEAT).items():
                 direct.setdefault(name, []).extend(times)
     busy = others_busy(start, time.perf_counter() - t0)
     results = []
@@ -182,7 +182,9 @@ def calls():
         yield direct_calls(stack)
 
 
-@pytest.mark.parametrize("name", [b for b in _compare.BACKENDS if b not in _compare.DASK_BACKENDS])
+@pytest.mark.parametrize(
+    "name", [b for b in comparison.BACKENDS if b not in comparison.DASK_BACKENDS]
+)
 def bench_compare_vs_direct(benchmark, compared, calls, name):
     benchmark.group = "compare() vs direct"
     benchmark.extra_info["compare_median"] = statistics.median(compared[name])

@@ -3,7 +3,7 @@ one, against the reference crawler, and where the time goes on a large site.
 
     python -m pytest benchmarks/bench_crawl.py --benchmark-only
 
-The sites (parpy._site.Site, served by a child process, so that their
+The sites (parpy.crawler.Site, served by a child process, so that their
 request handling takes no GIL of this one) start at the first call that
 needs them and stay up for the whole run (closed at exit). Every crawl is
 checked: every page and the index, no errors (AssertionError otherwise).
@@ -30,7 +30,7 @@ import pytest
 import parpy
 import parpy.reference
 from parpy import CrawlResult
-from parpy._site import Site
+from parpy.crawler import Site
 
 PAGES, DELAY, SIZE, LINKS = 200, 0.02, 64 * 1024, 30
 LARGE = {"pages": 2000, "delay": 0.0, "size": 64 * 1024, "links": 30}

@@ -41,7 +41,7 @@ import pytest
 
 import parpy
 import parpy.reference
-from parpy._compare import make_ns, measure
+from parpy.comparison import make_ns, measure
 
 TINY = make_ns(10_000, 0, 93, seed=21)
 # About 2 s on one core (fib_iterative(25000) takes about 1.2 ms).

@@ -45,7 +45,7 @@ from workloads import (
 )
 
 import parpy
-from parpy._compare import measure
+from parpy.comparison import measure
 
 MIN_ROUNDS, MAX_ROUNDS = 7, 51
 MIN_SAMPLE = 0.01  # seconds: quicker calls are timed this many at a time

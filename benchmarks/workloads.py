@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import parpy
-from parpy._compare import make_ns, thread_map
+from parpy.comparison import make_ns, thread_map
 
 try:
     import gmpy2
@@ -41,7 +41,7 @@ def runners(algorithm: str, ns: Sequence[int], workers: int) -> dict[str, Callab
     through a ``multiprocessing.Pool(workers)`` made for the call; parpy.fib_batch on
     one worker ("parpy-serial") and on ``workers``."""
     ns = list(ns)
-    kernel = parpy._batch._ALGORITHMS[algorithm]
+    kernel = parpy.batch.ALGORITHMS[algorithm]
     twin = getattr(parpy.reference, kernel.__name__)
     return {
         "serial": lambda: [twin(n) for n in ns],

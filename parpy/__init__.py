@@ -33,17 +33,15 @@ def _load_core() -> None:
 _load_core()
 
 from parpy import _core, lab, reference  # noqa: E402
-from parpy._batch import fib_batch, get_num_threads, map, set_num_threads  # noqa: E402
-from parpy._compare import MismatchError, compare  # noqa: E402
 from parpy._core import *  # noqa: E402, F403 - the kernels (parpy._core.__all__)
 from parpy._core import Kernel, Queue, ShutDown  # noqa: E402
-from parpy._crawl import CrawlResult, crawl  # noqa: E402
+from parpy._version import __version__  # noqa: E402, F401
+from parpy.batch import fib_batch, get_num_threads, map, set_num_threads  # noqa: E402
+from parpy.comparison import MismatchError, Report, compare  # noqa: E402
+from parpy.crawler import CrawlResult, crawl  # noqa: E402
 from parpy.executor import ThreadPoolExecutor  # noqa: E402
 from parpy.pipeline import Pipeline, PipelineStats, Stage  # noqa: E402
 from parpy.pool import Pool  # noqa: E402
-from parpy.report import Report  # noqa: E402
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CrawlResult",

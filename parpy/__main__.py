@@ -11,8 +11,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from parpy import _compare
-from parpy._crawl import CrawlResult, crawl
+from parpy import comparison
+from parpy._support import progress as _progress
+from parpy.crawler import CrawlResult, crawl
 from parpy.pipeline import BACKENDS as PIPELINE_BACKENDS
 
 
@@ -50,18 +51,18 @@ def _worker_counts(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"an empty worker count in {text!r}")
     counts = [_positive(part) for part in parts]
     try:
-        return _compare._workers(counts)
+        return comparison.worker_counts(counts)
     except ValueError as exc:  # over the bound
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _backend_names(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [name for name in names if name not in _compare.BACKENDS]
+    unknown = [name for name in names if name not in comparison.BACKENDS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
             f"unknown backend {', '.join(map(repr, unknown)) or '(none given)'}: "
-            f"choose from {','.join(_compare.BACKENDS)}"
+            f"choose from {','.join(comparison.BACKENDS)}"
         )
     return names
 
@@ -77,7 +78,7 @@ def _output(text: str) -> str:
 
 
 def _add_compare(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    workloads = "; ".join(f"{name}: {w} ({w.about})" for name, w in _compare.WORKLOADS.items())
+    workloads = "; ".join(f"{name}: {w} ({w.about})" for name, w in comparison.WORKLOADS.items())
     parser = commands.add_parser(
         "compare",
         help="time one workload on serial Python, threading, multiprocessing, "
@@ -92,7 +93,7 @@ def _add_compare(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "workload",
         nargs="?",
         default="iterative",
-        choices=list(_compare.WORKLOADS),
+        choices=list(comparison.WORKLOADS),
         metavar="WORKLOAD",
         help=f"a built-in workload (default: %(default)s). {workloads}",
     )
@@ -101,9 +102,9 @@ def _add_compare(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=_worker_counts,
         metavar="N,N,...",
         help="worker counts to sweep, each at most "
-        f"{_compare.WORKERS_PER_CPU} x the CPU count (default: 1, the powers of two below the "
+        f"{comparison.WORKERS_PER_CPU} x the CPU count (default: 1, the powers of two below the "
         "CPU count, and the CPU count; for crawl, "
-        f"{','.join(map(str, _compare.CRAWL_WORKERS))})",
+        f"{','.join(map(str, comparison.CRAWL_WORKERS))})",
     )
     add("--repeat", type=_positive, default=5, help="timed runs of each (default: %(default)s)")
     add(
@@ -116,8 +117,8 @@ def _add_compare(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--backends",
         type=_backend_names,
         metavar="NAME,...",
-        help=f"backends to run, of {','.join(_compare.BACKENDS)} (default: all but "
-        f"{','.join(_compare.DASK_BACKENDS)}, which need Dask and start a local cluster "
+        help=f"backends to run, of {','.join(comparison.BACKENDS)} (default: all but "
+        f"{','.join(comparison.DASK_BACKENDS)}, which need Dask and start a local cluster "
         "unless given --dask; serial always runs)",
     )
     add(
@@ -164,17 +165,17 @@ def _check_plot(path: str, parser: argparse.ArgumentParser) -> None:
 def _run_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.plot is not None:
         _check_plot(args.plot, parser)
-    workload = _compare.WORKLOADS[args.workload]
+    workload = comparison.WORKLOADS[args.workload]
     with contextlib.ExitStack() as stack:
         client = None
         if args.dask is not None:
             client = stack.enter_context(_dask_client(args.dask, parser))
         try:  # the backends asked for, with Dask where they need it
-            _compare._backends(args.backends, client)
+            comparison.backend_names(args.backends, client)
         except (ImportError, ValueError) as exc:
             parser.error(str(exc))
         try:
-            report = _compare.compare(
+            report = comparison.compare(
                 args.workload,
                 workload.items(args.count),
                 backends=args.backends,
@@ -184,7 +185,7 @@ def _run_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
                 progress=args.progress,
                 client=client,
             )
-        except _compare.MismatchError as exc:
+        except comparison.MismatchError as exc:
             print(f"{parser.prog}: the backends disagree: {exc}", file=sys.stderr)
             return 1
     if args.json == "-":
@@ -277,7 +278,7 @@ def _add_crawl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _run_crawl(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
-        progress = _compare._want_progress(args.progress)
+        progress = _progress.wanted(args.progress)
     except ImportError as exc:
         parser.error(f"--progress: {exc}")
     try:

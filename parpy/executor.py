@@ -22,8 +22,10 @@ from concurrent.futures import Future, _base
 from concurrent.futures.thread import BrokenThreadPool
 from typing import Any
 
-from parpy import _core, _fork, _progress
-from parpy._native import kernel_for
+from parpy import _core
+from parpy._support import fork as _fork
+from parpy._support import progress as _progress
+from parpy._support.dispatch import kernel_for
 
 __all__ = ["ThreadPoolExecutor"]
 

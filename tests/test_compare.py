@@ -26,10 +26,11 @@ from _pipe_funcs import double, inc
 from _util import REPO, child_env, run_python
 
 import parpy
-from parpy import _compare
+from parpy import comparison
+from parpy._support import progress as _progress
 from parpy.report import Report, Skip
 
-EVERY = [b for b in _compare.BACKENDS if b not in _compare.DASK_BACKENDS]  # the default
+EVERY = [b for b in comparison.BACKENDS if b not in comparison.DASK_BACKENDS]  # the default
 PROCESS_BACKENDS = ["multiprocessing", "process-pool"]
 NS = [0, 1, 2, 90, 95, 500, 1500, 7]
 
@@ -156,17 +157,17 @@ def test_one_worker_count_and_warmups():
 
 
 def test_default_workers():
-    assert _compare.default_workers(1) == [1]
-    assert _compare.default_workers(2) == [1, 2]
-    assert _compare.default_workers(6) == [1, 2, 4, 6]
-    assert _compare.default_workers(8) == [1, 2, 4, 8]
+    assert comparison.default_workers(1) == [1]
+    assert comparison.default_workers(2) == [1, 2]
+    assert comparison.default_workers(6) == [1, 2, 4, 6]
+    assert comparison.default_workers(8) == [1, 2, 4, 8]
 
 
 # ---- worker counts: bounded, and no more than the items --------------------------------
 
 
 @pytest.mark.timeout(20)
-@pytest.mark.parametrize("workers", [10**6, [1, _compare.max_workers() + 1]])
+@pytest.mark.parametrize("workers", [10**6, [1, comparison.max_workers() + 1]])
 def test_a_worker_count_over_the_bound_is_refused_at_once(workers):
     seen = []
 
@@ -180,9 +181,14 @@ def test_a_worker_count_over_the_bound_is_refused_at_once(workers):
 
 
 def test_the_bound_is_64_per_cpu():
-    assert _compare.max_workers(1) == 64 and _compare.max_workers(4) == 256
+    assert comparison.max_workers(1) == 64 and comparison.max_workers(4) == 256
     report = parpy.compare(
-        inc, [1, 2], workers=_compare.max_workers(), backends="threading", repeat=1, progress=False
+        inc,
+        [1, 2],
+        workers=comparison.max_workers(),
+        backends="threading",
+        repeat=1,
+        progress=False,
     )
     assert rows_of(report) == [("serial", 1), ("threading", 2)]
 
@@ -234,17 +240,17 @@ def test_every_backend_runs_at_most_one_worker_per_item():
 
 def test_thread_map_starts_no_more_threads_than_items():
     with most_threads() as most:
-        assert _compare.thread_map(inc, [1, 2], 100) == [2, 3]
+        assert comparison.thread_map(inc, [1, 2], 100) == [2, 3]
     assert most == [2]
-    assert _compare.thread_map(inc, [], 4) == []
+    assert comparison.thread_map(inc, [], 4) == []
 
 
 # ---- the built-in workloads ------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(_compare.WORKLOADS))
+@pytest.mark.parametrize("name", sorted(comparison.WORKLOADS))
 def test_every_builtin_workload(name):
-    workload = _compare.WORKLOADS[name]
+    workload = comparison.WORKLOADS[name]
     items = workload.items(6)
     assert len(items) == 6 and items == workload.items(6)  # reproducible
     report = parpy.compare(
@@ -264,9 +270,9 @@ def test_every_builtin_workload(name):
 
 
 def test_tiny_sweeps_chunk_sizes_as_backends_of_their_own():
-    report = small("tiny", _compare.WORKLOADS["tiny"].items(40), backends="multiprocessing,parpy")
+    report = small("tiny", comparison.WORKLOADS["tiny"].items(40), backends="multiprocessing,parpy")
     names = list(dict.fromkeys(row.backend for row in report.rows))
-    sizes = _compare.TINY_CHUNKSIZES
+    sizes = comparison.TINY_CHUNKSIZES
     assert names == [
         "serial",
         "multiprocessing",
@@ -283,7 +289,7 @@ def test_tiny_sweeps_chunk_sizes_as_backends_of_their_own():
 
 
 def test_skewed_runs_each_schedule():
-    report = small("skewed", _compare.WORKLOADS["skewed"].items(20), backends="parpy")
+    report = small("skewed", comparison.WORKLOADS["skewed"].items(20), backends="parpy")
     names = list(dict.fromkeys(row.backend for row in report.rows))
     assert names == [
         "serial",
@@ -295,8 +301,8 @@ def test_skewed_runs_each_schedule():
 
 
 def test_a_workload_name_without_items_uses_its_own(monkeypatch):
-    fewer = dataclasses.replace(_compare.WORKLOADS["iterative"], count=5)
-    monkeypatch.setitem(_compare.WORKLOADS, "iterative", fewer)
+    fewer = dataclasses.replace(comparison.WORKLOADS["iterative"], count=5)
+    monkeypatch.setitem(comparison.WORKLOADS, "iterative", fewer)
     report = parpy.compare("iterative", backends="parpy", workers=1, repeat=1, progress=False)
     assert report.items == 5
     assert report.work.startswith("fib_iterative over 5 n in [")
@@ -379,7 +385,7 @@ def test_a_backend_that_differs_raises_before_anything_is_timed(monkeypatch):
     def no_timing(*args, **kwargs):
         raise RuntimeError("timed before the check")
 
-    monkeypatch.setattr(_compare, "measure", no_timing)
+    monkeypatch.setattr(comparison._compare, "measure", no_timing)
     with pytest.raises(parpy.MismatchError) as info:
         small(thread_dependent, [10, 20, 30], backends="serial,threading", workers=2)
     assert isinstance(info.value, AssertionError)
@@ -397,13 +403,13 @@ def test_the_first_differing_position_is_named(monkeypatch):
         results[3] += 1
         return results
 
-    monkeypatch.setattr(_compare._batch, "map", off_at_three)
+    monkeypatch.setattr(parpy.batch, "map", off_at_three)
     with pytest.raises(parpy.MismatchError, match=r"parpy on 1 worker differs .* position 3"):
         small(parpy.fib, [5, 6, 7, 8, 9], backends="parpy")
 
 
 def test_missing_results_are_a_mismatch(monkeypatch):
-    monkeypatch.setattr(_compare, "thread_map", lambda func, items, workers: [])
+    monkeypatch.setattr(comparison._compare, "thread_map", lambda func, items, workers: [])
     with pytest.raises(parpy.MismatchError, match="threading on 1 worker returned 0 results"):
         small(parpy.fib, NS, backends="threading")
 
@@ -544,22 +550,22 @@ def test_measure_interleaves_and_rotates():
     order = []
     calls = {name: functools.partial(order.append, name) for name in "abc"}
     after = []
-    times = _compare.measure(calls, 3, after=after.append)
+    times = comparison.measure(calls, 3, after=after.append)
     assert order == list("abcbcacab")
     assert after == order
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
     order.clear()
-    times = _compare.measure(calls, 2, 5)
+    times = comparison.measure(calls, 2, 5)
     assert len(order) == 30 and all(len(v) == 2 for v in times.values())
 
 
 def test_progress_is_on_by_default_in_jupyter_only(monkeypatch):
     monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
-    assert _compare._want_progress(None) is False
+    assert _progress.wanted(None) is False
     monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
-    assert _compare._want_progress(None) is True
-    assert _compare._want_progress(False) is False
+    assert _progress.wanted(None) is True
+    assert _progress.wanted(False) is False
 
 
 def test_progress_bar_counts_every_run(capsys):
@@ -604,7 +610,9 @@ def test_cli_usage_errors_exit_2(args):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("workers", ["1,,2", ",1", "1,", "1, ,2", str(_compare.max_workers() + 1)])
+@pytest.mark.parametrize(
+    "workers", ["1,,2", ",1", "1,", "1, ,2", str(comparison.max_workers() + 1)]
+)
 def test_cli_workers_empty_or_over_the_bound_are_usage_errors(workers):
     proc = run_cli(
         "compare", "doubling", "--count", "2", "--repeat", "1", "--backends", "threading",
@@ -641,7 +649,7 @@ def test_cli_plot_without_matplotlib_is_a_usage_error(monkeypatch, capsys):
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # not installed
     ran = []
-    monkeypatch.setattr(_compare, "compare", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(comparison, "compare", lambda *a, **k: ran.append(a))
     with pytest.raises(SystemExit) as caught:
         main(["compare", "--count", "2", "--workers", "1", "--plot", "report.png"])
     assert caught.value.code == 2 and ran == []

@@ -12,7 +12,7 @@ import pytest
 from _util import local_cluster
 
 import parpy
-from parpy import _compare
+from parpy import comparison
 from parpy.report import Skip
 
 distributed = pytest.importorskip("distributed", reason="the Dask backends need distributed")
@@ -36,8 +36,8 @@ def descendants() -> set[int]:
 def test_a_client_adds_both_dask_backends_at_its_thread_count(client):
     report = parpy.compare(parpy.fib_iterative, NS, client=client, repeat=1, warmup=0)
     backends = {t.backend for t in report.timings}
-    assert set(_compare.BACKENDS) <= backends
-    dask = [t for t in report.timings if t.backend in _compare.DASK_BACKENDS]
+    assert set(comparison.BACKENDS) <= backends
+    dask = [t for t in report.timings if t.backend in comparison.DASK_BACKENDS]
     assert sorted(t.backend for t in dask) == ["dask", "parpy-dask"]
     assert {t.workers for t in dask} == {2}  # the cluster's threads, not the sweep
     assert all(len(t.times) == 1 and t.times[0] > 0 for t in dask)
@@ -60,7 +60,7 @@ def test_without_a_client_compare_starts_and_closes_a_local_cluster():
     )
     timings = {(t.backend, t.workers): t for t in report.timings}
     assert set(timings) == {("serial", 1)} | {
-        (b, w) for b in _compare.DASK_BACKENDS for w in (1, 2)
+        (b, w) for b in comparison.DASK_BACKENDS for w in (1, 2)
     }
     # One cluster per worker count, shared by both backends: the same startup.
     for w in (1, 2):
@@ -80,7 +80,7 @@ def test_python_callables_run_on_dask_but_not_parpy_dask(client):
 
 
 def test_the_dask_backends_are_opt_in():
-    assert not set(_compare.DASK_BACKENDS) & set(_compare._backends(None, None))
+    assert not set(comparison.DASK_BACKENDS) & set(comparison.backend_names(None, None))
     with pytest.raises(ValueError, match="client= is for the backends"):
         parpy.compare(parpy.fib, [1, 2], backends="parpy", client=object())
     with pytest.raises(TypeError, match="distributed.Client"):

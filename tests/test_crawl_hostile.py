@@ -443,4 +443,4 @@ def test_a_user_agent_that_is_not_a_header_value_is_refused(agent):
 def test_a_host_no_lookup_can_take_is_malformed(host):
     with pytest.raises(ValueError, match="no valid host"):
         parpy.crawl(f"http://{host}/")
-    assert parpy._crawl.normalize(f"http://{'a' * 63}.example/") == f"http://{'a' * 63}.example/"
+    assert parpy.crawler.normalize(f"http://{'a' * 63}.example/") == f"http://{'a' * 63}.example/"

@@ -1,4 +1,4 @@
-"""The tools around parpy.crawl: the generated site (parpy._site.Site), the
+"""The tools around parpy.crawl: the generated site (parpy.crawler.Site), the
 "crawl" workload of parpy.compare, and python -m parpy crawl.
 
 Every site here is served on 127.0.0.1 by a child process of the test; no
@@ -26,9 +26,10 @@ import pytest
 from _util import REPO, child_env
 
 import parpy
-from parpy import _compare, _links, _site
-from parpy._crawl import USER_AGENT, normalize
-from parpy._site import Site
+from parpy import comparison
+from parpy.crawler import USER_AGENT, Site, normalize
+from parpy.crawler import site as _site
+from parpy.reference import links as _links
 
 TIMEOUT = 10.0  # seconds for any one fetch
 PAGES, LINKS, SIZE = 20, 6, 8 * 1024
@@ -177,7 +178,7 @@ def test_an_unclosed_site_ends_its_child_when_collected():
 
 def test_the_child_ends_when_its_parent_is_killed():
     code = (
-        "import sys, time\nfrom parpy._site import Site\n"
+        "import sys, time\nfrom parpy.crawler import Site\n"
         "if __name__ == '__main__':\n"
         "    site = Site(pages=2, delay=0)\n"
         "    print(site.pid, flush=True)\n"
@@ -257,7 +258,7 @@ def test_every_page_is_crawled_from_the_root(site):
 
 
 def test_the_crawl_workload_serves_its_pages_for_the_run():
-    workload = _compare.WORKLOADS["crawl"]
+    workload = comparison.WORKLOADS["crawl"]
     paths = workload.items(5)
     assert paths == [f"/p/{i}.html" for i in range(5)] == workload.items(5)
     assert len(workload.items()) == workload.count
@@ -281,20 +282,20 @@ def test_the_crawl_workload_serves_its_pages_for_the_run():
 @pytest.mark.timeout(240)
 def test_compare_crawl_on_every_backend():
     before = {p.pid for p in multiprocessing.active_children()}
-    workload = _compare.WORKLOADS["crawl"]
+    workload = comparison.WORKLOADS["crawl"]
     report = parpy.compare(
         "crawl", workload.items(8), workers=[1, 4], repeat=1, warmup=0, progress=False
     )
     assert report.skipped == ()
     assert [(row.backend, row.workers) for row in report.rows] == [("serial", 1)] + [
         (name, w)
-        for name in _compare.BACKENDS[1:]
-        if name not in _compare.DASK_BACKENDS  # (not by default)
+        for name in comparison.BACKENDS[1:]
+        if name not in comparison.DASK_BACKENDS  # (not by default)
         for w in (1, 4)
     ]
     assert report.items == 8 and report.meta["workload"] == "crawl"
     assert report.meta["python_runs"].startswith(
-        "parpy._site.fetch -> parpy._links.extract_links(x, 'http://127.0.0.1:"
+        "parpy.crawler.site.fetch -> parpy.reference.links.extract_links(x, 'http://127.0.0.1:"
     )
     assert "fetch -> extract" in report.work
     end = time.monotonic() + 10
@@ -306,13 +307,13 @@ def test_compare_crawl_on_every_backend():
 def test_compare_crawl_sweeps_its_own_worker_counts():
     report = parpy.compare(
         "crawl",
-        _compare.WORKLOADS["crawl"].items(max(_compare.CRAWL_WORKERS)),  # a page per worker
+        comparison.WORKLOADS["crawl"].items(max(comparison.CRAWL_WORKERS)),  # a page per worker
         backends="parpy",
         repeat=1,
         warmup=0,
         progress=False,
     )
-    assert [row.workers for row in report.rows] == [1, *_compare.CRAWL_WORKERS]
+    assert [row.workers for row in report.rows] == [1, *comparison.CRAWL_WORKERS]
 
 
 def dropping_last(html, base_url=None):
@@ -325,7 +326,7 @@ def test_compare_crawl_checks_the_links(monkeypatch):
     with pytest.raises(parpy.MismatchError, match="parpy on 1 worker differs from serial"):
         parpy.compare(
             "crawl",
-            _compare.WORKLOADS["crawl"].items(3),
+            comparison.WORKLOADS["crawl"].items(3),
             backends="parpy",
             workers=1,
             repeat=1,

@@ -22,7 +22,8 @@ from _util import fib_exact, local_cluster
 
 import parpy
 import parpy.reference
-from parpy import _core, _dask
+from parpy import _core
+from parpy.batch import _dask
 
 distributed = pytest.importorskip(
     "distributed",

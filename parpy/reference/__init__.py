@@ -11,14 +11,25 @@ cannot fit) are their own.
 from __future__ import annotations
 
 import operator
-from typing import SupportsIndex
+from typing import Any, SupportsIndex
 
-from parpy._crawl_reference import crawl  # noqa: F401 - not a kernel, not in __all__
-from parpy._links import extract_links
+from parpy.reference.links import extract_links
 
 __all__ = ["fib", "fib_iterative", "fib_recursive", "fib_mod", "to_decimal", "extract_links"]
 
 U64 = 1 << 64
+
+
+def __getattr__(name: str) -> Any:
+    """parpy.reference.crawl: the classic crawler, the twin of parpy.crawl. It
+    lives with the crawler (:mod:`parpy.crawler.classic`), a layer above."""
+    if name == "crawl":
+        from parpy.crawler.classic import crawl
+
+        return crawl
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 FIB_U64_MAX_N = 93  # F(93) is the largest Fibonacci number below 2**64
 
 

@@ -6,14 +6,18 @@ import builtins
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from parpy import _core, _dask, _progress
+from parpy import _core
 from parpy._core import Kernel
+from parpy._support import progress as _progress
+from parpy.batch import _dask
 
 if TYPE_CHECKING:
     from distributed import Client
 
-_SCHEDULES = {None: 0, "static": 1, "dynamic": 2, "guided": 3}
-_ALGORITHMS = {
+# schedule= of parpy.map and Pool.map, as parpy._core takes it
+SCHEDULES = {None: 0, "static": 1, "dynamic": 2, "guided": 3}
+# algorithm= of parpy.fib_batch
+ALGORITHMS = {
     "doubling": _core.fib,
     "iterative": _core.fib_iterative,
     "recursive": _core.fib_recursive,
@@ -98,7 +102,7 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
             items,
             client,
             workers=workers or 1,
-            schedule=_SCHEDULES[schedule],
+            schedule=SCHEDULES[schedule],
             chunksize=chunksize or 0,
             progress=show,
         )
@@ -147,9 +151,9 @@ def fib_batch(
     The other arguments are those of :func:`parpy.map`, ``client`` included.
     """
     try:
-        kernel = _ALGORITHMS[algorithm]
+        kernel = ALGORITHMS[algorithm]
     except (KeyError, TypeError):
-        choices = ", ".join(builtins.map(repr, _ALGORITHMS))
+        choices = ", ".join(builtins.map(repr, ALGORITHMS))
         raise ValueError(f"algorithm must be one of {choices}, not {algorithm!r}") from None
     if progress is False and client is None:  # map's short path, one call less
         return _core.map(kernel, ns, workers, schedule, chunksize)

@@ -36,96 +36,18 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from parpy import _fork
-from parpy.pipeline import RawStage, RawStats, Stage, input_note, settle, stage_note
+from parpy._support import fork as _fork
+from parpy.pipeline._handout import Handout, raise_outcome, room, take_token
+from parpy.pipeline._stages import POLL, RawStage, RawStats, Stage, settle
 
 __all__ = ["ThreadRunner"]
-
-# Seconds: the longest any wait sleeps before it looks at the run's state
-# again (Ctrl-C in the consumer, a stop while a worker waits).
-POLL = 0.05
 
 # Per-worker counters, summed per stage by snapshot().
 ITEMS_IN, ITEMS_OUT, BUSY, BLOCKED_IN, BLOCKED_OUT = range(5)
 
 
-def room(stage: Stage, maxsize: int) -> int:
-    """The capacity of the queue in front of a stage: a few items per worker,
-    never more than the in-flight bound."""
-    return min(maxsize, max(16, 4 * stage.workers))
-
-
-def closed_error() -> RuntimeError:
-    return RuntimeError("the Pipeline was closed during this run")
-
-
 _END = object()  # on a stage's queue: the worker that takes it ends
 _WAKE = object()  # on the results queue: look at the run's state
-
-
-class Handout:
-    """The consumer's side of a run: results in input order (a reorder buffer
-    of position -> result) or as they come; a token goes back to the feeder
-    once the consumer comes back for the result after each."""
-
-    def __init__(self, run: Any, tokens: threading.Semaphore, ordered: bool) -> None:
-        self.run = run  # .done, .error, .closed
-        self.tokens = tokens
-        self.ordered = ordered
-        self.waiting: dict[int, Any] = {}
-        self.expected = 0  # the position handed out next, when ordered
-
-    def add(self, position: int, value: Any) -> Iterator[Any]:
-        """Yields what can leave now that the result at position came."""
-        run, tokens = self.run, self.tokens
-        if not self.ordered:
-            run.done += 1
-            yield value
-            del value
-            tokens.release()
-            return
-        waiting = self.waiting
-        waiting[position] = value
-        del value
-        while self.expected in waiting:
-            value = waiting.pop(self.expected)
-            self.expected += 1
-            run.done += 1
-            yield value
-            del value
-            tokens.release()
-            if run.error is not None or run.closed:
-                return
-
-
-def take_token(run: Any) -> bool:
-    """The feeder's wait for room (run.tokens), counted in run.input_blocked;
-    False once the run is stopping (run.stop)."""
-    began = time.monotonic()
-    while not run.tokens.acquire(timeout=POLL):
-        if run.stop.is_set():
-            break
-    run.input_blocked += time.monotonic() - began
-    return not run.stop.is_set()
-
-
-def raise_outcome(run: Any, stages: tuple[Stage, ...]) -> None:
-    """After a run's workers are at rest: raises its error, noted with the
-    stage and the item's position (the runner keeps no frames of it), or
-    RuntimeError if the pipeline was closed during the run."""
-    if run.error is not None:
-        exc, stage, position = run.error
-        run.error = None
-        if stage is None:
-            input_note(exc, position)
-        else:
-            stage_note(exc, stage, stages[stage].name, position)
-        try:
-            raise exc
-        finally:
-            del exc
-    if run.closed:
-        raise closed_error()
 
 
 class _Run:

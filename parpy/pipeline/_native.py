@@ -17,8 +17,9 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from parpy import _core, _fork
-from parpy.pipeline import RawStage, RawStats, Stage, settle
+from parpy import _core
+from parpy._support import fork as _fork
+from parpy.pipeline._stages import RawStage, RawStats, Stage, settle
 
 _ENOUGH = 4096  # threads kept parked between runs, at most
 

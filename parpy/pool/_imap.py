@@ -28,8 +28,9 @@ from collections.abc import Callable, Iterable, Iterator
 from multiprocessing import TimeoutError
 from typing import TYPE_CHECKING, Any
 
-from parpy import _core, _progress
-from parpy._native import kernel_for
+from parpy import _core
+from parpy._support import progress as _progress
+from parpy._support.dispatch import kernel_for
 
 if TYPE_CHECKING:
     from parpy.pool import Pool

@@ -62,10 +62,12 @@ from multiprocessing.managers import BaseManager
 from typing import Any, NamedTuple
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
-from parpy import _core, _progress
-from parpy._links import scan
-from parpy._pipe_procs import START_METHOD
-from parpy.pipeline import BACKENDS, Pipeline, PipelineStats, Stage, html_table
+from parpy import _core
+from parpy._support import progress as _progress
+from parpy._support.processes import START_METHOD
+from parpy._support.tables import html_table
+from parpy.pipeline import BACKENDS, Pipeline, PipelineStats, Stage
+from parpy.reference.links import scan
 
 __all__ = ["CrawlResult", "Page", "crawl", "normalize"]
 
@@ -881,7 +883,7 @@ def crawl(
             stack.enter_context(pipe)
             bar = None
             if show:
-                bar = _progress._tqdm()(total=0, desc="crawl", unit="page")
+                bar = _progress.tqdm_class()(total=0, desc="crawl", unit="page")
                 stack.callback(bar.close)
             stack.enter_context(_cancel_on_ctrl_c(fetch.cancel))
             _levels(pipe, gate, starts, hosts, depth, max_pages, result, bar)

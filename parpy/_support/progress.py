@@ -12,10 +12,12 @@ the child does not have.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from typing import Any
 
-from parpy import _core, _fork
+from parpy import _core
+from parpy._support import fork as _fork
 
 _POLL_SECONDS = 0.1
 
@@ -25,7 +27,7 @@ def require(progress: object) -> bool:
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be True or False, not {type(progress).__name__}")
     if progress:
-        _tqdm()
+        tqdm_class()
     return progress
 
 
@@ -33,7 +35,7 @@ def require(progress: object) -> bool:
 _bars: dict[type, Any] = {}
 
 
-def _tqdm() -> Any:
+def tqdm_class() -> Any:
     """parpy's tqdm class; ImportError if tqdm cannot be imported."""
     try:
         from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
@@ -80,7 +82,7 @@ def total_of_all(iterables: tuple[object, ...]) -> int | None:
 
 def bar(total: int | None, desc: str) -> Any:
     """A tqdm bar of items that the caller moves (``update(n)``, ``close()``)."""
-    return _tqdm()(total=total, desc=desc, unit="item", dynamic_ncols=True)
+    return tqdm_class()(total=total, desc=desc, unit="item", dynamic_ncols=True)
 
 
 class Progress:
@@ -124,3 +126,19 @@ class Progress:
 
 def start(progress: bool, control: _core.Control, total: int | None, desc: str) -> Progress | None:
     return Progress(control, total, desc) if progress else None
+
+
+def wanted(progress: bool | None) -> bool:
+    """Whether to show bars: ``progress`` as :func:`require` takes it, or for
+    None, whether the user watches (a terminal on stderr, or Jupyter) and tqdm
+    is installed."""
+    if progress is None:
+        interactive = "ipykernel" in sys.modules or (sys.stderr is not None and sys.stderr.isatty())
+        if not interactive:
+            return False
+        try:
+            tqdm_class()
+        except ImportError:
+            return False
+        return True
+    return require(progress)

@@ -36,10 +36,12 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from parpy import _core, _progress
+from parpy import _core
 from parpy._core import Kernel
+from parpy._support import progress as _progress
+from parpy._support.dask import require, threads
 
-__all__ = ["map", "plan", "require", "threads"]
+__all__ = ["map", "plan"]
 
 # Nanoseconds an item costs beyond the kernel's estimate of its compute:
 # parsing it, building its result and pickling both ways. Measured on
@@ -51,33 +53,6 @@ _ITEM_NS = 300.0
 # (from one chunk's end to the next one's start on a worker thread).
 _CHUNK_MIN_NS = 2e7
 _CHUNK_MAX_NS = 1e9
-
-
-def require(client: object) -> Any:
-    """Return the ``distributed`` module, checking that ``client`` is its Client
-    and is not closed.
-
-    Raises ImportError, naming the extra to install, when Dask's distributed
-    scheduler is not installed; ValueError for a closed (or closing) client.
-    """
-    try:
-        import distributed
-    except ImportError:
-        raise ImportError(
-            "client= needs Dask's distributed scheduler: pip install 'parpy[dask]'"
-        ) from None
-    if not isinstance(client, distributed.Client):
-        raise TypeError(f"client must be a distributed.Client, not {type(client).__name__}")
-    if client.status in ("closing", "closed"):
-        raise ValueError(
-            f"the Dask client {client.id} is {client.status}: give an open distributed.Client"
-        )
-    return distributed
-
-
-def threads(client: Any) -> int:
-    """The threads of the Dask workers behind ``client`` (at least 1)."""
-    return max(1, sum(client.nthreads().values()))
 
 
 def plan(costs: Sequence[float], slots: int, workers: int = 1) -> list[tuple[int, int]]:

@@ -37,8 +37,8 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 from urllib.parse import urlsplit
 
-from parpy._crawl import USER_AGENT
-from parpy._pipe_procs import START_METHOD
+from parpy._support.processes import START_METHOD
+from parpy.crawler._crawl import USER_AGENT
 
 __all__ = ["START_TIMEOUT", "Site", "fetch", "page_path"]
 

@@ -35,10 +35,12 @@ from collections.abc import Callable, Iterable
 from multiprocessing import TimeoutError
 from typing import Any
 
-from parpy import _core, _fork, _progress
-from parpy._batch import _SCHEDULES, get_num_threads
-from parpy._imap import IMapIterator, dropped, terminated
-from parpy._native import kernel_for
+from parpy import _core
+from parpy._support import fork as _fork
+from parpy._support import progress as _progress
+from parpy._support.dispatch import kernel_for
+from parpy.batch import SCHEDULES, get_num_threads
+from parpy.pool._imap import IMapIterator, dropped, terminated
 
 __all__ = ["AsyncResult", "Pool", "TimeoutError"]
 
@@ -481,7 +483,7 @@ class Pool:
                     kernel,
                     [tuple(x) for x in items] if star else items,
                     workers=self._processes,
-                    schedule=_SCHEDULES["dynamic" if chunk else None],
+                    schedule=SCHEDULES["dynamic" if chunk else None],
                     chunksize=chunk,
                     control=control,
                 )

@@ -59,12 +59,16 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urljoin
 
-from parpy import _batch, _core, _dask, _progress, reference
+from parpy import _core, batch, reference
 from parpy._core import Kernel
-from parpy._pipe_procs import START_METHOD
-from parpy._site import Site, fetch, page_path
-from parpy.pipeline import Pipeline, Stage, _name_of
-from parpy.report import Report, Skip, Timing
+from parpy._support import dask as _dask
+from parpy._support import progress as _progress
+from parpy._support.dispatch import name_of
+from parpy._support.processes import START_METHOD
+from parpy._version import __version__
+from parpy.comparison.report import Report, Skip, Timing
+from parpy.crawler.site import Site, fetch, page_path
+from parpy.pipeline import Pipeline, Stage
 
 __all__ = [
     "BACKENDS",
@@ -300,7 +304,7 @@ def _label(func: Callable[..., Any]) -> str:
         return f"{func.__module__}.{func.__qualname__}"
     if isinstance(func, (_Trailing, _Star, _Composed)):
         return repr(func)
-    return _name_of(func)
+    return name_of(func)
 
 
 class _Star:
@@ -411,7 +415,7 @@ def _not_shippable(func: Callable[..., Any]) -> str | None:
     try:
         finder.dump(func)
     except Exception as exc:  # a lambda, a local function, an object with a lock...
-        return f"{_name_of(func)} does not pickle ({exc}), so no worker process can get it"
+        return f"{name_of(func)} does not pickle ({exc}), so no worker process can get it"
     main = sys.modules.get("__main__")
     if finder.found is not None and not getattr(main, "__file__", None):
         return (
@@ -471,7 +475,7 @@ def _prepare(work: object, items: list[Any]) -> _Work:
     if isinstance(work, Pipeline):
         work = work.stages
     if isinstance(work, Kernel):
-        label = _name_of(work)
+        label = name_of(work)
         twin = _twin(work)
         star = work.bound is None and work.min_args > 1
         python: Callable[[Any], Any] = work if twin is None else twin
@@ -511,7 +515,7 @@ def _prepare(work: object, items: list[Any]) -> _Work:
             },
         )
     if callable(work):
-        name = _name_of(work)
+        name = name_of(work)
         return _Work(
             items,
             f"{name} over {_describe_items(items)}",
@@ -688,7 +692,7 @@ def _call_parpy(handle: Any, work: _Work, workers: int, options: Mapping[str, An
     if work.pipeline:
         return functools.partial(handle.map, work.items)
     assert work.kernel is not None
-    return functools.partial(_batch.map, work.kernel, work.items, workers=workers, **options)
+    return functools.partial(batch.map, work.kernel, work.items, workers=workers, **options)
 
 
 def _open_parpy_pool(work: _Work, workers: int) -> Opened:
@@ -749,7 +753,7 @@ def _call_dask(handle: Any, work: _Work, workers: int, options: Mapping[str, Any
 
 def _call_parpy_dask(handle: Any, work: _Work, workers: int, options: Mapping[str, Any]) -> Call:
     assert work.kernel is not None
-    return functools.partial(_batch.map, work.kernel, work.items, client=handle)
+    return functools.partial(batch.map, work.kernel, work.items, client=handle)
 
 
 class _Backend(NamedTuple):
@@ -782,11 +786,11 @@ def _cannot_run(backend: str, work: _Work) -> str | None:
         return _not_shippable(work.python)
     if backend == "parpy" and work.kernel is None and not work.pipeline:
         return (
-            f"parpy.map runs parpy kernels, and {_name_of(work.python)} is a Python callable "
+            f"parpy.map runs parpy kernels, and {name_of(work.python)} is a Python callable "
             "(parpy-pool runs it on native threads, taking the GIL per call)"
         )
     if backend == "parpy-dask" and work.kernel is None:
-        what = "a pipeline" if work.pipeline else f"{_name_of(work.python)}, a Python callable"
+        what = "a pipeline" if work.pipeline else f"{name_of(work.python)}, a Python callable"
         return f'parpy.map(client=) runs parpy kernels, not {what} ("dask" runs it)'
     return None
 
@@ -874,8 +878,9 @@ def max_workers(cpus: int | None = None) -> int:
     return WORKERS_PER_CPU * (_cpus() if cpus is None else cpus)
 
 
-def _workers(workers: int | Iterable[int] | None) -> list[int]:
-    """The sweep, sorted; a count over max_workers() is a ValueError."""
+def worker_counts(workers: int | Iterable[int] | None) -> list[int]:
+    """The sweep of worker counts that compare() runs for ``workers``, sorted;
+    a count over max_workers() is a ValueError."""
     if workers is None:
         return default_workers()
     if isinstance(workers, int) and not isinstance(workers, bool):
@@ -907,7 +912,9 @@ def _capped(counts: list[int], items: int) -> tuple[list[int], str | None]:
     )
 
 
-def _backends(backends: str | Iterable[str] | None, client: object) -> list[str]:
+def backend_names(backends: str | Iterable[str] | None, client: object) -> list[str]:
+    """The backends that compare() runs for ``backends`` (names, or one
+    comma-separated string; None: all but Dask's, unless given a client)."""
     if backends is None:
         backends = [b for b in BACKENDS if client is not None or b not in DASK_BACKENDS]
     elif isinstance(backends, str):
@@ -936,19 +943,6 @@ def _backends(backends: str | Iterable[str] | None, client: object) -> list[str]
                 "pip install 'parpy[dask]'"
             ) from None
     return names
-
-
-def _want_progress(progress: bool | None) -> bool:
-    if progress is None:
-        interactive = "ipykernel" in sys.modules or (sys.stderr is not None and sys.stderr.isatty())
-        if not interactive:
-            return False
-        try:
-            _progress._tqdm()
-        except ImportError:
-            return False
-        return True
-    return _progress.require(progress)
 
 
 def _workers_text(workers: int) -> str:
@@ -1049,13 +1043,13 @@ def compare(
     item_list = list(items)
     if not item_list:
         raise ValueError("items is empty")
-    names = _backends(backends, client)
+    names = backend_names(backends, client)
     if workers is None and workload is not None and workload.workers is not None:
         workers = workload.workers
-    counts, capped = _capped(_workers(workers), len(item_list))
+    counts, capped = _capped(worker_counts(workers), len(item_list))
     repeat = _count(repeat, "repeat", 1)
     warmup = _count(warmup, "warmup", 0)
-    show = _want_progress(progress)
+    show = _progress.wanted(progress)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
     with ExitStack() as stack:
@@ -1098,7 +1092,7 @@ def compare(
         bar = None
         if show:
             total = (untimed + repeat) * len(slots)
-            bar = _progress._tqdm()(total=total, desc="compare", unit="run")
+            bar = _progress.tqdm_class()(total=total, desc="compare", unit="run")
             stack.callback(bar.close)
 
         def advance(key: tuple[str, int]) -> None:
@@ -1194,8 +1188,6 @@ def _check_all(
 
 
 def _meta(job: _Work, load: float | None) -> dict[str, Any]:
-    from parpy import __version__
-
     return {
         "python": platform.python_version(),
         "parpy": __version__,

@@ -60,7 +60,6 @@ import itertools
 import multiprocessing
 import multiprocessing.forkserver
 import multiprocessing.resource_tracker
-import os
 import pickle
 import queue
 import signal
@@ -72,9 +71,10 @@ from collections.abc import Iterator
 from multiprocessing.pool import RemoteTraceback  # type: ignore[attr-defined]
 from typing import Any
 
-from parpy import _fork
-from parpy._pipe_threads import POLL, Handout, raise_outcome, room, take_token
-from parpy.pipeline import RawStage, RawStats, Stage
+from parpy._support import fork as _fork
+from parpy._support.processes import START_METHOD
+from parpy.pipeline._handout import Handout, raise_outcome, room, take_token
+from parpy.pipeline._stages import POLL, RawStage, RawStats, Stage
 
 __all__ = ["ProcessRunner"]
 
@@ -83,27 +83,8 @@ GRACE = 0.5
 # Seconds between checks, while the consumer waits, that no worker died.
 LIVENESS_EVERY = 0.2
 
-START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
-
-def _after_fork_in_child() -> None:
-    """A forked child starts worker processes of its own (here, and wherever
-    parpy uses START_METHOD). multiprocessing does not re-initialise its fork
-    server and resource tracker for os.fork: the fork server is the parent's
-    child, not ours, and one of the parent's threads may hold either's lock.
-    The child gets a fork server of its own, started on first use (with the
-    same preloaded modules), and a new lock for the resource tracker, whose
-    process it shares with the parent as multiprocessing's forked children do."""
-    server: Any = multiprocessing.forkserver._forkserver  # type: ignore[attr-defined]
-    preload = server._preload_modules
-    server.__init__()
-    server._preload_modules = preload
-    tracker: Any = multiprocessing.resource_tracker._resource_tracker  # type: ignore[attr-defined]
-    tracker._lock = type(tracker._lock)()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # ctl: the current run's id (0: none) and the shutdown flag.
 _RUN, _SHUTDOWN = 0, 1

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urljoin, urlsplit
 
-from parpy._crawl import MAX_BYTES, USER_AGENT, CrawlResult, Page, _timeout, normalize
+from parpy.crawler._crawl import MAX_BYTES, USER_AGENT, CrawlResult, Page, _timeout, normalize
 
 __all__ = ["crawl"]
 

@@ -1,0 +1,740 @@
+"""The report of a comparison: times, speedups, fits and verdicts, per backend.
+
+``parpy.compare()`` times one workload on several backends (serial Python,
+threading, multiprocessing, parpy's native threads, ...) over a sweep of
+worker counts and returns a :class:`Report`. The report holds what was
+measured, exactly as given (a :class:`Timing` per backend and worker count,
+a :class:`Skip` per backend that could not run the work), and derives:
+
+- **rows** (:class:`Row`), one per Timing, in the order given: the *median*
+  of the timed repeats and their spread (min and max), wall-clock seconds;
+  the **speedup** ``baseline / median``, where the baseline is the median of
+  the ``"serial"`` Timing; the **efficiency** ``speedup / workers``; the
+  **Karp-Flatt** serial fraction ``e = (1/S - 1/p) / (1 - 1/p)`` for
+  ``p > 1`` workers (see :func:`karp_flatt`), where ``S`` is the speedup
+  over the backend's *own* time on one worker when it was timed on one
+  worker (so that e measures how the backend scales, not how fast its code
+  is: parpy on one native thread is already several times serial Python),
+  else over the serial baseline (and none where that speedup exceeds p: the
+  backend runs faster code than the baseline, which says nothing of a serial
+  fraction); the time to start the backend's pool or
+  processes (outside the timed repeats); and whether the run used more
+  workers than the CPUs.
+- an **Amdahl fit** per backend timed at two or more worker counts (see
+  :func:`amdahl_fit`): ``T(p) = T1 (f + (1 - f) / p)`` fitted by least
+  squares to the backend's median time at each worker count, giving the
+  serial fraction f, the fitted one-worker time T1, and the RMS relative
+  error of the fit. p is ``min(workers, cpus)``: workers beyond the CPUs
+  share them, so the law's time levels off at the CPU count.
+- a one-line **verdict** per backend (skipped ones too, with the reason):
+  the best speedup (the highest; with more workers than CPUs, said so), the
+  serial fraction from the fit (or Karp-Flatt's, without one) and the
+  start-up; or "no gain" where the best speedup is below 1.1, with the
+  speedup on the most workers within the CPUs, and "the GIL" for the
+  backends that run Python on threads.
+
+It renders as an aligned table (``str()``), an HTML table (``_repr_html_``,
+which Jupyter shows), a pandas DataFrame (:meth:`Report.to_pandas`) and a
+two-panel matplotlib figure (:meth:`Report.plot`), and round-trips exactly
+through JSON (:meth:`Report.to_json`, :meth:`Report.from_json`). pandas and
+matplotlib are optional: only those two methods import them.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    import pandas
+    from matplotlib.figure import Figure
+
+__all__ = ["Fit", "Report", "Row", "Skip", "Timing", "amdahl_fit", "karp_flatt"]
+
+# A best speedup below this is "no gain".
+GAIN_THRESHOLD = 1.1
+
+# The JSON layout; from_json refuses other versions.
+_JSON_VERSION = 1
+
+# Backends that run Python code on threads of one interpreter: the GIL lets one
+# of them run Python at a time. A variant ("threading[chunksize=4]") counts too.
+_GIL_BACKENDS = frozenset({"threading", "thread-pool"})
+
+
+# ---- what was measured -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The timed repeats of one backend on one worker count."""
+
+    backend: str
+    workers: int  # 1 for serial
+    times: tuple[float, ...]  # wall-clock seconds of each timed repeat
+    startup: float = 0.0  # seconds to start its pool or processes, outside ``times``
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.backend, str) or not self.backend:
+            raise ValueError(f"backend must be a non-empty str, not {self.backend!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int):
+            raise TypeError(f"workers must be an int, not {type(self.workers).__name__}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, not {self.workers}")
+        times = tuple(float(t) for t in self.times)
+        if not times:
+            raise ValueError(f"{self.backend}: times is empty")
+        if not all(math.isfinite(t) and t > 0 for t in times):
+            raise ValueError(f"{self.backend}: times must be finite and > 0, not {times}")
+        startup = float(self.startup)
+        if not (math.isfinite(startup) and startup >= 0):
+            raise ValueError(f"{self.backend}: startup must be finite and >= 0, not {startup}")
+        object.__setattr__(self, "times", times)
+        object.__setattr__(self, "startup", startup)
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A backend that could not run the work, and why."""
+
+    backend: str
+    reason: str  # e.g. "the function does not pickle (a lambda): multiprocessing cannot run it"
+
+
+# ---- what is derived ---------------------------------------------------------
+
+
+class Row(NamedTuple):
+    """The figures of one Timing."""
+
+    backend: str
+    workers: int
+    median: float  # seconds, the median of the repeats
+    low: float  # seconds, the fastest repeat
+    high: float  # seconds, the slowest repeat
+    speedup: float  # baseline / median
+    efficiency: float  # speedup / workers
+    karp_flatt: float | None  # the experimental serial fraction; None at one worker
+    startup: float  # seconds
+    over_cpus: bool  # workers > cpus
+
+
+class Fit(NamedTuple):
+    """Amdahl's law ``T(p) = t1 * (serial_fraction + (1 - serial_fraction) / p)``, fitted."""
+
+    serial_fraction: float
+    t1: float  # seconds on one worker, fitted
+    residual: float  # RMS relative error of the fit over the points
+
+    def time(self, workers: float) -> float:
+        """The fitted time on ``workers`` workers."""
+        return self.t1 * (self.serial_fraction + (1 - self.serial_fraction) / workers)
+
+
+def karp_flatt(speedup: float, workers: int) -> float | None:
+    """The Karp-Flatt metric: the serial fraction that a speedup on ``workers`` implies.
+
+    ``e = (1/speedup - 1/p) / (1 - 1/p)``. On a machine that follows Amdahl's
+    law with serial fraction f, e == f at every p; an e that grows with p
+    means overhead that grows with the workers (start-up, communication, the
+    GIL). ``None`` at one worker, where it is undefined.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, not {workers}")
+    if not speedup > 0:
+        raise ValueError(f"speedup must be > 0, not {speedup}")
+    if workers == 1:
+        return None
+    return (1 / speedup - 1 / workers) / (1 - 1 / workers)
+
+
+def amdahl_fit(workers: Sequence[int], times: Sequence[float]) -> Fit:
+    """Fit Amdahl's law ``T(p) = T1 (f + (1 - f) / p)`` to times on worker counts.
+
+    ``T(p) = a + b/p`` is linear in ``(1, 1/p)``: a and b are the least
+    squares solution, constrained to ``a >= 0`` and ``b >= 0``: where the
+    unconstrained solution leaves one negative, the better (in squared
+    error) of the best fit with ``a = 0`` (perfectly parallel, f = 0) and
+    the best with ``b = 0`` (no gain from workers, f = 1). Then
+    ``T1 = a + b`` and ``f = a / (a + b)``.
+    ``residual`` is the RMS of ``(fit - time) / time`` over the points. Needs
+    two or more distinct worker counts and times > 0.
+    """
+    if len(workers) != len(times):
+        raise ValueError(f"{len(workers)} worker counts but {len(times)} times")
+    if any(p < 1 for p in workers):
+        raise ValueError(f"worker counts must be >= 1, not {list(workers)}")
+    if len(set(workers)) < 2:
+        raise ValueError(f"need two or more distinct worker counts, not {sorted(set(workers))}")
+    if not all(math.isfinite(t) and t > 0 for t in times):
+        raise ValueError(f"times must be finite and > 0, not {list(times)}")
+    xs = [1 / p for p in workers]
+    ts = [float(t) for t in times]
+    n = len(xs)
+    mean_x, mean_t = sum(xs) / n, sum(ts) / n
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    sxt = sum((x - mean_x) * (t - mean_t) for x, t in zip(xs, ts, strict=True))
+    b = sxt / sxx
+    a = mean_t - b * mean_x
+    if a < 0 or b < 0:
+
+        def sse(a: float, b: float) -> float:
+            return sum((a + b * x - t) ** 2 for x, t in zip(xs, ts, strict=True))
+
+        through_origin = (
+            0.0,
+            sum(x * t for x, t in zip(xs, ts, strict=True)) / sum(x * x for x in xs),
+        )
+        flat = (mean_t, 0.0)
+        a, b = min(through_origin, flat, key=lambda ab: sse(*ab))
+    t1 = a + b
+    residual = math.sqrt(sum(((a + b * x - t) / t) ** 2 for x, t in zip(xs, ts, strict=True)) / n)
+    return Fit(serial_fraction=a / t1, t1=t1, residual=residual)
+
+
+# ---- formatting helpers ------------------------------------------------------
+
+
+def _seconds(s: float) -> str:
+    """Seconds to three significant figures, in s, ms or µs."""
+    if s >= 100:
+        return f"{s:.0f} s"
+    if s >= 0.1:
+        return f"{s:#.3g} s"
+    if s >= 1e-4:
+        return f"{s * 1e3:#.3g} ms"
+    return f"{s * 1e6:#.3g} µs"
+
+
+def _ratio(x: float) -> str:
+    """A speedup or efficiency: two decimals, or two significant figures below 0.1."""
+    return f"{x:.2f}" if x >= 0.095 else f"{x:#.2g}"
+
+
+class _Column(NamedTuple):
+    """How a column of seconds is shown: in ``unit``, with ``decimals``."""
+
+    unit: str
+    scale: float
+    decimals: int
+
+    @classmethod
+    def of(cls, seconds: Sequence[float]) -> _Column:
+        """A unit that suits the largest of ``seconds``, and the decimals (2 to 4) that
+        show the smallest (zeros aside) to three significant figures where they can."""
+        largest = max(seconds, default=1.0)
+        smallest = min((s for s in seconds if s > 0), default=largest)
+        unit, scale = (
+            ("s", 1.0) if largest >= 0.05 else ("ms", 1e3) if largest >= 5e-5 else ("µs", 1e6)
+        )
+        decimals = min(max(2 - math.floor(math.log10(smallest * scale)), 2), 4)
+        return cls(unit, scale, decimals)
+
+    def __call__(self, seconds: float) -> str:
+        return f"{seconds * self.scale:.{self.decimals}f}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _workers(p: int) -> str:
+    return _plural(p, "worker")
+
+
+def _to_start(backend: str) -> str:
+    """What a backend's start-up time is spent on, as the verdict says it."""
+    if "process" in backend:
+        return "to start its processes"
+    if "pool" in backend:
+        return "to start its pool"
+    if "thread" in backend:
+        return "to start its threads"
+    return "to start up"
+
+
+# ---- the report --------------------------------------------------------------
+
+
+class Report:
+    """The times of one workload on several backends, and what they show.
+
+    ``work`` describes the workload, ``items`` is how many items one run
+    processes, ``cpus`` the CPUs the process could run on, ``repeat`` and
+    ``warmup`` the timed and untimed runs of each backend, ``meta`` anything
+    else worth keeping (Python, parpy and GMP versions, the machine), kept
+    as JSON values (a tuple becomes a list) so that it survives
+    :meth:`to_json`. ``timings`` must include one for the ``"serial"``
+    backend, the baseline of every speedup.
+    """
+
+    rows: tuple[Row, ...]
+    baseline: float
+    verdicts: dict[str, str]
+
+    def __init__(
+        self,
+        *,
+        work: str,
+        items: int,
+        timings: Sequence[Timing],
+        skipped: Sequence[Skip] = (),
+        cpus: int,
+        repeat: int,
+        warmup: int,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.work = work
+        self.items = items
+        self.timings = tuple(timings)
+        self.skipped = tuple(skipped)
+        self.cpus = cpus
+        self.repeat = repeat
+        self.warmup = warmup
+        self.meta: dict[str, Any] = json.loads(json.dumps(dict(meta or {}), allow_nan=False))
+        for t in self.timings:
+            if not isinstance(t, Timing):
+                raise TypeError(f"timings must be Timing objects, not {type(t).__name__}")
+        for s in self.skipped:
+            if not isinstance(s, Skip):
+                raise TypeError(f"skipped must be Skip objects, not {type(s).__name__}")
+        if cpus < 1:
+            raise ValueError(f"cpus must be >= 1, not {cpus}")
+
+        serial = [t for t in self.timings if t.backend == "serial"]
+        if not serial:
+            raise ValueError("a report needs a 'serial' Timing: the baseline of every speedup")
+        self.baseline = statistics.median(serial[0].times)
+
+        # The backends in the order they first appear, and each one's median
+        # time per worker count (over all its Timings at that count).
+        self._backends = list(dict.fromkeys(t.backend for t in self.timings))
+        self._medians: dict[str, dict[int, float]] = {}
+        for name in self._backends:
+            pooled: dict[int, list[float]] = {}
+            for t in self.timings:
+                if t.backend == name:
+                    pooled.setdefault(t.workers, []).extend(t.times)
+            self._medians[name] = {p: statistics.median(ts) for p, ts in sorted(pooled.items())}
+
+        self.rows = tuple(self._row(t) for t in self.timings)
+        # Amdahl's p is processors: more workers than CPUs run on the CPUs.
+        self._fits = {
+            name: amdahl_fit([min(p, cpus) for p in medians], list(medians.values()))
+            for name, medians in self._medians.items()
+            if len({min(p, cpus) for p in medians}) >= 2
+        }
+        self.verdicts = self._verdicts()
+
+    def _row(self, t: Timing) -> Row:
+        median = statistics.median(t.times)
+        speedup = self.baseline / median
+        own_one = self._medians[t.backend].get(1)
+        scaling = (own_one if own_one is not None else self.baseline) / median
+        # Over the serial baseline, more than p times faster on p workers is
+        # faster code (parpy's kernels on a Dask cluster), not a serial fraction.
+        fraction = (
+            None if own_one is None and scaling > t.workers else karp_flatt(scaling, t.workers)
+        )
+        return Row(
+            backend=t.backend,
+            workers=t.workers,
+            median=median,
+            low=min(t.times),
+            high=max(t.times),
+            speedup=speedup,
+            efficiency=speedup / t.workers,
+            karp_flatt=fraction,
+            startup=t.startup,
+            over_cpus=t.workers > self.cpus,
+        )
+
+    def amdahl(self, backend: str) -> Fit | None:
+        """The Amdahl fit of ``backend``'s median times; None with fewer than two worker counts.
+
+        The fit takes ``min(workers, cpus)`` as the processors p: workers
+        beyond the CPUs share them, and the fitted time levels off there.
+        """
+        if backend not in self._medians:
+            known = ", ".join(self._backends)
+            raise ValueError(f"no timings of backend {backend!r} (the report has: {known})")
+        return self._fits.get(backend)
+
+    # ---- verdicts -------------------------------------------------------------
+
+    def _verdicts(self) -> dict[str, str]:
+        verdicts: dict[str, str] = {}
+        for name in self._backends:
+            verdicts[name] = f"{name}: {self._verdict(name)}"
+        for skip in self.skipped:
+            line = f"skipped: {skip.reason}"
+            if skip.backend in verdicts:  # timed on some worker counts, skipped on others
+                verdicts[skip.backend] += f"; {line}"
+            else:
+                verdicts[skip.backend] = f"{skip.backend}: {line}"
+        return verdicts
+
+    def _verdict(self, name: str) -> str:
+        if name == "serial":
+            return f"the baseline, {_seconds(self.baseline)}"
+        rows = [r for r in self.rows if r.backend == name]
+        # The highest speedup; on a tie, the fewest workers.
+        best = max(rows, key=lambda r: (r.speedup, -r.workers))
+        if best.speedup < GAIN_THRESHOLD:
+            # The figure that shows it: the most workers the CPUs can run at once.
+            within = [r for r in rows if not r.over_cpus] or rows
+            most = max(within, key=lambda r: (r.workers, -r.median))
+            verdict = f"no gain ({_ratio(most.speedup)}x on {self._on(most)})"
+            gil = name.partition("[")[0] in _GIL_BACKENDS
+            return verdict + (": the GIL" if gil else "")
+        parts = [f"{_ratio(best.speedup)}x on {self._on(best)}"]
+        fit = self._fits.get(name)
+        if fit is not None:
+            parts.append(f"serial fraction {fit.serial_fraction:.2f}")
+        elif best.karp_flatt is not None:
+            parts.append(f"serial fraction {best.karp_flatt:.2f}")
+        if best.workers == 1 and len(self._medians[name]) > 1:
+            parts.append("no gain from more workers")
+        if best.startup >= 1e-3:
+            parts.append(f"{_seconds(best.startup)} {_to_start(name)}")
+        return ", ".join(parts)
+
+    def _on(self, row: Row) -> str:
+        on = _workers(row.workers)
+        return f"{on} (more than the {_plural(self.cpus, 'CPU')})" if row.over_cpus else on
+
+    # ---- renderings -----------------------------------------------------------
+
+    def _table(self) -> tuple[list[tuple[str, str]], list[tuple[str, ...]]]:
+        """The table's headings (a top and a bottom line each) and cells, as strings."""
+        time = _Column.of([t for r in self.rows for t in (r.low, r.high)])
+        startup = _Column.of([r.startup for r in self.rows])
+        headings = [
+            ("", "backend"),
+            ("", "workers"),
+            ("median", time.unit),
+            ("spread", f"min-max {time.unit}"),
+            ("", "speedup"),
+            ("", "efficiency"),
+            ("serial fraction", "Karp-Flatt"),
+            ("startup", startup.unit),
+        ]
+        cells: list[tuple[str, ...]] = [
+            (
+                r.backend,
+                f"{r.workers}*" if r.over_cpus else str(r.workers),
+                time(r.median),
+                f"{time(r.low)}-{time(r.high)}",
+                f"{_ratio(r.speedup)}x",
+                _ratio(r.efficiency),
+                "-" if r.karp_flatt is None else f"{r.karp_flatt:.3f}",
+                startup(r.startup) if r.startup else "-",
+            )
+            for r in self.rows
+        ]
+        return headings, cells
+
+    def _caption(self) -> str:
+        return (
+            f"{self.work}: {_plural(self.items, 'item')}; median of {_plural(self.repeat, 'run')} "
+            f"after {self.warmup} warm-up; {_plural(self.cpus, 'CPU')}; speedup over serial "
+            f"({_seconds(self.baseline)})"
+        )
+
+    def _fit_lines(self, aligned: bool = True) -> list[str]:
+        width = max((len(name) for name in self._fits), default=0) if aligned else 0
+        return [
+            f"{name:<{width}}  f = {fit.serial_fraction:.3f}, T1 = {_seconds(fit.t1)}, "
+            f"residual {fit.residual:.1%}"
+            for name, fit in self._fits.items()
+        ]
+
+    def _notes(self) -> list[str]:
+        notes = []
+        if any(r.over_cpus for r in self.rows):
+            notes.append(f"* more workers than the {_plural(self.cpus, 'CPU')}")
+        if self.meta:
+            notes.append(", ".join(f"{k}: {v}" for k, v in self.meta.items()))
+        return notes
+
+    def __str__(self) -> str:
+        headings, cells = self._table()
+        top, bottom = zip(*headings, strict=True)
+        widths = [
+            max(len(cell) for cell in column) for column in zip(top, bottom, *cells, strict=True)
+        ]
+
+        def line(values: Sequence[str]) -> str:
+            first = f"{values[0]:<{widths[0]}}"
+            rest = (f"{v:>{w}}" for v, w in zip(values[1:], widths[1:], strict=True))
+            return "  ".join([first, *rest])
+
+        lines = [self._caption(), line(top), line(bottom), *(line(row) for row in cells)]
+        lines += self._notes()
+        fits = self._fit_lines()
+        if fits:
+            lines += ["", "Amdahl fit, T(p) = T1 (f + (1 - f)/p):", *("  " + f for f in fits)]
+        lines += ["", *self.verdicts.values()]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        backends = ", ".join(self._backends)
+        skipped = f"; skipped {', '.join(s.backend for s in self.skipped)}" if self.skipped else ""
+        return f"<parpy Report: {self.work}; {backends}{skipped}>"
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        headings, cells = self._table()
+        # One line per heading: "median (s)", "serial fraction (Karp-Flatt)".
+        head = "".join(
+            f"<th>{esc(f'{top} ({bottom})' if top else bottom)}</th>" for top, bottom in headings
+        )
+        body = "".join(
+            "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in cells
+        )
+        parts = [
+            '<div class="parpy-report">',
+            _HTML_STYLE,
+            f"<table><caption>{esc(self._caption())}</caption>",
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>",
+            *(f"<p>{esc(note)}</p>" for note in self._notes()),
+        ]
+        fits = self._fit_lines(aligned=False)
+        if fits:
+            parts.append("<p>Amdahl fit, T(p) = T1 (f + (1 - f)/p):</p>")
+            parts.append("<ul>" + "".join(f"<li>{esc(f)}</li>" for f in fits) + "</ul>")
+        parts.append(
+            '<ul class="verdicts">'
+            + "".join(f"<li>{esc(v)}</li>" for v in self.verdicts.values())
+            + "</ul>"
+        )
+        parts.append("</div>")
+        return "\n".join(parts)
+
+    # ---- JSON -----------------------------------------------------------------
+
+    def to_json(self) -> str:
+        """The report as JSON: what was given, then the derived figures (for readers).
+
+        :meth:`from_json` reads back what was given and derives the rest again.
+        """
+        data = {
+            "version": _JSON_VERSION,
+            "work": self.work,
+            "items": self.items,
+            "cpus": self.cpus,
+            "repeat": self.repeat,
+            "warmup": self.warmup,
+            "meta": self.meta,
+            "timings": [
+                {"backend": t.backend, "workers": t.workers, "times": t.times, "startup": t.startup}
+                for t in self.timings
+            ],
+            "skipped": [{"backend": s.backend, "reason": s.reason} for s in self.skipped],
+            "baseline": self.baseline,
+            "rows": [r._asdict() for r in self.rows],
+            "amdahl": {name: fit._asdict() for name, fit in self._fits.items()},
+            "verdicts": self.verdicts,
+        }
+        return json.dumps(data, indent=2, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Report:
+        """The report that :meth:`to_json` wrote."""
+        data = json.loads(text)
+        if data.get("version") != _JSON_VERSION:
+            raise ValueError(
+                f"not a parpy report of version {_JSON_VERSION}: {data.get('version')!r}"
+            )
+        return cls(
+            work=data["work"],
+            items=data["items"],
+            timings=[Timing(**t) for t in data["timings"]],
+            skipped=[Skip(**s) for s in data["skipped"]],
+            cpus=data["cpus"],
+            repeat=data["repeat"],
+            warmup=data["warmup"],
+            meta=data["meta"],
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Report):
+            return NotImplemented
+        return self._given() == other._given()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable meta
+
+    def _given(self) -> tuple[object, ...]:
+        return (
+            self.work,
+            self.items,
+            self.timings,
+            self.skipped,
+            self.cpus,
+            self.repeat,
+            self.warmup,
+            self.meta,
+        )
+
+    # ---- pandas and matplotlib --------------------------------------------------
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """The rows as a DataFrame, one row per Row, its columns Row's fields."""
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError("Report.to_pandas() needs pandas: pip install pandas") from None
+        frame = pandas.DataFrame([r._asdict() for r in self.rows], columns=list(Row._fields))
+        frame.attrs.update(work=self.work, items=self.items, cpus=self.cpus, baseline=self.baseline)
+        return frame
+
+    def plot(self) -> Figure:
+        """A figure of two panels: time, and speedup over serial, against workers.
+
+        Per backend: the median time with its spread (min to max), the
+        speedup, and the Amdahl fit (dashed); the ideal speedup ``p``, serial
+        as a horizontal reference, and the CPU count as a vertical line;
+        points with more workers than CPUs are circled. Both panels are
+        log-log, so the ideal speedup is a diagonal. Built on
+        ``matplotlib.figure.Figure`` (no pyplot state):
+        ``report.plot().savefig("compare.png")`` works without a display.
+        """
+        try:
+            from matplotlib.figure import Figure
+            from matplotlib.lines import Line2D
+            from matplotlib.ticker import FuncFormatter, NullLocator
+        except ImportError:
+            raise ImportError(
+                "Report.plot() needs matplotlib: pip install matplotlib "
+                "(or pip install 'parpy[notebook]')"
+            ) from None
+
+        fig = Figure(figsize=(12, 4.8), layout="constrained")
+        ax_time, ax_speed = fig.subplots(1, 2)
+        counts = sorted({p for medians in self._medians.values() for p in medians} | {self.cpus})
+        top = counts[-1]
+        # Fit curves are drawn on a geometric grid that includes the CPU count (their knee).
+        grid = sorted({top ** (i / 64) for i in range(65)} | set(counts))
+
+        serial = dict(color="black", linestyle=":", linewidth=1.2)
+        ax_time.axhline(self.baseline, label="serial (baseline)", **serial)
+        ax_speed.axhline(1.0, **serial)
+        ax_speed.plot(grid, grid, color="gray", linewidth=1, label="ideal (speedup = p)")
+        for ax in (ax_time, ax_speed):
+            ax.axvline(
+                self.cpus,
+                color="gray",
+                linestyle="-.",
+                linewidth=1,
+                label=_plural(self.cpus, "CPU"),
+            )
+
+        timed = [name for name in self._backends if name != "serial"]
+        for name, color in zip(timed, _palette(len(timed)), strict=True):
+            rows = sorted((r for r in self.rows if r.backend == name), key=lambda r: r.workers)
+            ps = [r.workers for r in rows]
+            ax_time.errorbar(
+                ps,
+                [r.median for r in rows],
+                yerr=[[r.median - r.low for r in rows], [r.high - r.median for r in rows]],
+                marker="o",
+                capsize=3,
+                color=color,
+                label=name,
+            )
+            ax_speed.plot(ps, [r.speedup for r in rows], marker="o", color=color, label=name)
+            fit = self._fits.get(name)
+            if fit is not None:
+                fitted = [fit.time(min(p, self.cpus)) for p in grid]
+                ax_time.plot(grid, fitted, "--", color=color, linewidth=1)
+                ax_speed.plot(
+                    grid, [self.baseline / t for t in fitted], "--", color=color, linewidth=1
+                )
+            over = [r for r in rows if r.over_cpus]
+            ax_time.scatter([r.workers for r in over], [r.median for r in over], **_RING)
+            ax_speed.scatter([r.workers for r in over], [r.speedup for r in over], **_RING)
+
+        ax_time.set(title="Time", ylabel="median time (s), bars: min to max")
+        ax_speed.set(title="Speedup over serial", ylabel="speedup (serial time / time)")
+        for ax in (ax_time, ax_speed):
+            ax.set(xscale="log", yscale="log", xlabel="workers")
+            ax.set_xticks(counts, [str(p) for p in counts])
+            ax.xaxis.set_minor_locator(NullLocator())
+            _plain_log_labels(ax.yaxis, ax.get_ylim(), FuncFormatter)
+            ax.grid(True, which="both", alpha=0.25)
+
+        # One legend for both panels: the backends, then the reference lines.
+        labelled: dict[str, Any] = {}
+        for ax in (ax_time, ax_speed):
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                labelled.setdefault(label, handle)
+        if self._fits:
+            labelled["Amdahl fit"] = Line2D([], [], color="gray", linestyle="--", linewidth=1)
+        if any(r.over_cpus for r in self.rows):
+            labelled["more workers than CPUs"] = Line2D(
+                [],
+                [],
+                marker="o",
+                markersize=11,
+                linestyle="",
+                markerfacecolor="none",
+                markeredgecolor=_RING["edgecolors"],
+            )
+        order = [*timed, *(label for label in labelled if label not in timed)]
+        # Beside the speedup panel, where constrained layout makes room for it.
+        ax_speed.legend(
+            [labelled[k] for k in order],
+            order,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            borderaxespad=0.0,
+            fontsize="small",
+        )
+
+        title = (
+            f"{self.work}\n{_plural(self.items, 'item')}, median of {_plural(self.repeat, 'run')}, "
+            f"{_plural(self.cpus, 'CPU')}"
+        )
+        if self.skipped:
+            title += "; skipped: " + ", ".join(s.backend for s in self.skipped)
+        fig.suptitle(title)
+        return fig
+
+
+# The HTML table's style: numbers right-aligned in tabular figures, the backend on the left.
+_HTML_STYLE = """<style>
+.parpy-report td, .parpy-report th { text-align: right; font-variant-numeric: tabular-nums; }
+.parpy-report td:first-child, .parpy-report th:first-child { text-align: left; }
+.parpy-report caption { text-align: left; }
+</style>"""
+
+# How plot() circles the points with more workers than CPUs.
+_RING: dict[str, Any] = dict(
+    s=170, facecolors="none", edgecolors="crimson", linewidths=1.5, zorder=3
+)
+
+
+def _plain_log_labels(axis: Any, limits: tuple[float, float], formatter: Any) -> None:
+    """Label a log axis with plain numbers (0.5, 2, 10), and 2 and 5 in between when it is short."""
+    low, high = limits
+    short = high / low <= 100
+
+    def minor(value: float, _pos: object) -> str:
+        mantissa = round(value / 10 ** math.floor(math.log10(value)), 6)
+        return f"{value:g}" if short and mantissa in (2, 5) else ""
+
+    axis.set_major_formatter(formatter(lambda value, _pos: f"{value:g}"))
+    axis.set_minor_formatter(formatter(minor))
+
+
+def _palette(n: int) -> list[str]:
+    """``n`` colours from matplotlib's default cycle, repeated as needed."""
+    from matplotlib import rcParams
+
+    cycle: list[str] = rcParams["axes.prop_cycle"].by_key()["color"]
+    return [cycle[i % len(cycle)] for i in range(n)]
