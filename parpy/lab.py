@@ -29,7 +29,6 @@ derives the figures.
 
 from __future__ import annotations
 
-import html
 import math
 import operator
 import threading
@@ -38,6 +37,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from parpy import _core
+from parpy._support.render import Table, palette, plural
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -152,18 +152,7 @@ def _times(x: float) -> str:
     return f"{x:.2f}x" if x < 10 else f"{x:.0f}x"
 
 
-def _plural(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
-
-
 # ---- the reports ---------------------------------------------------------------
-
-
-_HTML_STYLE = """<style>
-.parpy-lab td, .parpy-lab th { text-align: right; font-variant-numeric: tabular-nums; }
-.parpy-lab td:first-child, .parpy-lab th:first-child { text-align: left; }
-.parpy-lab caption { text-align: left; }
-</style>"""
 
 
 class _LabReport:
@@ -188,35 +177,14 @@ class _LabReport:
         """The figures, drawn: a matplotlib Figure (no pyplot state, no display needed)."""
         raise NotImplementedError
 
+    def _table(self) -> Table:
+        return Table("lab", self._HEAD, self._rows(), self._caption(), self._notes())
+
     def __str__(self) -> str:
-        rows = [self._HEAD, *self._rows()]
-        widths = [max(len(row[c]) for row in rows) for c in range(len(self._HEAD))]
-        lines = [
-            "  ".join(
-                cell.ljust(w) if c == 0 else cell.rjust(w)
-                for c, (cell, w) in enumerate(zip(row, widths, strict=True))
-            ).rstrip()
-            for row in rows
-        ]
-        return "\n".join([self._caption(), *lines, *self._notes()])
+        return self._table().text()
 
     def _repr_html_(self) -> str:
-        esc = html.escape
-        head = "".join(f"<th>{esc(h)}</th>" for h in self._HEAD)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>"
-            for row in self._rows()
-        )
-        return "\n".join(
-            [
-                '<div class="parpy-lab">',
-                _HTML_STYLE,
-                f"<table><caption>{esc(self._caption())}</caption>",
-                f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>",
-                *(f"<p>{esc(note)}</p>" for note in self._notes()),
-                "</div>",
-            ]
-        )
+        return self._table().html()
 
     def __repr__(self) -> str:
         return f"<parpy.lab.{type(self).__name__}: {self._notes()[0]}>"
@@ -234,13 +202,6 @@ def _figure(panels: int, what: str) -> tuple[Figure, list[Axes]]:
     fig = Figure(figsize=(5.5 * panels, 4.2), layout="constrained")
     axes = fig.subplots(1, panels, squeeze=False)[0]
     return fig, list(axes)
-
-
-def _palette(n: int) -> list[str]:
-    from matplotlib import rcParams
-
-    cycle: list[str] = rcParams["axes.prop_cycle"].by_key()["color"]
-    return [cycle[i % len(cycle)] for i in range(n)]
 
 
 # ---- race ------------------------------------------------------------------------
@@ -282,7 +243,7 @@ class RaceReport(_LabReport):
 
     def _caption(self) -> str:
         return (
-            f"race: {_plural(self.threads, 'thread')} x {self.increments:,} increments of "
+            f"race: {plural(self.threads, 'thread')} x {self.increments:,} increments of "
             f"one shared counter (expected {self.expected:,})"
         )
 
@@ -338,7 +299,7 @@ class RaceReport(_LabReport):
         the time of each mode (its cost against the unsynchronized run)."""
         fig, (counts, times) = _figure(2, "RaceReport")
         names = [r.mode for r in self.runs]
-        colors = _palette(len(names))
+        colors = palette(len(names))
         counts.bar(names, [r.actual for r in self.runs], color=colors, label="counter")
         counts.bar(
             names,
@@ -566,13 +527,13 @@ class DeadlockReport(_LabReport):
                 f"the watchdog found it {_duration(self.detected)} after the start (a wait had "
                 f"lasted the timeout) and broke it: {victim.name}, the victim, gave up its wait "
                 f"for {victim.waits_for} and released {victim.holds}; {other.name} then took "
-                f"{victim.holds} and finished its {_plural(other.rounds, 'round')}; both threads "
+                f"{victim.holds} and finished its {plural(other.rounds, 'round')}; both threads "
                 f"had returned {_duration(self.seconds)} after the start",
             ]
         how = {
             "opposite_order": "no cycle formed",
             "ordered": "both take A before B, so no cycle can form",
-            "trylock": f"{_plural(self.backoffs, 'back-off')}: a thread that finds its second "
+            "trylock": f"{plural(self.backoffs, 'back-off')}: a thread that finds its second "
             "lock taken releases its first and retries after a random pause",
         }[self.mode]
         total = sum(t.rounds for t in self.threads)
@@ -769,7 +730,7 @@ class StarvationReport(_LabReport):
     def _caption(self) -> str:
         lock = {"unfair": "a mutex that barges", "fair": "a ticket lock"}[self.policy]
         return (
-            f"starvation, {self.policy}: {_plural(self.workers, 'worker')} competing for one "
+            f"starvation, {self.policy}: {plural(self.workers, 'worker')} competing for one "
             f"lock ({lock}) for {_duration(self.seconds)}"
         )
 
@@ -928,7 +889,7 @@ class MessagesReport(_LabReport):
             shared, messages = self.shared[p], self.messages[p]
             faster = "shared" if shared >= messages else "messages"
             ratio = max(shared, messages) / max(min(shared, messages), 1e-9)
-            notes.append(f"{_plural(p, 'thread')}: {faster} {ratio:.1f}x faster; every total exact")
+            notes.append(f"{plural(p, 'thread')}: {faster} {ratio:.1f}x faster; every total exact")
         notes.append(
             "contention: time the adding threads waited for the lock (shared), or the sending "
             "threads for room in the queue (messages), summed over them; owner idle: time the "
@@ -943,7 +904,7 @@ class MessagesReport(_LabReport):
         """Two panels against the thread count: throughput, and the share of the
         threads' time lost to contention, for each method."""
         fig, (speed, lost) = _figure(2, "MessagesReport")
-        for method, color in zip(METHODS, _palette(2), strict=True):
+        for method, color in zip(METHODS, palette(2), strict=True):
             runs = [r for r in self.runs if r.method == method]
             ps = [r.threads for r in runs]
             millions = [r.throughput / 1e6 for r in runs]

@@ -380,7 +380,7 @@ def test_stats_add_up_and_name_the_bottleneck(backend):
     assert all(name in text for name in ("fast-in", "slow", "fast-out"))
     assert "bottleneck: slow" in text
     page = stats._repr_html_()
-    assert page.startswith("<table>") and page.count("<tr>") == 1 + len(stages)
+    assert page.startswith('<div class="parpy-pipeline">') and page.count("<tr>") == 1 + len(stages)
     assert stats.as_dict()["bottleneck"] == "slow"
 
 

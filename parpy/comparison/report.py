@@ -50,6 +50,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from parpy._support.render import Table, palette, plural
+
 if TYPE_CHECKING:
     import pandas
     from matplotlib.figure import Figure
@@ -239,12 +241,8 @@ class _Column(NamedTuple):
         return f"{seconds * self.scale:.{self.decimals}f}"
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
 def _workers(p: int) -> str:
-    return _plural(p, "worker")
+    return plural(p, "worker")
 
 
 def _to_start(backend: str) -> str:
@@ -406,12 +404,12 @@ class Report:
 
     def _on(self, row: Row) -> str:
         on = _workers(row.workers)
-        return f"{on} (more than the {_plural(self.cpus, 'CPU')})" if row.over_cpus else on
+        return f"{on} (more than the {plural(self.cpus, 'CPU')})" if row.over_cpus else on
 
     # ---- renderings -----------------------------------------------------------
 
-    def _table(self) -> tuple[list[tuple[str, str]], list[tuple[str, ...]]]:
-        """The table's headings (a top and a bottom line each) and cells, as strings."""
+    def _table(self) -> Table:
+        """The table: headings (a top and a bottom line each), cells, caption and notes."""
         time = _Column.of([t for r in self.rows for t in (r.low, r.high)])
         startup = _Column.of([r.startup for r in self.rows])
         headings = [
@@ -437,12 +435,12 @@ class Report:
             )
             for r in self.rows
         ]
-        return headings, cells
+        return Table("report", headings, cells, self._caption(), self._notes())
 
     def _caption(self) -> str:
         return (
-            f"{self.work}: {_plural(self.items, 'item')}; median of {_plural(self.repeat, 'run')} "
-            f"after {self.warmup} warm-up; {_plural(self.cpus, 'CPU')}; speedup over serial "
+            f"{self.work}: {plural(self.items, 'item')}; median of {plural(self.repeat, 'run')} "
+            f"after {self.warmup} warm-up; {plural(self.cpus, 'CPU')}; speedup over serial "
             f"({_seconds(self.baseline)})"
         )
 
@@ -457,25 +455,13 @@ class Report:
     def _notes(self) -> list[str]:
         notes = []
         if any(r.over_cpus for r in self.rows):
-            notes.append(f"* more workers than the {_plural(self.cpus, 'CPU')}")
+            notes.append(f"* more workers than the {plural(self.cpus, 'CPU')}")
         if self.meta:
             notes.append(", ".join(f"{k}: {v}" for k, v in self.meta.items()))
         return notes
 
     def __str__(self) -> str:
-        headings, cells = self._table()
-        top, bottom = zip(*headings, strict=True)
-        widths = [
-            max(len(cell) for cell in column) for column in zip(top, bottom, *cells, strict=True)
-        ]
-
-        def line(values: Sequence[str]) -> str:
-            first = f"{values[0]:<{widths[0]}}"
-            rest = (f"{v:>{w}}" for v, w in zip(values[1:], widths[1:], strict=True))
-            return "  ".join([first, *rest])
-
-        lines = [self._caption(), line(top), line(bottom), *(line(row) for row in cells)]
-        lines += self._notes()
+        lines = [self._table().text()]
         fits = self._fit_lines()
         if fits:
             lines += ["", "Amdahl fit, T(p) = T1 (f + (1 - f)/p):", *("  " + f for f in fits)]
@@ -489,32 +475,14 @@ class Report:
 
     def _repr_html_(self) -> str:
         esc = html.escape
-        headings, cells = self._table()
-        # One line per heading: "median (s)", "serial fraction (Karp-Flatt)".
-        head = "".join(
-            f"<th>{esc(f'{top} ({bottom})' if top else bottom)}</th>" for top, bottom in headings
-        )
-        body = "".join(
-            "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in cells
-        )
-        parts = [
-            '<div class="parpy-report">',
-            _HTML_STYLE,
-            f"<table><caption>{esc(self._caption())}</caption>",
-            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>",
-            *(f"<p>{esc(note)}</p>" for note in self._notes()),
-        ]
+        more = []
         fits = self._fit_lines(aligned=False)
         if fits:
-            parts.append("<p>Amdahl fit, T(p) = T1 (f + (1 - f)/p):</p>")
-            parts.append("<ul>" + "".join(f"<li>{esc(f)}</li>" for f in fits) + "</ul>")
-        parts.append(
-            '<ul class="verdicts">'
-            + "".join(f"<li>{esc(v)}</li>" for v in self.verdicts.values())
-            + "</ul>"
-        )
-        parts.append("</div>")
-        return "\n".join(parts)
+            more.append("<p>Amdahl fit, T(p) = T1 (f + (1 - f)/p):</p>")
+            more.append("<ul>" + "".join(f"<li>{esc(f)}</li>" for f in fits) + "</ul>")
+        verdicts = "".join(f"<li>{esc(v)}</li>" for v in self.verdicts.values())
+        more.append(f'<ul class="verdicts">{verdicts}</ul>')
+        return self._table().html(*more)
 
     # ---- JSON -----------------------------------------------------------------
 
@@ -631,11 +599,11 @@ class Report:
                 color="gray",
                 linestyle="-.",
                 linewidth=1,
-                label=_plural(self.cpus, "CPU"),
+                label=plural(self.cpus, "CPU"),
             )
 
         timed = [name for name in self._backends if name != "serial"]
-        for name, color in zip(timed, _palette(len(timed)), strict=True):
+        for name, color in zip(timed, palette(len(timed)), strict=True):
             rows = sorted((r for r in self.rows if r.backend == name), key=lambda r: r.workers)
             ps = [r.workers for r in rows]
             ax_time.errorbar(
@@ -697,21 +665,14 @@ class Report:
         )
 
         title = (
-            f"{self.work}\n{_plural(self.items, 'item')}, median of {_plural(self.repeat, 'run')}, "
-            f"{_plural(self.cpus, 'CPU')}"
+            f"{self.work}\n{plural(self.items, 'item')}, median of {plural(self.repeat, 'run')}, "
+            f"{plural(self.cpus, 'CPU')}"
         )
         if self.skipped:
             title += "; skipped: " + ", ".join(s.backend for s in self.skipped)
         fig.suptitle(title)
         return fig
 
-
-# The HTML table's style: numbers right-aligned in tabular figures, the backend on the left.
-_HTML_STYLE = """<style>
-.parpy-report td, .parpy-report th { text-align: right; font-variant-numeric: tabular-nums; }
-.parpy-report td:first-child, .parpy-report th:first-child { text-align: left; }
-.parpy-report caption { text-align: left; }
-</style>"""
 
 # How plot() circles the points with more workers than CPUs.
 _RING: dict[str, Any] = dict(
@@ -730,11 +691,3 @@ def _plain_log_labels(axis: Any, limits: tuple[float, float], formatter: Any) ->
 
     axis.set_major_formatter(formatter(lambda value, _pos: f"{value:g}"))
     axis.set_minor_formatter(formatter(minor))
-
-
-def _palette(n: int) -> list[str]:
-    """``n`` colours from matplotlib's default cycle, repeated as needed."""
-    from matplotlib import rcParams
-
-    cycle: list[str] = rcParams["axes.prop_cycle"].by_key()["color"]
-    return [cycle[i % len(cycle)] for i in range(n)]

@@ -65,7 +65,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 from parpy import _core
 from parpy._support import progress as _progress
 from parpy._support.processes import START_METHOD
-from parpy._support.tables import html_table
+from parpy._support.render import Table
 from parpy.pipeline import BACKENDS, Pipeline, PipelineStats, Stage
 from parpy.reference.links import scan
 
@@ -758,14 +758,14 @@ class CrawlResult:
             for p in self
         ]
 
+    def _table(self) -> Table:
+        return Table("crawl", self._HEAD, self._rows(), notes=[self._summary()], align="lrllrrrl")
+
     def __str__(self) -> str:
-        rows = [self._HEAD, *self._rows()]
-        widths = [max(len(r[c]) for r in rows) for c in range(len(self._HEAD))]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
-        return "\n".join([*lines, self._summary()])
+        return self._table().text()
 
     def _repr_html_(self) -> str:
-        return html_table(self._HEAD, self._rows(), self._summary())
+        return self._table().html()
 
     def __repr__(self) -> str:
         return f"<parpy.CrawlResult {self._summary()}>"

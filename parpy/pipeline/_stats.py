@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from parpy._support.tables import html_table
+from parpy._support.render import Table
 from parpy.pipeline._stages import RawStage, RawStats, Stage
 
 
@@ -105,20 +105,14 @@ class PipelineStats:
             text += f"; bottleneck: {best.name} ({100 * best.utilisation:.0f}% busy)"
         return text
 
+    def _table(self) -> Table:
+        return Table("pipeline", self._HEAD, self._rows(), notes=[self._summary()])
+
     def __str__(self) -> str:
-        rows = [self._HEAD, *self._rows()]
-        widths = [max(len(r[c]) for r in rows) for c in range(len(self._HEAD))]
-        lines = [
-            "  ".join(
-                cell.ljust(w) if c == 0 else cell.rjust(w)
-                for c, (cell, w) in enumerate(zip(row, widths, strict=True))
-            )
-            for row in rows
-        ]
-        return "\n".join([*lines, self._summary()])
+        return self._table().text()
 
     def _repr_html_(self) -> str:
-        return html_table(self._HEAD, self._rows(), self._summary())
+        return self._table().html()
 
     def __repr__(self) -> str:
         return f"<PipelineStats {self._summary()}>"
