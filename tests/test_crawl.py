@@ -9,11 +9,15 @@ touches an address outside loopback (the DNS failure is a patched resolver).
 from __future__ import annotations
 
 import _thread
+import io
 import json
 import os
+import pickle
 import select
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -21,6 +25,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from _util import child_env
 
 import parpy
 import parpy.reference
@@ -275,6 +280,30 @@ def test_result_is_json_a_table_and_a_mapping(hosts):
     assert result.get("http://nowhere.invalid/") is None
     assert "<table>" in result._repr_html_() and "sub/d" in str(result)
     assert len(result.stats) == 2 and result.stats[0].stages[0].name == "fetch"
+
+
+def test_a_result_pickles_by_its_public_names_and_loads_in_another_process(hosts):
+    main, _ = hosts
+    result = parpy.crawl(f"http://{main.name}/a", depth=1, timeout=TIMEOUT)
+    data = pickle.dumps(result)
+    names = set()
+
+    class Recording(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> object:
+            names.add((module, name))
+            return super().find_class(module, name)
+
+    copy = Recording(io.BytesIO(data)).load()
+    # Named by their public module, so that the pickle does not depend on a private one.
+    assert {("parpy.crawler.result", "CrawlResult"), ("parpy.crawler.result", "Page")} <= names
+    assert type(copy) is parpy.CrawlResult and all(type(p) is parpy.crawler.Page for p in copy)
+    assert copy.as_dict() == result.as_dict() and copy.malformed == result.malformed
+    code = "import pickle, sys\nprint(pickle.loads(sys.stdin.buffer.read()).to_json())"
+    child = subprocess.run(
+        [sys.executable, "-c", code], input=data, capture_output=True, timeout=60, env=child_env()
+    )
+    assert child.returncode == 0, child.stderr.decode()
+    assert json.loads(child.stdout) == result.as_dict()
 
 
 def test_reference_crawler_finds_what_it_can(hosts):

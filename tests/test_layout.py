@@ -110,9 +110,7 @@ def private_use(importer: str, imp: Import) -> str | None:
     if importer in ("parpy", "parpy.__main__") and feature == "_core":
         return None
     inner = parts[2:] if feature in SHARED else parts[1:]
-    if any(_private(part) for part in inner) or (
-        feature not in SHARED and feature.startswith("_")
-    ):
+    if any(_private(part) for part in inner) or (feature not in SHARED and feature.startswith("_")):
         return f"{importer}:{imp.line} imports {imp.path}"
     return None
 

@@ -19,7 +19,10 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urljoin, urlsplit
 
-from parpy.crawler._crawl import MAX_BYTES, USER_AGENT, CrawlResult, Page, _timeout, normalize
+from parpy.crawler._crawl import _timeout
+from parpy.crawler._fetch import MAX_BYTES, USER_AGENT
+from parpy.crawler._urls import normalize
+from parpy.crawler.result import CrawlResult, Page
 
 __all__ = ["crawl"]
 

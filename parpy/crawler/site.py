@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from parpy._support.processes import START_METHOD
-from parpy.crawler._crawl import USER_AGENT
+from parpy.crawler._fetch import USER_AGENT
 
 __all__ = ["START_TIMEOUT", "Site", "fetch", "page_path"]
 
