@@ -409,7 +409,7 @@ def test_the_first_differing_position_is_named(monkeypatch):
 
 
 def test_missing_results_are_a_mismatch(monkeypatch):
-    monkeypatch.setattr(comparison._compare, "thread_map", lambda func, items, workers: [])
+    monkeypatch.setattr(comparison._backends, "thread_map", lambda func, items, workers: [])
     with pytest.raises(parpy.MismatchError, match="threading on 1 worker returned 0 results"):
         small(parpy.fib, NS, backends="threading")
 

@@ -1,0 +1,381 @@
+"""The backends of parpy.compare: how each opens its pools and runs the work.
+
+What each backend runs:
+
+- On a kernel (``parpy.fib_iterative``, ``parpy.fib_mod.bind(m)``), the
+  Python backends run its pure-Python twin from :mod:`parpy.reference` (with
+  the same bound arguments), the book's code as a Python programmer writes
+  it; "parpy" runs the whole batch natively (``parpy.map``) and "parpy-pool"
+  runs ``parpy.Pool.map`` of the kernel.
+- A Python callable runs as given on every backend that can run it; "parpy"
+  (native batches of kernels only) is skipped.
+- A pipeline (a list of :class:`parpy.Stage`): "serial" runs the stage
+  functions composed, item by item, in a loop; "threading",
+  "multiprocessing" and "parpy" run ``parpy.Pipeline`` with
+  ``backend="threading"``, ``"multiprocessing"`` and ``"native"``, every stage
+  given the swept worker count (the stages' own counts are not used, and one
+  worker per stage still overlaps the stages); the pools ("process-pool",
+  "thread-pool", "parpy-pool") map the composed function over the items.
+  Kernel stages run as their twins on the Python backends, as kernels on the
+  parpy ones. The built-in "crawl" is such a pipeline (fetch, then
+  ``parpy.extract_links``) over the pages of a site that compare serves on
+  127.0.0.1 for the run (:class:`~parpy.comparison.workloads.Workload`).
+
+Worker pools and processes are started once per (backend, workers), timed
+apart from the work (``Timing.startup``), before anything else runs; process
+backends use the "forkserver" start method where the platform has it
+(parpy runs native threads, and a forked child of a threaded process may
+inherit held locks), else "spawn". A function that worker processes cannot
+get (one that does not pickle, or one defined in ``__main__`` of a notebook
+or an interactive session, or one the worker fails to import) makes those
+backends a :class:`~parpy.report.Skip` with the reason, never an error.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import multiprocessing
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+from parpy import batch
+from parpy._support import dask as _dask
+from parpy._support.dispatch import name_of
+from parpy._support.processes import START_METHOD
+from parpy.comparison._shipping import WorkerLoadError, _not_shippable, _ready, _Shipped
+from parpy.comparison._work import _Work
+from parpy.pipeline import Pipeline, Stage
+
+__all__ = ["BACKENDS", "DASK_BACKENDS", "backend_names", "thread_map"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+BACKENDS = (
+    "serial",
+    "threading",
+    "multiprocessing",
+    "process-pool",
+    "thread-pool",
+    "parpy",
+    "parpy-pool",
+    "dask",
+    "parpy-dask",
+)
+_PROCESS_BACKENDS = ("multiprocessing", "process-pool")
+# Run only when asked for, or when compare() is given a client: they need
+# Dask and a cluster.
+DASK_BACKENDS = ("dask", "parpy-dask")
+
+
+# ---- the stdlib's ways to run a function over a batch ------------------------
+
+
+def thread_map(func: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
+    """``[func(x) for x in items]`` split over ``workers`` threading.Threads
+    (no more than the items).
+
+    Thread ``i`` takes items ``i, i + workers, ...``; the results come back in
+    input order, and the first exception raised in a thread is re-raised.
+    """
+    workers = max(1, min(workers, len(items)))  # every thread has an item
+    results: list[Any] = [None] * len(items)
+    errors: list[BaseException] = []
+
+    def work(start: int) -> None:
+        try:
+            results[start::workers] = [func(x) for x in items[start::workers]]
+        except BaseException as exc:  # re-raised below, in the calling thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def _loop(func: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    return [func(x) for x in items]
+
+
+def _pool_chunksize(items: int, workers: int) -> int:
+    """multiprocessing.Pool.map's default chunk size: about 4 chunks per worker."""
+    return max(1, math.ceil(items / (4 * workers)))
+
+
+# ---- backends ----------------------------------------------------------------
+#
+# A backend opens what it keeps between runs (a pool, a pipeline) once per
+# worker count, and makes the call that one run makes; variants share what
+# their backend opened.
+
+Opened = tuple[Any, Callable[[], None]]  # the handle, and how to close it
+Call = Callable[[], list[Any]]
+
+
+def _nothing() -> None:
+    pass
+
+
+def _staged(stages: Iterable[Stage], workers: int, ship: bool = False) -> list[Stage]:
+    return [Stage(_Shipped(s.func) if ship else s.func, workers, s.name) for s in stages]
+
+
+def _open_pipeline(stages: list[Stage], backend: str) -> Opened:
+    pipe = Pipeline(stages, backend=backend)
+    try:
+        pipe.map([])  # starts its workers
+    except BaseException:
+        pipe.close()
+        raise
+    return pipe, pipe.close
+
+
+def _open_serial(work: _Work, workers: int) -> Opened:
+    return None, _nothing
+
+
+def _call_serial(handle: Any, work: _Work, workers: int, options: Mapping[str, Any]) -> Call:
+    return functools.partial(_loop, work.python, work.items)
+
+
+def _open_threading(work: _Work, workers: int) -> Opened:
+    if work.pipeline:
+        return _open_pipeline(_staged(work.python_stages, workers), "threading")
+    return None, _nothing
+
+
+def _call_threading(handle: Any, work: _Work, workers: int, options: Mapping[str, Any]) -> Call:
+    if work.pipeline:
+        return functools.partial(handle.map, work.items)
+    return functools.partial(thread_map, work.python, work.items, workers)
+
+
+def _open_multiprocessing(work: _Work, workers: int) -> Opened:
+    if work.pipeline:
+        return _open_pipeline(_staged(work.python_stages, workers, True), "multiprocessing")
+    pool = multiprocessing.get_context(START_METHOD).Pool(workers)
+
+    def close() -> None:
+        pool.terminate()
+        pool.join()
+
+    try:
+        pool.map(_ready, range(workers), chunksize=1)
+    except BaseException:
+        close()
+        raise
+    return pool, close
+
+
+def _call_multiprocessing(
+    handle: Any, work: _Work, workers: int, options: Mapping[str, Any]
+) -> Call:
+    if work.pipeline:
+        return functools.partial(handle.map, work.items)
+    return functools.partial(
+        handle.map, _Shipped(work.python), work.items, options.get("chunksize")
+    )
+
+
+def _open_process_pool(work: _Work, workers: int) -> Opened:
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(START_METHOD))
+
+    def close() -> None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    try:
+        list(pool.map(_ready, range(workers)))
+    except BaseException:
+        close()
+        raise
+    return pool, close
+
+
+def _call_process_pool(handle: Any, work: _Work, workers: int, options: Mapping[str, Any]) -> Call:
+    chunksize = options.get("chunksize") or _pool_chunksize(len(work.items), workers)
+
+    def call() -> list[Any]:
+        return list(handle.map(_Shipped(work.python), work.items, chunksize=chunksize))
+
+    return call
+
+
+def _open_thread_pool(work: _Work, workers: int) -> Opened:
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(workers)
+    return pool, functools.partial(pool.shutdown, wait=True, cancel_futures=True)
+
+
+def _call_thread_pool(handle: Any, work: _Work, workers: int, options: Mapping[str, Any]) -> Call:
+    def call() -> list[Any]:
+        return list(handle.map(work.python, work.items))
+
+    return call
+
+
+def _open_parpy(work: _Work, workers: int) -> Opened:
+    if work.pipeline:
+        return _open_pipeline(_staged(work.native_stages, workers), "native")
+    return None, _nothing
+
+
+def _call_parpy(handle: Any, work: _Work, workers: int, options: Mapping[str, Any]) -> Call:
+    if work.pipeline:
+        return functools.partial(handle.map, work.items)
+    assert work.kernel is not None
+    return functools.partial(batch.map, work.kernel, work.items, workers=workers, **options)
+
+
+def _open_parpy_pool(work: _Work, workers: int) -> Opened:
+    from parpy.pool import Pool
+
+    pool = Pool(workers)
+
+    def close() -> None:
+        pool.terminate()
+        pool.join()
+
+    return pool, close
+
+
+def _call_parpy_pool(handle: Any, work: _Work, workers: int, options: Mapping[str, Any]) -> Call:
+    if work.star:
+        return functools.partial(handle.starmap, work.kernel, work.items, options.get("chunksize"))
+    return functools.partial(handle.map, work.native, work.items, options.get("chunksize"))
+
+
+def _dask_client(work: _Work, workers: int) -> Opened:
+    """The Client the Dask backends run on: the user's, or a LocalCluster of
+    ``workers`` single-threaded worker processes on 127.0.0.1 (both Dask
+    backends share it: see :func:`_start`), closed after the comparison."""
+    if work.client is not None:
+        return work.client, _nothing
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    )
+    try:
+        client = Client(cluster)
+    except BaseException:
+        cluster.close()
+        raise
+
+    def close() -> None:
+        client.close()
+        cluster.close()
+
+    return client, close
+
+
+def _dask_map(client: Any, func: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """Dask's own map: a task per item, each computed (``pure=False``)."""
+    return list(client.gather(client.map(func, items, pure=False)))
+
+
+def _call_dask(handle: Any, work: _Work, workers: int, options: Mapping[str, Any]) -> Call:
+    return functools.partial(_dask_map, handle, work.python, work.items)
+
+
+def _call_parpy_dask(handle: Any, work: _Work, workers: int, options: Mapping[str, Any]) -> Call:
+    assert work.kernel is not None
+    return functools.partial(batch.map, work.kernel, work.items, client=handle)
+
+
+class _Backend(NamedTuple):
+    open: Callable[[_Work, int], Opened]
+    call: Callable[[Any, _Work, int, Mapping[str, Any]], Call]
+
+
+_BACKENDS: dict[str, _Backend] = {
+    "serial": _Backend(_open_serial, _call_serial),
+    "threading": _Backend(_open_threading, _call_threading),
+    "multiprocessing": _Backend(_open_multiprocessing, _call_multiprocessing),
+    "process-pool": _Backend(_open_process_pool, _call_process_pool),
+    "thread-pool": _Backend(_open_thread_pool, _call_thread_pool),
+    "parpy": _Backend(_open_parpy, _call_parpy),
+    "parpy-pool": _Backend(_open_parpy_pool, _call_parpy_pool),
+    "dask": _Backend(_dask_client, _call_dask),
+    "parpy-dask": _Backend(_dask_client, _call_parpy_dask),
+}
+assert tuple(_BACKENDS) == BACKENDS
+
+
+def _cannot_run(backend: str, work: _Work) -> str | None:
+    """Why ``backend`` cannot run ``work``, found before anything runs; else None."""
+    if backend in _PROCESS_BACKENDS:
+        if work.pipeline:
+            funcs = [s.func for s in work.python_stages]
+            if backend == "multiprocessing":  # else the composed function, checked below
+                reasons = (_not_shippable(f) for f in funcs)
+                return next((r for r in reasons if r is not None), None)
+        return _not_shippable(work.python)
+    if backend == "parpy" and work.kernel is None and not work.pipeline:
+        return (
+            f"parpy.map runs parpy kernels, and {name_of(work.python)} is a Python callable "
+            "(parpy-pool runs it on native threads, taking the GIL per call)"
+        )
+    if backend == "parpy-dask" and work.kernel is None:
+        what = "a pipeline" if work.pipeline else f"{name_of(work.python)}, a Python callable"
+        return f'parpy.map(client=) runs parpy kernels, not {what} ("dask" runs it)'
+    return None
+
+
+def _unavailable(exc: BaseException) -> str | None:
+    """The reason to skip a backend whose check run raised ``exc``; None to re-raise it."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    if isinstance(exc, WorkerLoadError):
+        return str(exc)
+    if isinstance(exc, BrokenProcessPool):
+        return f"its worker processes died ({exc})"
+    return None
+
+
+def backend_names(backends: str | Iterable[str] | None, client: object) -> list[str]:
+    """The backends that compare() runs for ``backends`` (names, or one
+    comma-separated string; None: all but Dask's, unless given a client)."""
+    if backends is None:
+        backends = [b for b in BACKENDS if client is not None or b not in DASK_BACKENDS]
+    elif isinstance(backends, str):
+        backends = [name.strip() for name in backends.split(",") if name.strip()]
+    names = list(dict.fromkeys(backends))
+    unknown = [name for name in names if name not in BACKENDS]
+    if unknown or not names:
+        raise ValueError(
+            f"backends must be some of {', '.join(BACKENDS)}, not "
+            f"{', '.join(map(repr, unknown)) or 'none'}"
+        )
+    dask = [name for name in names if name in DASK_BACKENDS]
+    if client is not None and not dask:
+        raise ValueError(
+            f"client= is for the backends {', '.join(map(repr, DASK_BACKENDS))}: add them to "
+            "backends (or leave backends out for all)"
+        )
+    if dask and client is not None:
+        _dask.require(client)
+    elif dask:  # ImportError now, naming the extra, if Dask is missing
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                f"the backends {', '.join(map(repr, dask))} need Dask's distributed scheduler: "
+                "pip install 'parpy[dask]'"
+            ) from None
+    return names
