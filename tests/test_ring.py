@@ -43,7 +43,7 @@ def test_ring(build, tmp_path):
         f"-I{REPO / 'csrc'}",
         f"-I{sysconfig.get_paths()['include']}",
         str(REPO / "tests" / "c" / "ring_check.c"),
-        str(REPO / "csrc" / "ring.c"),
+        str(REPO / "csrc" / "runtime" / "ring.c"),
         "-o",
         str(exe),
     ]
