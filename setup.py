@@ -98,8 +98,8 @@ setup(
     ext_modules=[
         Extension(
             "parpy._core",
-            sources=sorted(glob("csrc/*.c")),
-            depends=sorted(glob("csrc/*.h")),
+            sources=sorted(glob("csrc/**/*.c", recursive=True)),
+            depends=sorted(glob("csrc/**/*.h", recursive=True)),
             include_dirs=["csrc"],
             libraries=["gmp"],
             define_macros=macros,

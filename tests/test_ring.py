@@ -1,4 +1,4 @@
-"""The plain-C bounded queue (csrc/ring.c) on its own, without Python.
+"""The plain-C bounded queue (csrc/runtime/ring.c) on its own, without Python.
 
 tests/c/ring_check.c drives it from native threads: timeouts, blocking and
 waking, four producers and four consumers, close, stop, drain, growth and a
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sysconfig
 
 import pytest
 from _util import REPO
@@ -41,9 +40,9 @@ def test_ring(build, tmp_path):
         "-pthread",
         *FLAGS[build],
         f"-I{REPO / 'csrc'}",
-        f"-I{sysconfig.get_paths()['include']}",
         str(REPO / "tests" / "c" / "ring_check.c"),
-        str(REPO / "csrc" / "ring.c"),
+        str(REPO / "csrc" / "runtime" / "ring.c"),
+        str(REPO / "csrc" / "runtime" / "fork.c"),
         "-o",
         str(exe),
     ]

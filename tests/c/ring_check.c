@@ -1,10 +1,10 @@
-/* Checks parpy_ring (csrc/ring.c), the plain-C bounded MPMC queue, on its
+/* Checks parpy_ring (csrc/runtime/ring.c), the plain-C bounded MPMC queue, on its
  * own: timeouts, blocking and waking, many producers and consumers, close,
  * stop, drain, growth and a changed maxsize. Built and run by
  * tests/test_ring.py, also under ThreadSanitizer and AddressSanitizer.
  * Prints "ring ok" and exits 0, or names the failed check and exits 1.
  */
-#include "parpy.h"
+#include "runtime/ring.h"
 
 #include <stdio.h>
 #include <stdlib.h>

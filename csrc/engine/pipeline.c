@@ -23,15 +23,21 @@
  * the stop flag. next() raises it. Chunks left anywhere are freed by
  * close() (or dealloc) once the threads are gone.
  */
-#include "parpy.h"
+#include "engine/pipeline.h"
+
+#include "engine/call.h"
+#include "parpy_state.h"
+#include "runtime/clock.h"
+#include "runtime/errors.h"
+#include "runtime/ring.h"
+#include "runtime/wait.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define SLICE_NS        50000000LL /* the consumer checks for signals this often */
-#define FLUSH_NS        1000000LL  /* a chunk the input is slow to fill leaves after this */
-#define CHUNK_TARGET_NS 2000000.0  /* a chunk's time at the slowest stage, once measured */
+#define FLUSH_NS        1000000LL /* a chunk the input is slow to fill leaves after this */
+#define CHUNK_TARGET_NS 2000000.0 /* a chunk's time at the slowest stage, once measured */
 
 enum {
     FORM_OBJ,  /* PyObject * (strong references) */
@@ -689,29 +695,37 @@ reorder_take(run_object *r)
     return NULL;
 }
 
-/* GIL held, the run stopped: waits without the GIL, interruptibly, until
-   every stage worker has left work(), so that the items in a stage at the
-   stop have failed or not before the run's error is chosen. Returns 0, or
-   -1 with the signal handlers' exception set. */
+/* A slice of the wait for every stage worker to leave work() (no GIL):
+   they are polled every millisecond. */
 static int
-wait_workers(run_object *r)
+workers_gone(void *arg, int64_t slice_ns)
 {
+    run_object *r = arg;
+    int64_t until = parpy_now_ns() + slice_ns;
     for (;;) {
         int alive = 0;
         for (int k = 0; k < r->nstages; k++) {
             alive += atomic_load(&r->stages[k].alive);
         }
         if (alive == 0) {
+            return 1;
+        }
+        if (parpy_now_ns() >= until) {
             return 0;
         }
-        Py_BEGIN_ALLOW_THREADS
-            struct timespec pause = {0, 1000000L};
-            nanosleep(&pause, NULL);
-        Py_END_ALLOW_THREADS
-        if (PyErr_CheckSignals() < 0) {
-            return -1;
-        }
+        struct timespec pause = {0, 1000000L};
+        nanosleep(&pause, NULL);
     }
+}
+
+/* GIL held, the run stopped: waits interruptibly until every stage worker
+   has left work(), so that the items in a stage at the stop have failed or
+   not before the run's error is chosen. Returns 0, or -1 with the signal
+   handlers' exception set. */
+static int
+wait_workers(run_object *r)
+{
+    return parpy_wait_interruptibly(workers_gone, r);
 }
 
 /* GIL held: raises the run's error (which stays kept for stats): that of
@@ -732,6 +746,21 @@ raise_error(run_object *r)
         PyErr_SetString(PyExc_RuntimeError, "the pipeline was stopped during this run");
     }
     return NULL;
+}
+
+/* The consumer's pop from the last ring, waited for in slices. */
+typedef struct {
+    parpy_ring *ring;
+    void *item;
+    int rc;
+} ring_pop;
+
+static int
+pop_slice(void *arg, int64_t slice_ns)
+{
+    ring_pop *pop = arg;
+    pop->rc = parpy_ring_pop(pop->ring, &pop->item, slice_ns);
+    return pop->rc != PARPY_RING_TIMEOUT;
 }
 
 PyDoc_STRVAR(next_doc,
@@ -760,23 +789,18 @@ run_next(PyObject *self, PyObject *Py_UNUSED(ignored))
         if (r->error != NULL) {
             return raise_error(r);
         }
-        void *got = NULL;
-        int rc;
-        Py_BEGIN_ALLOW_THREADS
-            rc = parpy_ring_pop(last, &got, SLICE_NS);
-        Py_END_ALLOW_THREADS
-        if (rc == PARPY_RING_TIMEOUT) {
-            if (PyErr_CheckSignals() < 0) {
-                /* Ctrl-C stops the run here: no worker takes another item,
-                   whatever the caller does next. */
-                run_stop(r);
-                if (atomic_load(&r->t_end) == 0) {
-                    atomic_store(&r->t_end, parpy_now_ns());
-                }
-                return NULL;
+        ring_pop pop = {last, NULL, 0};
+        if (parpy_wait_interruptibly(pop_slice, &pop) < 0) {
+            /* Ctrl-C stops the run here: no worker takes another item,
+               whatever the caller does next. */
+            run_stop(r);
+            if (atomic_load(&r->t_end) == 0) {
+                atomic_store(&r->t_end, parpy_now_ns());
             }
-            continue;
+            return NULL;
         }
+        void *got = pop.item;
+        int rc = pop.rc;
         if (rc == PARPY_RING_CLOSED) {
             r->ended = 1;
             atomic_store(&r->t_end, parpy_now_ns());

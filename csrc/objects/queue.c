@@ -11,15 +11,20 @@
  * every item in it. unfinished counts the items put and not yet marked done (task_done/join), under
  * a lock and condition of its own.
  */
-#include "parpy.h"
+#include "objects/queue.h"
+
+#include "parpy_state.h"
+#include "runtime/clock.h"
+#include "runtime/errors.h"
+#include "runtime/ring.h"
+#include "runtime/wait.h"
 
 #include <math.h>
 #include <structmember.h>
 #include <time.h>
 
-#define SLICE_NS  50000000LL /* a blocked call checks for signals this often */
-#define SPINS     1000       /* tries (about 20-50 ns each) before a blocked call sleeps */
-#define SETTLE_NS 30000      /* the most a woken call spins before it takes the GIL back */
+#define SPINS     1000  /* tries (about 20-50 ns each) before a blocked call sleeps */
+#define SETTLE_NS 30000 /* the most a woken call spins before it takes the GIL back */
 
 typedef struct {
     PyObject_HEAD
@@ -87,55 +92,72 @@ settle(queue_object *self, int push)
     }
 }
 
+/* A push of item, or a pop into *out, waited for in slices. */
+typedef struct {
+    queue_object *self;
+    int push;
+    void *item;
+    void **out;
+    double deadline; /* monotonic() seconds; < 0: none */
+    int rc;          /* the ring's code once the wait is over */
+} queue_wait;
+
+/* A slice of a blocked put or get (no GIL). */
+static int
+queue_wait_slice(void *arg, int64_t slice_ns)
+{
+    queue_wait *w = arg;
+    queue_object *self = w->self;
+    int push = w->push;
+    if (w->deadline >= 0) {
+        double left = w->deadline - monotonic();
+        if (left <= 0) {
+            w->rc = PARPY_RING_TIMEOUT;
+            return 1;
+        }
+        if (left * 1e9 < (double)slice_ns) {
+            slice_ns = (int64_t)(left * 1e9) + 1;
+        }
+    }
+    atomic_fetch_add(&self->blocked[push], 1);
+    /* Spin a little before sleeping: the other side usually acts within
+       microseconds of getting the GIL we just gave up, and a thread that
+       slept would then be woken twice (by the queue, then by the GIL). */
+    int rc = PARPY_RING_TIMEOUT;
+    for (int spin = 0; spin < SPINS && rc == PARPY_RING_TIMEOUT; spin++) {
+        rc = push ? parpy_ring_push(&self->ring, w->item, 0)
+                  : parpy_ring_pop(&self->ring, w->out, 0);
+    }
+    /* Done while spinning: the other side is taking turns with this
+       one, not working at its own pace. */
+    int turns = rc == PARPY_RING_OK;
+    if (rc == PARPY_RING_TIMEOUT) {
+        rc = push ? parpy_ring_push(&self->ring, w->item, slice_ns)
+                  : parpy_ring_pop(&self->ring, w->out, slice_ns);
+    }
+    atomic_fetch_sub(&self->blocked[push], 1);
+    if (turns) {
+        settle(self, push);
+    }
+    w->rc = rc;
+    return rc != PARPY_RING_TIMEOUT;
+}
+
 /* Runs op (a ring push of item, or a pop into *out) until it is done, the
    queue is shut down, or the timeout (seconds, -1: none) passes; waits
-   without the GIL, in slices between which signal handlers run. Returns a
-   ring code, or -1 with the handlers' exception set. */
+   interruptibly (runtime/wait.h). Returns a ring code, or -1 with the
+   handlers' exception set. */
 static int
 wait_for(queue_object *self, int push, void *item, void **out, double timeout)
 {
-    double deadline = timeout < 0 ? 0.0 : monotonic() + timeout;
-    for (;;) {
-        int64_t slice = SLICE_NS;
-        if (timeout >= 0) {
-            double left = deadline - monotonic();
-            if (left <= 0) {
-                return PARPY_RING_TIMEOUT;
-            }
-            if (left * 1e9 < (double)slice) {
-                slice = (int64_t)(left * 1e9) + 1;
-            }
-        }
-        int rc;
-        Py_BEGIN_ALLOW_THREADS
-            atomic_fetch_add(&self->blocked[push], 1);
-            /* Spin a little before sleeping: the other side usually acts within
-               microseconds of getting the GIL we just gave up, and a thread that
-               slept would then be woken twice (by the queue, then by the GIL). */
-            rc = PARPY_RING_TIMEOUT;
-            for (int spin = 0; spin < SPINS && rc == PARPY_RING_TIMEOUT; spin++) {
-                rc = push ? parpy_ring_push(&self->ring, item, 0)
-                          : parpy_ring_pop(&self->ring, out, 0);
-            }
-            /* Done while spinning: the other side is taking turns with this
-               one, not working at its own pace. */
-            int turns = rc == PARPY_RING_OK;
-            if (rc == PARPY_RING_TIMEOUT) {
-                rc = push ? parpy_ring_push(&self->ring, item, slice)
-                          : parpy_ring_pop(&self->ring, out, slice);
-            }
-            atomic_fetch_sub(&self->blocked[push], 1);
-            if (turns) {
-                settle(self, push);
-            }
-        Py_END_ALLOW_THREADS
-        if (rc != PARPY_RING_TIMEOUT) {
-            return rc;
-        }
-        if (PyErr_CheckSignals() < 0) {
-            return -1;
-        }
+    if (timeout == 0) { /* no wait: the GIL is kept */
+        return PARPY_RING_TIMEOUT;
     }
+    queue_wait w = {self, push, item, out, timeout < 0 ? -1.0 : monotonic() + timeout, 0};
+    if (parpy_wait_interruptibly(queue_wait_slice, &w) < 0) {
+        return -1;
+    }
+    return w.rc;
 }
 
 static int
@@ -373,6 +395,21 @@ PyDoc_STRVAR(join_doc,
              "Block until every item put has been gotten and marked done (the GIL released;\n"
              "Ctrl-C interrupts).");
 
+/* A slice of join's wait (no GIL). */
+static int
+join_wait(void *arg, int64_t slice_ns)
+{
+    queue_object *self = arg;
+    struct timespec deadline = parpy_deadline_after(slice_ns);
+    pthread_mutex_lock(&self->mu);
+    if (atomic_load(&self->unfinished) > 0) {
+        pthread_cond_timedwait(&self->all_done, &self->mu, &deadline);
+    }
+    int done = atomic_load(&self->unfinished) <= 0;
+    pthread_mutex_unlock(&self->mu);
+    return done;
+}
+
 static PyObject *
 queue_join(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
@@ -380,30 +417,10 @@ queue_join(PyObject *op, PyObject *Py_UNUSED(ignored))
     if (parpy_ring_check_owned(&self->ring, "this parpy.Queue") < 0) {
         return NULL;
     }
-    for (;;) {
-        int done;
-        Py_BEGIN_ALLOW_THREADS
-            struct timespec deadline;
-            clock_gettime(CLOCK_MONOTONIC, &deadline);
-            deadline.tv_nsec += SLICE_NS;
-            if (deadline.tv_nsec >= 1000000000L) {
-                deadline.tv_nsec -= 1000000000L;
-                deadline.tv_sec++;
-            }
-            pthread_mutex_lock(&self->mu);
-            if (atomic_load(&self->unfinished) > 0) {
-                pthread_cond_timedwait(&self->all_done, &self->mu, &deadline);
-            }
-            done = atomic_load(&self->unfinished) <= 0;
-            pthread_mutex_unlock(&self->mu);
-        Py_END_ALLOW_THREADS
-        if (done) {
-            Py_RETURN_NONE;
-        }
-        if (PyErr_CheckSignals() < 0) {
-            return NULL;
-        }
+    if (parpy_wait_interruptibly(join_wait, self) < 0) {
+        return NULL;
     }
+    Py_RETURN_NONE;
 }
 
 /* ---- state ------------------------------------------------------------------ */
@@ -530,11 +547,7 @@ queue_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwa
     atomic_init(&self->blocked[0], 0);
     atomic_init(&self->blocked[1], 0);
     pthread_mutex_init(&self->mu, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&self->all_done, &attr);
-    pthread_condattr_destroy(&attr);
+    parpy_cond_init_monotonic(&self->all_done);
     return (PyObject *)self;
 }
 
@@ -652,7 +665,7 @@ static PyType_Spec queue_spec = {
 };
 
 PyTypeObject *
-parpy_pyqueue_type_new(PyObject *module)
+parpy_queue_type_new(PyObject *module)
 {
     return (PyTypeObject *)PyType_FromModuleAndSpec(module, &queue_spec, NULL);
 }

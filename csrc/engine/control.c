@@ -4,7 +4,7 @@
  * another thread (Pool.terminate) or shows progress; native workers read the
  * flag and count finished items without the GIL.
  */
-#include "parpy.h"
+#include "engine/control.h"
 
 #include <structmember.h>
 

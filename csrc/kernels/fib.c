@@ -2,6 +2,7 @@
  * fib_recursive (naive recursion on 64-bit integers), fib_mod (F(n) mod m).
  */
 #include "parpy_gmp.h"
+#include "runtime/errors.h"
 
 #include <math.h>
 #include <stdio.h>

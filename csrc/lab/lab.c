@@ -19,25 +19,29 @@
  * TSan's lock-order checker does not count as a potential deadlock: the
  * deadlock happens, and the sanitizers see a program that recovers from it.
  */
-#include "parpy.h"
+#include "lab/lab.h"
+
+#include "runtime/clock.h"
+#include "runtime/ring.h"
+#include "runtime/wait.h"
 
 #include <errno.h>
 #include <sched.h>
 #include <stdalign.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define LAB_MAX_THREADS 256        /* parpy.lab.MAX_THREADS */
-#define SLICE_NS        10000000LL /* the caller runs signal handlers and the watchdog this often */
-#define STOP_EVERY      4096       /* loop iterations between looks at the stop flag */
-#define SPINS           100        /* a waiting thread's spins between sleeps or yields */
-#define POLL_NS         50000      /* a polling lock wait's sleep between tries */
-#define BACKOFF_MIN_NS  1000       /* trylock: the first back-off, doubled per failure... */
-#define BACKOFF_MAX_NS  1000000    /* ...up to this */
-#define BARRIER_SPIN_NS 1000000    /* threads at the start barrier spin this long, then yield */
-#define CS_WORK         300        /* steps of the starvation lab's critical section (~0.3 us) */
-#define RING_SLOTS      1024       /* the message queue's bound */
+#define LAB_MAX_THREADS 256     /* parpy.lab.MAX_THREADS */
+#define STOP_EVERY      4096    /* loop iterations between looks at the stop flag */
+#define SPINS           100     /* a waiting thread's spins between sleeps or yields */
+#define POLL_NS         50000   /* a polling lock wait's sleep between tries */
+#define BACKOFF_MIN_NS  1000    /* trylock: the first back-off, doubled per failure... */
+#define BACKOFF_MAX_NS  1000000 /* ...up to this */
+#define BARRIER_SPIN_NS 1000000 /* threads at the start barrier spin this long, then yield */
+#define CS_WORK         300     /* steps of the starvation lab's critical section (~0.3 us) */
+#define RING_SLOTS      1024    /* the message queue's bound */
 #define CACHE_LINE      64
 
 static double
@@ -184,11 +188,7 @@ team_init(team *t, int n, void (*body)(team *, int), void *ctx)
     atomic_init(&t->stop, 0);
     atomic_init(&t->arrived, 0);
     pthread_mutex_init(&t->mu, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&t->finished, &attr);
-    pthread_condattr_destroy(&attr);
+    parpy_cond_init_monotonic(&t->finished);
     return 0;
 }
 
@@ -201,91 +201,82 @@ team_free(team *t)
     free(t->members);
 }
 
-/* Starts the team's threads and waits for them: the GIL released (the
-   caller's state *ts), in slices; between slices the tick runs, stop is set
-   once the deadline passes, and signal handlers run with the GIL. Returns 0
-   once every thread is joined; -1 with the handlers' exception set, or with
-   RuntimeError if a thread could not start, once the others were stopped
-   and joined. */
+/* A slice of the wait for the team (no GIL): stop is set once the deadline
+   passes; the tick runs after a slice that did not end the wait. */
 static int
-team_run(team *t, PyThreadState **ts)
+team_wait(void *arg, int64_t slice_ns)
+{
+    team *t = arg;
+    pthread_mutex_lock(&t->mu);
+    int64_t now = parpy_now_ns();
+    int64_t until = now + slice_ns;
+    if (t->deadline > 0 && !stopped(t)) {
+        if (now >= t->deadline) {
+            atomic_store(&t->stop, 1);
+        }
+        else if (until > t->deadline) {
+            until = t->deadline;
+        }
+    }
+    struct timespec deadline = {(time_t)(until / 1000000000), (long)(until % 1000000000)};
+    while (t->running > 0 && pthread_cond_timedwait(&t->finished, &t->mu, &deadline) != ETIMEDOUT) {
+    }
+    int done = t->running == 0;
+    pthread_mutex_unlock(&t->mu);
+    if (!done && t->tick != NULL) {
+        t->tick(t, parpy_now_ns());
+    }
+    return done;
+}
+
+/* Starts the team's threads and waits for them interruptibly (GIL held on
+   entry and return): between slices the tick runs, stop is set once the
+   deadline passes, and signal handlers run. Returns 0 once every thread is
+   joined; -1 with the handlers' exception set, or with RuntimeError if a
+   thread could not start, once the others were stopped and joined. */
+static int
+run(team *t)
 {
     int started = 0, error = 0, interrupted = 0;
     cpu_set_t allowed;
     int cpus =
         t->pin && sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? CPU_COUNT(&allowed) : 0;
     t->running = t->n;
-    for (; started < t->n; started++) {
-        t->members[started] = (member){t, started};
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        if (cpus > 0) {
-            pin(&attr, &allowed, started % cpus);
+    Py_BEGIN_ALLOW_THREADS
+        for (; started < t->n; started++) {
+            t->members[started] = (member){t, started};
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            if (cpus > 0) {
+                pin(&attr, &allowed, started % cpus);
+            }
+            error = pthread_create(&t->ids[started], &attr, team_main, &t->members[started]);
+            pthread_attr_destroy(&attr);
+            if (error != 0) {
+                break;
+            }
         }
-        error = pthread_create(&t->ids[started], &attr, team_main, &t->members[started]);
-        pthread_attr_destroy(&attr);
-        if (error != 0) {
-            break;
-        }
-    }
-    pthread_mutex_lock(&t->mu);
-    t->running -= t->n - started; /* those never started */
-    pthread_mutex_unlock(&t->mu);
+        pthread_mutex_lock(&t->mu);
+        t->running -= t->n - started; /* those never started */
+        pthread_mutex_unlock(&t->mu);
+    Py_END_ALLOW_THREADS
     if (error != 0) {
         atomic_store(&t->stop, 1); /* the started ones are at the barrier */
     }
-    pthread_mutex_lock(&t->mu);
-    while (t->running > 0) {
-        int64_t now = parpy_now_ns();
-        int64_t until = now + SLICE_NS;
-        if (t->deadline > 0 && !stopped(t)) {
-            if (now >= t->deadline) {
-                atomic_store(&t->stop, 1);
-            }
-            else if (until > t->deadline) {
-                until = t->deadline;
-            }
-        }
-        struct timespec deadline = {(time_t)(until / 1000000000), (long)(until % 1000000000)};
-        if (pthread_cond_timedwait(&t->finished, &t->mu, &deadline) != ETIMEDOUT ||
-            t->running == 0) {
-            continue;
-        }
-        pthread_mutex_unlock(&t->mu);
-        if (t->tick != NULL) {
-            t->tick(t, parpy_now_ns());
-        }
-        if (!interrupted) {
-            PyEval_RestoreThread(*ts);
-            if (PyErr_CheckSignals() < 0) {
-                interrupted = 1;
-                atomic_store(&t->stop, 1);
-            }
-            *ts = PyEval_SaveThread();
-        }
-        pthread_mutex_lock(&t->mu);
+    if (parpy_wait_interruptibly(team_wait, t) < 0) {
+        interrupted = 1;
+        atomic_store(&t->stop, 1);
+        parpy_wait_out(team_wait, t);
     }
-    pthread_mutex_unlock(&t->mu);
-    for (int i = 0; i < started; i++) {
-        pthread_join(t->ids[i], NULL);
-    }
+    Py_BEGIN_ALLOW_THREADS
+        for (int i = 0; i < started; i++) {
+            pthread_join(t->ids[i], NULL);
+        }
+    Py_END_ALLOW_THREADS
     if (error != 0 && !interrupted) {
-        PyEval_RestoreThread(*ts);
         PyErr_Format(PyExc_RuntimeError, "can't start a native thread: %s", strerror(error));
-        *ts = PyEval_SaveThread();
     }
     return error != 0 || interrupted ? -1 : 0;
-}
-
-/* Runs the team with the GIL released. Returns 0, or -1 with an exception
-   set. */
-static int
-run(team *t)
-{
-    PyThreadState *ts = PyEval_SaveThread();
-    int rc = team_run(t, &ts);
-    PyEval_RestoreThread(ts);
-    return rc;
 }
 
 /* ---- race: one shared counter ------------------------------------------- */
@@ -967,8 +958,8 @@ rd_ring(rd_ctx *c, team *t, void *item, void **out, int64_t *waited)
     }
     int64_t asked = parpy_now_ns();
     while (rc == PARPY_RING_TIMEOUT && !stopped(t)) {
-        rc = out ? parpy_ring_pop(&c->ring, out, SLICE_NS)
-                 : parpy_ring_push(&c->ring, item, SLICE_NS);
+        rc = out ? parpy_ring_pop(&c->ring, out, PARPY_SLICE_NS)
+                 : parpy_ring_push(&c->ring, item, PARPY_SLICE_NS);
     }
     *waited += parpy_now_ns() - asked;
     return rc;

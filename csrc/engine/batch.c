@@ -8,13 +8,10 @@
  * computed in one of two ways, both without the GIL:
  *   - run() (parpy.map): tiny work on the calling thread with the GIL held;
  *     short serial work on the calling thread without it; anything else on
- *     a driver thread that is the OpenMP master of its own team, while the
- *     calling thread waits in short slices, re-taking the GIL to run signal
- *     handlers. On an exception (KeyboardInterrupt) it cancels the batch,
- *     which workers poll between items and inside long items, and waits for
- *     every worker to come to rest before it returns. Python threads never
- *     enter an OpenMP region themselves, so a child forked after parpy ran
- *     (GNU OpenMP's pool does not survive fork) starts fresh drivers.
+ *     a driver thread and its OpenMP team (teams.c), while the calling
+ *     thread waits interruptibly. On an exception (KeyboardInterrupt) it
+ *     cancels the batch, which workers poll between items and inside long
+ *     items, and waits for every worker to come to rest before it returns.
  *   - queued (workqueue.c): the workers that take its helpers claim chunks
  *     until none is left; the last to finish completes it.
  * Its outcome is (True, value) or (False, exception): the list of results,
@@ -32,29 +29,26 @@
  * the list of results. So a large input needs about the memory of its
  * results, not that of every parsed item besides.
  */
-#include "parpy.h"
+#include "engine/batch.h"
 
-#include <errno.h>
+#include "engine/call.h"
+#include "engine/control.h"
+#include "engine/teams.h"
+#include "runtime/errors.h"
+
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
-#include <unistd.h>
 
 /* ---- tuning ------------------------------------------------------------- */
 
-#define SINGLE_RELEASE_NS 2.0e3                /* one item: release the GIL above this */
-#define INLINE_GIL_NS     2.0e4                /* batch: keep the GIL below this */
-#define DISPATCH_NS       5.0e6                /* serial work above this is made interruptible */
-#define THREAD_MIN_NS     5.0e4                /* a thread is worth starting for this much work */
-#define GRAIN_MIN_NS      2.0e4                /* smallest chunk of the default schedule */
-#define WAIT_SLICE_NS     20000000L            /* the calling thread checks signals this often */
-#define DEFER_BYTES       (UINT64_C(64) << 10) /* results this large are reserved on start */
-#define WINDOWED_BYTES    (UINT64_C(16) << 20) /* parpy.map parses larger inputs in windows */
-#define WINDOW_BYTES      (UINT64_C(1) << 20)  /* of this many bytes of parsed items */
+#define INLINE_GIL_NS  2.0e4                /* batch: keep the GIL below this */
+#define THREAD_MIN_NS  5.0e4                /* a thread is worth starting for this much work */
+#define GRAIN_MIN_NS   2.0e4                /* smallest chunk of the default schedule */
+#define DEFER_BYTES    (UINT64_C(64) << 10) /* results this large are reserved on start */
+#define WINDOWED_BYTES (UINT64_C(16) << 20) /* parpy.map parses larger inputs in windows */
+#define WINDOW_BYTES   (UINT64_C(1) << 20)  /* of this many bytes of parsed items */
 
 /* A window's bytes per item besides the item: its cost, bound, held and code. */
 #define WINDOW_ITEM_BYTES (sizeof(double) + sizeof(Py_ssize_t) + 2)
@@ -97,54 +91,9 @@ struct parpy_batch {
     atomic_int helpers; /* queued helpers still to finish */
     PyObject *target;   /* completion, set when queued: target._set(index, outcome) */
     PyObject *index;
-    /* run(): the driver signals completion */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int done;
 };
 
 #define ITEM(b, i) ((void *)((b)->items + (size_t)(i) * (b)->kernel->item_size))
-
-/* ---- memory budget ------------------------------------------------------ */
-
-static uint64_t
-memory_budget(void)
-{
-    uint64_t budget = UINT64_MAX;
-    long pages = sysconf(_SC_PHYS_PAGES);
-    long page_size = sysconf(_SC_PAGE_SIZE);
-    if (pages > 0 && page_size > 0) {
-        budget = (uint64_t)pages * (uint64_t)page_size;
-    }
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        (uint64_t)rl.rlim_cur < budget) {
-        budget = (uint64_t)rl.rlim_cur;
-    }
-    if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        (uint64_t)rl.rlim_cur < budget) {
-        budget = (uint64_t)rl.rlim_cur;
-    }
-    return budget;
-}
-
-int
-parpy_check_memory(const char *what, uint64_t need)
-{
-    /* Below this no process that can run Python is refused: skip the
-       system calls. A real shortfall there still ends in MemoryError. */
-    if (need < PARPY_MEMORY_CHECK_MIN) {
-        return 0;
-    }
-    uint64_t budget = memory_budget();
-    if (need <= budget) {
-        return 0;
-    }
-    PyErr_Format(PyExc_MemoryError,
-                 "%s needs about %llu MiB of memory; this process may use %llu MiB", what,
-                 (unsigned long long)(need >> 20), (unsigned long long)(budget >> 20));
-    return -1;
-}
 
 /* "parpy.fib: a batch of n items", or for a call "parpy.fib". */
 static void
@@ -171,28 +120,14 @@ no_memory(const parpy_batch *b, uint64_t bytes, const char *what)
                  (unsigned long long)bytes, what);
 }
 
-/* The MemoryError that an allocation in the C API raises has no message
-   (and no traceback): this one says what failed. Any other exception, a
-   MemoryError raised by Python code included, is left as it is. */
+/* The bare MemoryError of an allocation in the C API, named after b and
+   what (runtime/errors.h). */
 static void
 name_memory_error(const parpy_batch *b, const char *what)
 {
-    if (!PyErr_ExceptionMatches(PyExc_MemoryError)) {
-        return;
-    }
-    PyObject *exc = parpy_fetch_exception();
-    PyObject *args = ((PyBaseExceptionObject *)exc)->args;
-    PyObject *tb = PyException_GetTraceback(exc);
-    int bare = (args == NULL || PyTuple_GET_SIZE(args) == 0) && tb == NULL;
-    Py_XDECREF(tb);
-    if (!bare) {
-        parpy_restore_exception(exc);
-        return;
-    }
-    Py_DECREF(exc);
     char who[96];
     describe(b, who, sizeof(who));
-    PyErr_Format(PyExc_MemoryError, "%s: out of memory for %s", who, what);
+    parpy_name_memory_error(who, what);
 }
 
 /* ---- computing items (no GIL) ------------------------------------------- */
@@ -335,277 +270,42 @@ choose_threads(const parpy_batch *b, Py_ssize_t n, int workers)
     return t < 1 ? 1 : (int)t;
 }
 
-/* ---- OpenMP teams on driver threads (run) ------------------------------- */
+/* ---- running (run and parpy.map) -------------------------------------- */
 
-static omp_sched_t
-omp_kind(int schedule)
-{
-    switch (schedule) {
-    case PARPY_SCHED_STATIC:
-        return omp_sched_static;
-    case PARPY_SCHED_GUIDED:
-        return omp_sched_guided;
-    default:
-        return omp_sched_dynamic;
-    }
-}
-
-/* One team thread's part: chunks of the plan handed out dynamically, or the
-   items under OpenMP's runtime schedule. */
+/* One thread's part: chunks of the plan handed out dynamically, or in a
+   team with a fixed schedule the items under OpenMP's runtime schedule. */
 static void
-team_main(parpy_batch *b)
+batch_body(void *arg, int team)
 {
-    PARPY_HAPPENS_AFTER(b); /* first: everything below reads the batch */
+    parpy_batch *b = arg;
     parpy_ctx ctx;
     batch_ctx(b, NULL, &ctx);
-    if (b->schedule == PARPY_SCHED_AUTO) {
-        compute_chunks(b, &ctx);
-    }
-    else {
-#pragma omp for schedule(runtime) nowait
-        for (Py_ssize_t i = 0; i < b->n; i++) {
-            compute_item(b, i, &ctx);
-            count_done(b, 1);
-        }
-    }
-    PARPY_HAPPENS_BEFORE(b);
-}
-
-/* Runs team_main on the current thread and its team. GCC hands b to the
-   team through a block on this stack, written here and read by each team
-   thread with no edge TSan can see; so this function and its outlined
-   region are left uninstrumented, and team_main's annotations order
-   everything else. */
-PARPY_NO_TSAN static void
-team_run(parpy_batch *b)
-{
-#pragma omp parallel num_threads(b->nthreads)
-    team_main(b);
-}
-
-/* Computes every item on the current thread and, when nthreads > 1, its
-   OpenMP team. Pure C. */
-static void
-batch_execute(parpy_batch *b)
-{
-    if (b->nthreads <= 1) {
-        parpy_ctx ctx;
-        batch_ctx(b, NULL, &ctx);
+    if (!team || b->schedule == PARPY_SCHED_AUTO) {
         compute_chunks(b, &ctx);
         return;
     }
-    if (b->schedule != PARPY_SCHED_AUTO) {
-        omp_set_schedule(omp_kind(b->schedule), (int)b->chunksize);
-    }
-    /* Region entry and exit, made visible to TSan. */
-    PARPY_HAPPENS_BEFORE(b);
-    team_run(b);
-    PARPY_HAPPENS_AFTER(b);
-}
-
-typedef struct driver {
-    pthread_cond_t cv;
-    parpy_batch *job; /* guarded by pool_mu */
-    struct driver *next_idle;
-} driver_t;
-
-static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static driver_t *idle_drivers = NULL; /* guarded by pool_mu */
-
-static void
-batch_finish(parpy_batch *b)
-{
-    pthread_mutex_lock(&b->mu);
-    b->done = 1;
-    pthread_cond_signal(&b->cv);
-    pthread_mutex_unlock(&b->mu);
-    /* The waiter may go on from here: b is not touched again. */
-}
-
-static void *
-driver_main(void *arg)
-{
-    driver_t *d = arg;
-    pthread_mutex_lock(&pool_mu);
-    for (;;) {
-        while (d->job == NULL) {
-            pthread_cond_wait(&d->cv, &pool_mu);
-        }
-        parpy_batch *b = d->job;
-        pthread_mutex_unlock(&pool_mu);
-
-        batch_execute(b);
-
-        /* Back on the idle list before the waiter wakes, so that the next
-           call reuses this driver and its warm OpenMP team. */
-        pthread_mutex_lock(&pool_mu);
-        d->job = NULL;
-        d->next_idle = idle_drivers;
-        idle_drivers = d;
-        pthread_mutex_unlock(&pool_mu);
-        batch_finish(b);
-        pthread_mutex_lock(&pool_mu);
-    }
-    return NULL;
-}
-
-/* Hands b to an idle driver, starting one if none is idle. Returns 0, or -1
-   if no thread could be started. */
-static int
-dispatch(parpy_batch *b)
-{
-    pthread_mutex_lock(&pool_mu);
-    driver_t *d = idle_drivers;
-    if (d != NULL) {
-        idle_drivers = d->next_idle;
-        d->job = b;
-        pthread_cond_signal(&d->cv);
-        pthread_mutex_unlock(&pool_mu);
-        return 0;
-    }
-    pthread_mutex_unlock(&pool_mu);
-
-    d = calloc(1, sizeof(driver_t));
-    if (d == NULL) {
-        return -1;
-    }
-    pthread_cond_init(&d->cv, NULL);
-    d->job = b;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t tid;
-    int rc = pthread_create(&tid, &attr, driver_main, d);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        pthread_cond_destroy(&d->cv);
-        free(d);
-        return -1;
-    }
-    return 0;
-}
-
-/* In a forked child the drivers do not exist: forget them. Their memory
-   (a few bytes each) is left as it is. */
-static void
-after_fork_child(void)
-{
-    pthread_mutex_init(&pool_mu, NULL);
-    idle_drivers = NULL;
-}
-
-static void
-add_ns(struct timespec *t, long ns)
-{
-    t->tv_nsec += ns;
-    while (t->tv_nsec >= 1000000000L) {
-        t->tv_nsec -= 1000000000L;
-        t->tv_sec++;
+#pragma omp for schedule(runtime) nowait
+    for (Py_ssize_t i = 0; i < b->n; i++) {
+        compute_item(b, i, &ctx);
+        count_done(b, 1);
     }
 }
 
-/* Runs b on a driver; the calling thread (GIL released, state *ts) waits in
-   slices and runs signal handlers between them. Returns 0, or -1 with the
-   handlers' exception set, once every worker is at rest. */
-static int
-run_interruptibly(parpy_batch *b, PyThreadState **ts)
-{
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&b->cv, &attr);
-    pthread_condattr_destroy(&attr);
-    pthread_mutex_init(&b->mu, NULL);
-    b->done = 0;
-
-    int interrupted = 0;
-    if (dispatch(b) < 0) {
-        batch_execute(b); /* no thread to be had: run here, uninterruptibly */
-        b->done = 1;
-    }
-    pthread_mutex_lock(&b->mu);
-    while (!b->done) {
-        struct timespec deadline;
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        add_ns(&deadline, WAIT_SLICE_NS);
-        int rc = pthread_cond_timedwait(&b->cv, &b->mu, &deadline);
-        if (rc == ETIMEDOUT && !b->done && !interrupted) {
-            pthread_mutex_unlock(&b->mu);
-            PyEval_RestoreThread(*ts);
-            if (PyErr_CheckSignals() < 0) {
-                interrupted = 1;
-                atomic_store(&b->cancel, 1);
-            }
-            *ts = PyEval_SaveThread();
-            pthread_mutex_lock(&b->mu);
-        }
-    }
-    pthread_mutex_unlock(&b->mu);
-    pthread_mutex_destroy(&b->mu);
-    pthread_cond_destroy(&b->cv);
-    return interrupted ? -1 : 0;
-}
-
-/* Computes b where its cost says it should run. Called and returns with the
-   GIL held. Returns 0, or -1 with an exception set (from a signal
-   handler). */
+/* Computes b where its cost says it should run (teams.c). Called and
+   returns with the GIL held. Returns 0, or -1 with an exception set (from
+   a signal handler). */
 static int
 execute(parpy_batch *b, double release_ns)
 {
-    if (b->nthreads <= 1 && b->total_cost < release_ns) {
-        batch_execute(b);
-        return 0;
-    }
-    if (b->nthreads <= 1 && b->total_cost < DISPATCH_NS) {
-        Py_BEGIN_ALLOW_THREADS
-            batch_execute(b);
-        Py_END_ALLOW_THREADS
-        return 0;
-    }
-    PyThreadState *ts = PyEval_SaveThread();
-    int rc = run_interruptibly(b, &ts);
-    PyEval_RestoreThread(ts);
-    return rc;
-}
-
-/* ---- one item ----------------------------------------------------------- */
-
-PyObject *
-parpy_run_one(parpy_state *st, const parpy_kernel *kernel, void *item)
-{
-    unsigned char code = NOT_RUN, held = 1;
-    Py_ssize_t bounds[2] = {0, 1};
-    parpy_batch b = {
-        .kernel = kernel,
-        .st = st,
-        .n = 1,
-        .size = 1,
-        .call = 1,
-        .items = item,
-        .held = &held,
-        .codes = &code,
-        .nthreads = 1,
-        .bounds = bounds,
-        .nchunks = 1,
+    parpy_team_job job = {
+        .body = batch_body,
+        .arg = b,
+        .nthreads = b->nthreads,
+        .schedule = b->schedule,
+        .chunksize = (int)b->chunksize,
+        .cancel = &b->cancel,
     };
-    atomic_init(&b.cancel, 0);
-    atomic_init(&b.next_chunk, 0);
-    b.total_cost = kernel->cost(item);
-    int interrupted = execute(&b, SINGLE_RELEASE_NS) < 0;
-    if (interrupted || code != PARPY_OK) {
-        if (!interrupted) {
-            parpy_raise_code(st, kernel, code);
-        }
-        if (kernel->release != NULL) {
-            kernel->release(item);
-        }
-        return NULL;
-    }
-    PyObject *value = kernel->build(item);
-    if (value == NULL) {
-        name_memory_error(&b, "its result");
-    }
-    return value;
+    return parpy_team_run(&job, b->total_cost, release_ns);
 }
 
 /* ---- outcomes (GIL held) ------------------------------------------------ */
@@ -1439,7 +1139,7 @@ batch_run(PyObject *op, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     if (b->n > 0 && parpy_batch_prepare(b) == 0 &&
-        execute(b, b->call ? SINGLE_RELEASE_NS : INLINE_GIL_NS) < 0) {
+        execute(b, b->call ? PARPY_CALL_RELEASE_NS : INLINE_GIL_NS) < 0) {
         return NULL; /* interrupted: the items are released with the batch */
     }
     PyObject *outcome = parpy_batch_outcome(b);
@@ -1530,35 +1230,4 @@ PyTypeObject *
 parpy_batch_type_new(PyObject *module)
 {
     return (PyTypeObject *)PyType_FromModuleAndSpec(module, &batch_spec, NULL);
-}
-
-/* ---- thread count ------------------------------------------------------- */
-
-static atomic_int num_threads_override = 0;
-
-int
-parpy_default_threads(void)
-{
-    int n = atomic_load(&num_threads_override);
-    return n > 0 ? n : omp_get_max_threads();
-}
-
-void
-parpy_set_num_threads(int n)
-{
-    atomic_store(&num_threads_override, n > 0 ? n : 0);
-}
-
-int
-parpy_batch_init(void)
-{
-    static int done = 0;
-    if (!done) {
-        if (pthread_atfork(NULL, NULL, after_fork_child) != 0) {
-            PyErr_SetString(PyExc_ImportError, "parpy: pthread_atfork failed");
-            return -1;
-        }
-        done = 1;
-    }
-    return 0;
 }

@@ -14,7 +14,12 @@
  * Lifecycle policy (when to start workers, shutdown, broken pools) lives in
  * parpy/pool.py and parpy/executor.py; this file does the hot part only.
  */
-#include "parpy.h"
+#include "engine/workqueue.h"
+
+#include "engine/batch.h"
+#include "parpy_state.h"
+#include "runtime/errors.h"
+#include "runtime/ring.h"
 
 #include <stdlib.h>
 
@@ -549,7 +554,7 @@ static PyType_Spec queue_spec = {
 };
 
 PyTypeObject *
-parpy_queue_type_new(PyObject *module)
+parpy_workqueue_type_new(PyObject *module)
 {
     return (PyTypeObject *)PyType_FromModuleAndSpec(module, &queue_spec, NULL);
 }

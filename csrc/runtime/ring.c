@@ -9,10 +9,15 @@
  * means unbounded.
  *
  * A child forked while a ring is in use has none of the threads that use
- * it, and one of them may have held its lock: rings count the forks
- * (pthread_atfork) and one made in an earlier generation is never locked.
+ * it, and one of them may have held its lock: a ring made in an earlier
+ * fork generation (fork.c) is never locked.
  */
-#include "parpy.h"
+#define _POSIX_C_SOURCE 200809L /* before any system header: plain C, no Python.h */
+
+#include "runtime/ring.h"
+
+#include "runtime/clock.h"
+#include "runtime/fork.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -20,52 +25,10 @@
 
 #define INITIAL_CAPACITY 16
 
-/* ---- forks --------------------------------------------------------------- */
-
-static atomic_uint fork_generation = 0;
-
-/* In a forked child, alone: rings made so far are the parent's. */
-static void
-count_fork(void)
-{
-    atomic_fetch_add_explicit(&fork_generation, 1, memory_order_relaxed);
-}
-
-unsigned
-parpy_fork_generation(void)
-{
-    return atomic_load_explicit(&fork_generation, memory_order_relaxed);
-}
-
-int
-parpy_fork_init(void)
-{
-    static int done = 0;
-    if (!done) {
-        if (pthread_atfork(NULL, NULL, count_fork) != 0) {
-            return -1;
-        }
-        done = 1;
-    }
-    return 0;
-}
-
 int
 parpy_ring_inherited(const parpy_ring *q)
 {
     return q->generation != parpy_fork_generation();
-}
-
-/* ---- the ring ------------------------------------------------------------ */
-
-static void
-cond_init_monotonic(pthread_cond_t *cv)
-{
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(cv, &attr);
-    pthread_condattr_destroy(&attr);
 }
 
 int
@@ -82,8 +45,8 @@ parpy_ring_init(parpy_ring *q, size_t maxsize)
     q->waiting_pop = q->waiting_push = 0;
     q->generation = parpy_fork_generation();
     pthread_mutex_init(&q->mu, NULL);
-    cond_init_monotonic(&q->not_empty);
-    cond_init_monotonic(&q->not_full);
+    parpy_cond_init_monotonic(&q->not_empty);
+    parpy_cond_init_monotonic(&q->not_full);
     return 0;
 }
 
@@ -100,18 +63,6 @@ parpy_ring_destroy(parpy_ring *q)
     pthread_mutex_destroy(&q->mu);
     free(q->slots);
     q->slots = NULL;
-}
-
-/* The absolute CLOCK_MONOTONIC time timeout_ns from now. */
-static struct timespec
-deadline_after(int64_t timeout_ns)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    int64_t ns = (int64_t)t.tv_nsec + timeout_ns % 1000000000;
-    t.tv_sec += (time_t)(timeout_ns / 1000000000 + ns / 1000000000);
-    t.tv_nsec = (long)(ns % 1000000000);
-    return t;
 }
 
 /* Waits on cv (mu held) until woken or the deadline. Returns 0, or
@@ -159,7 +110,7 @@ parpy_ring_push(parpy_ring *q, void *item, int64_t timeout_ns)
     }
     struct timespec deadline;
     if (timeout_ns > 0) {
-        deadline = deadline_after(timeout_ns);
+        deadline = parpy_deadline_after(timeout_ns);
     }
     int rc = PARPY_RING_OK;
     pthread_mutex_lock(&q->mu);
@@ -210,7 +161,7 @@ parpy_ring_pop(parpy_ring *q, void **item, int64_t timeout_ns)
     }
     struct timespec deadline;
     if (timeout_ns > 0) {
-        deadline = deadline_after(timeout_ns);
+        deadline = parpy_deadline_after(timeout_ns);
     }
     int rc = PARPY_RING_OK;
     pthread_mutex_lock(&q->mu);

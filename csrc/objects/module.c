@@ -1,22 +1,25 @@
 /* parpy._core: module init (multi-phase, PEP 489), the kernel registry and
  * module functions. */
 #include "parpy.h"
+#include "parpy_state.h"
+
+#include "engine/batch.h"
+#include "engine/call.h"
+#include "engine/control.h"
+#include "engine/pipeline.h"
+#include "engine/teams.h"
+#include "engine/workqueue.h"
+#include "lab/lab.h"
+#include "objects/kernel.h"
+#include "objects/queue.h"
+#include "runtime/fork.h"
 
 #include <omp.h>
-
-static PyModuleDef module_def;
 
 static inline parpy_state *
 get_state(PyObject *module)
 {
     return (parpy_state *)PyModule_GetState(module);
-}
-
-parpy_state *
-parpy_state_of(PyTypeObject *type)
-{
-    PyObject *module = PyType_GetModuleByDef(type, &module_def);
-    return module != NULL ? get_state(module) : NULL;
 }
 
 /* ---- the kernels -------------------------------------------------------- */
@@ -211,7 +214,7 @@ static int
 module_exec(PyObject *module)
 {
     parpy_state *st = get_state(module);
-    if (parpy_batch_init() < 0) {
+    if (parpy_teams_init() < 0) {
         return -1;
     }
     if (parpy_fork_init() < 0) {
@@ -221,8 +224,8 @@ module_exec(PyObject *module)
     if (add_type(module, &st->kernel_type, parpy_kernel_type_new) < 0 ||
         add_type(module, &st->control_type, parpy_control_type_new) < 0 ||
         add_type(module, &st->batch_type, parpy_batch_type_new) < 0 ||
+        add_type(module, &st->workqueue_type, parpy_workqueue_type_new) < 0 ||
         add_type(module, &st->queue_type, parpy_queue_type_new) < 0 ||
-        add_type(module, &st->pyqueue_type, parpy_pyqueue_type_new) < 0 ||
         add_type(module, &st->pipeline_type, parpy_pipeline_type_new) < 0) {
         return -1;
     }
@@ -291,8 +294,8 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->kernel_type);
     Py_VISIT(st->control_type);
     Py_VISIT(st->batch_type);
+    Py_VISIT(st->workqueue_type);
     Py_VISIT(st->queue_type);
-    Py_VISIT(st->pyqueue_type);
     Py_VISIT(st->pipeline_type);
     Py_VISIT(st->cancelled_error);
     Py_VISIT(st->empty_error);
@@ -308,8 +311,8 @@ module_clear(PyObject *module)
     Py_CLEAR(st->kernel_type);
     Py_CLEAR(st->control_type);
     Py_CLEAR(st->batch_type);
+    Py_CLEAR(st->workqueue_type);
     Py_CLEAR(st->queue_type);
-    Py_CLEAR(st->pyqueue_type);
     Py_CLEAR(st->pipeline_type);
     Py_CLEAR(st->cancelled_error);
     Py_CLEAR(st->empty_error);
@@ -334,7 +337,7 @@ static PyModuleDef_Slot module_slots[] = {
     {0, NULL},
 };
 
-static PyModuleDef module_def = {
+PyModuleDef parpy_module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "parpy._core",
     .m_doc = "parpy's native core: kernels, batches on native threads, the work queue.",
@@ -349,5 +352,5 @@ static PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__core(void)
 {
-    return PyModuleDef_Init(&module_def);
+    return PyModuleDef_Init(&parpy_module_def);
 }

@@ -9,6 +9,7 @@
  * hands on as "text".
  */
 #include "parpy_gmp.h"
+#include "runtime/errors.h"
 
 #include <stdio.h>
 #include <stdlib.h>

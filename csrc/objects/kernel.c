@@ -1,168 +1,17 @@
 /* parpy._core.Kernel: a native kernel as a Python callable.
  *
  * Calling a kernel runs it on one item (parpy_run_one); every parpy executor
- * recognises the type and runs whole batches of it in C. Also here: what is
- * shared by every kernel (the "text" value type, raising a kernel's codes,
- * notes on exceptions).
+ * recognises the type and runs whole batches of it in C.
  */
-#include "parpy.h"
+#include "objects/kernel.h"
+
+#include "engine/call.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <structmember.h>
-
-/* ---- shared by every kernel --------------------------------------------- */
-
-static void
-text_drop(parpy_value *value)
-{
-    free(((parpy_text *)(void *)value->bytes)->data);
-}
-
-const parpy_value_type parpy_value_text = {.name = "text", .drop = text_drop};
-
-void
-parpy_raise_code(parpy_state *st, const parpy_kernel *kernel, int code)
-{
-    if (code == PARPY_CANCELLED) {
-        PyErr_Format(st->cancelled_error, "%s: cancelled", kernel->name);
-        return;
-    }
-    for (const parpy_error *e = kernel->errors; e != NULL && e->code != 0; e++) {
-        if (e->code == code) {
-            PyErr_Format(*e->type, "%s: %s", kernel->name, e->message);
-            return;
-        }
-    }
-    PyErr_Format(PyExc_SystemError, "%s: unknown error code %d", kernel->name, code);
-}
-
-void
-parpy_add_note(parpy_state *st, const char *format, ...)
-{
-    char text[200];
-    va_list ap;
-    va_start(ap, format);
-    vsnprintf(text, sizeof(text), format, ap);
-    va_end(ap);
-    PyObject *exc = parpy_fetch_exception();
-    PyObject *note = PyUnicode_FromString(text);
-    PyObject *r = note ? PyObject_CallMethodOneArg(exc, st->str_add_note, note) : NULL;
-    if (r == NULL) {
-        PyErr_Clear(); /* the exception itself matters more than its note */
-    }
-    Py_XDECREF(r);
-    Py_XDECREF(note);
-    parpy_restore_exception(exc);
-}
-
-PyObject *
-parpy_fetch_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-#endif
-}
-
-void
-parpy_restore_exception(PyObject *exc)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
-#endif
-}
-
-/* ---- calls -------------------------------------------------------------- */
-
-#define MAX_ARGS 4
-
-/* Parses the table's own arguments. */
-static int
-parse_args(const parpy_kernel *k, void *item, PyObject *const *args, Py_ssize_t nargs,
-           PyObject *kwnames)
-{
-    PyObject *all[MAX_ARGS] = {NULL};
-    if (nargs > k->max_args) {
-        PyErr_Format(PyExc_TypeError, "%s() takes %s %d positional argument%s (%zd given)", k->name,
-                     k->min_args == k->max_args ? "exactly" : "at most", k->max_args,
-                     k->max_args == 1 ? "" : "s", nargs);
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < nargs; i++) {
-        all[i] = args[i];
-    }
-    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    if (nkw > 0 && k->keywords == NULL) {
-        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", k->name);
-        return -1;
-    }
-    for (Py_ssize_t j = 0; j < nkw; j++) {
-        PyObject *name = PyTuple_GET_ITEM(kwnames, j);
-        int found = 0;
-        for (int i = 0; i < k->max_args && !found; i++) {
-            if (k->keywords[i] != NULL &&
-                PyUnicode_CompareWithASCIIString(name, k->keywords[i]) == 0) {
-                if (all[i] != NULL) {
-                    PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'",
-                                 k->name, k->keywords[i]);
-                    return -1;
-                }
-                all[i] = args[nargs + j];
-                found = 1;
-            }
-        }
-        if (!found) {
-            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", k->name,
-                         name);
-            return -1;
-        }
-    }
-    for (int i = 0; i < k->min_args; i++) {
-        if (all[i] == NULL) {
-            PyErr_Format(PyExc_TypeError, "%s() takes %s %d argument%s (%zd given)", k->name,
-                         k->min_args == k->max_args ? "exactly" : "at least", k->min_args,
-                         k->min_args == 1 ? "" : "s", nargs + nkw);
-            return -1;
-        }
-    }
-    return k->parse(item, all);
-}
-
-int
-parpy_parse_call(PyObject *kernel, void *item, PyObject *const *args, Py_ssize_t nargs,
-                 PyObject *kwnames)
-{
-    parpy_KernelObject *ko = (parpy_KernelObject *)kernel;
-    if (ko->bound == NULL) {
-        return parse_args(ko->kernel, item, args, nargs, kwnames);
-    }
-    if (nargs != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0)) {
-        PyErr_Format(PyExc_TypeError,
-                     "%s.bind(...)() takes exactly 1 positional argument (%zd given)",
-                     ko->kernel->name, nargs);
-        return -1;
-    }
-    PyObject *all[MAX_ARGS] = {args[0]};
-    Py_ssize_t nb = PyTuple_GET_SIZE(ko->bound);
-    for (Py_ssize_t i = 0; i < nb; i++) {
-        all[1 + i] = PyTuple_GET_ITEM(ko->bound, i);
-    }
-    return parse_args(ko->kernel, item, all, 1 + nb, NULL);
-}
 
 static PyObject *
 kernel_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -269,7 +118,7 @@ kernel_bind(PyObject *self, PyObject *args)
                      k->min_args - 1 > 0 ? k->min_args - 1 : 0, k->max_args - 1, nb);
         return NULL;
     }
-    PyObject *all[MAX_ARGS] = {NULL};
+    PyObject *all[PARPY_MAX_ARGS] = {NULL};
     for (Py_ssize_t i = 0; i < nb; i++) {
         all[1 + i] = PyTuple_GET_ITEM(args, i);
     }
@@ -476,25 +325,4 @@ parpy_kernel_new(PyTypeObject *type, const parpy_kernel *kernel)
     self->bound = NULL;
     self->template = NULL;
     return (PyObject *)self;
-}
-
-int
-parpy_kernel_takes(PyObject *kernel, const parpy_value_type *output)
-{
-    parpy_KernelObject *ko = (parpy_KernelObject *)kernel;
-    Py_ssize_t nb = ko->bound != NULL ? PyTuple_GET_SIZE(ko->bound) : 0;
-    return output != NULL && ko->kernel->input == output && 1 + nb >= ko->kernel->min_args;
-}
-
-int
-parpy_take(PyObject *kernel, void *item, parpy_value *value)
-{
-    parpy_KernelObject *ko = (parpy_KernelObject *)kernel;
-    if (ko->template != NULL) {
-        memcpy(item, ko->template, ko->kernel->item_size);
-    }
-    else {
-        memset(item, 0, ko->kernel->item_size);
-    }
-    return ko->kernel->take(item, value);
 }

@@ -1,0 +1,48 @@
+/* Kernel calls: a Kernel object's arguments parsed into an item, a value
+ * taken, a call run, a code raised. The Kernel type itself is
+ * objects/kernel.c; its layout is here, where calls read it. */
+#ifndef PARPY_ENGINE_CALL_H
+#define PARPY_ENGINE_CALL_H
+
+#include "parpy.h"
+#include "parpy_state.h"
+
+/* One item: release the GIL while it computes above this many ns. */
+#define PARPY_CALL_RELEASE_NS 2.0e3
+
+typedef struct {
+    PyObject_HEAD
+    const parpy_kernel *kernel;
+    vectorcallfunc vectorcall;
+    PyObject *bound; /* kernel.bind(*args): the trailing arguments (a tuple), or NULL */
+    void *template;  /* what take fills: zeros, or what bind wrote (item_size bytes) */
+} parpy_KernelObject;
+
+/* Parses one call's arguments (vectorcall convention) into item: those of
+   kernel, a Kernel object, followed by its bound ones. Returns 0, or -1 with
+   an exception set and the item holding nothing. */
+int parpy_parse_call(PyObject *kernel, void *item, PyObject *const *args, Py_ssize_t nargs,
+                     PyObject *kwnames);
+
+/* No GIL. Takes *value (owned) into item as kernel, a Kernel object, takes
+   its first argument: item is filled from the kernel's template, then by
+   take. Returns PARPY_OK or take's code. */
+int parpy_take(PyObject *kernel, void *item, parpy_value *value);
+/* Whether kernel, a Kernel object, can take values of type output as its
+   only argument (its other arguments bound). */
+int parpy_kernel_takes(PyObject *kernel, const parpy_value_type *output);
+
+/* Runs one parsed item (a kernel call): computes it, releasing the GIL when
+   it is worth it and interruptibly when it is long, and builds its result.
+   Returns a new reference, or NULL with an exception set; the item is
+   consumed either way. */
+PyObject *parpy_run_one(parpy_state *st, const parpy_kernel *kernel, void *item);
+
+/* Raises the exception of a code compute returned (kernel-defined, or
+   Cancelled for PARPY_CANCELLED). */
+void parpy_raise_code(parpy_state *st, const parpy_kernel *kernel, int code);
+
+/* Adds a note to the raised exception (which stays raised). */
+void parpy_add_note(parpy_state *st, const char *format, ...);
+
+#endif /* PARPY_ENGINE_CALL_H */
