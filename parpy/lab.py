@@ -22,7 +22,7 @@ draws itself with :meth:`plot` (matplotlib) and gives its figures with
 - :func:`shared_vs_messages`: one reduction done on a mutex-protected total
   and by messages to the one thread that owns the total.
 
-The native work is in ``csrc/lab.c``; this module validates the arguments
+The native work is in ``csrc/lab/lab.c``; this module validates the arguments
 (``TypeError`` or ``ValueError`` before any thread starts), runs it, and
 derives the figures.
 """
@@ -64,7 +64,7 @@ DEADLOCK_MODES = ("opposite_order", "ordered", "trylock")
 POLICIES = ("unfair", "fair")
 METHODS = ("shared", "messages")
 
-MAX_THREADS = 256  # csrc/lab.c's LAB_MAX_THREADS
+MAX_THREADS = 256  # csrc/lab/lab.c's LAB_MAX_THREADS
 MAX_COUNT = 2**40  # increments and rounds: hours of work, far from any overflow
 MAX_ITEMS = 2**32  # shared_vs_messages: the sum of 1..items fits in 64 bits
 MAX_SECONDS = 10**6  # seconds and timeout: finite, and bounded

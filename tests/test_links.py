@@ -469,7 +469,7 @@ def test_base_resolution(extract, doc, base_url, expected):
     assert extract(doc, base_url) == expected
 
 
-# Links and bases made of what urljoin treats specially: csrc/urljoin.c
+# Links and bases made of what urljoin treats specially: csrc/kernels/urljoin.c
 # resolves the printable ASCII ones itself and must return exactly what
 # urljoin returns; the others (spaces, controls, non-ASCII, ';' params, IPv6
 # brackets, other schemes) it leaves to urljoin.

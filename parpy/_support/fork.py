@@ -9,7 +9,7 @@ called, alone: it forgets the parent's workers, takes new locks, and from
 then on refuses the work it can no longer do (new objects made in the child
 work as usual). At exit the child waits for none of the parent's workers.
 
-The native side does the same for what it owns (csrc/ring.c): a queue made
+The native side does the same for what it owns (csrc/runtime/ring.c): a queue made
 before the fork is never locked in the child.
 """
 

@@ -1,6 +1,6 @@
 """The native backend of parpy.Pipeline: parpy._core.PipelineRun's threads.
 
-A run is a ``_core.PipelineRun`` (csrc/pipeline.c) driven by Python threads
+A run is a ``_core.PipelineRun`` (csrc/engine/pipeline.c) driven by Python threads
 that call into it and stay in C: one reads the input (``feed``), each stage
 worker computes (``work``) without the GIL unless its stage is a Python
 callable; the consumer takes chunks of results (``next``). The threads are
