@@ -238,7 +238,7 @@ def main() -> int:
     cpus = len(os.sched_getaffinity(0))
     machine = {
         "cpus": cpus,
-        "gmp": parpy._core.gmp_version,
+        "gmp": parpy.gmp_version,
         "gmpy2": None if gmpy2 is None else gmpy2.version(),
         "python": sys.version.split()[0],
     }
