@@ -10,6 +10,7 @@ threads. Run under ASan by .ci/sanitize, where a dangling item crashes.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import itertools
 import os
@@ -412,3 +413,10 @@ def test_concurrent_batches_share_the_pools_threads():
     _, peak, right = proc.stdout.split()
     assert right == "True"
     assert 1 <= int(peak) <= 2, peak
+
+
+def test_gmp_version_names_the_gmp_that_parpy_runs_on():
+    # dlsym on the extension's own handle searches the libraries it was linked with.
+    runtime = ctypes.c_char_p.in_dll(ctypes.CDLL(parpy._core.__file__), "__gmp_version").value
+    assert runtime is not None and parpy.gmp_version == runtime.decode()
+    assert parpy.gmp_version.count(".") == 2 and parpy.gmp_version.split(".")[0].isdigit()
