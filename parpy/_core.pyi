@@ -1,44 +1,114 @@
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final, Generic, TypeVar
+from inspect import Signature
+from types import GenericAlias
+from typing import (
+    Any,
+    Final,
+    Generic,
+    Literal,
+    ParamSpec,
+    Protocol,
+    Self,
+    SupportsIndex,
+    TypeAlias,
+    TypeVar,
+    final,
+    overload,
+    type_check_only,
+)
 
-R = TypeVar("R")
+from typing_extensions import disjoint_base
 
 __all__ = ["fib", "fib_iterative", "fib_recursive", "fib_mod", "to_decimal", "extract_links"]
 
-class Kernel(Generic[R]):
-    __name__: str
-    __qualname__: str
-    __text_signature__: str
-    min_args: int
-    max_args: int
-    input: str | None
-    output: str | None
-    bound: tuple[Any, ...] | None
-    def __call__(self, *args: Any, **kwargs: Any) -> R: ...
-    def bind(self, *args: Any) -> Kernel[R]: ...
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_T = TypeVar("_T")
+# A kernel's call signature: one of the protocols below.
+_F_co = TypeVar("_F_co", bound=Callable[..., object], covariant=True)
+_Unary = TypeVar("_Unary", bound=Callable[[Any], object])
+
+_LinksMode: TypeAlias = Literal["html", "regex"]
+
+# The call signature of each kernel (tests/test_stubs.py checks them against
+# inspect.signature). Kernel[F] is called as F is.
+@type_check_only
+class _Fib(Protocol):
+    def __call__(self, n: SupportsIndex, /) -> int: ...
+
+@type_check_only
+class _FibMod(Protocol):
+    def __call__(self, n: SupportsIndex, m: SupportsIndex, /) -> int: ...
+
+@type_check_only
+class _ToDecimal(Protocol):
+    def __call__(self, x: int, /) -> str: ...
+
+@type_check_only
+class _ExtractLinks(Protocol):
+    def __call__(
+        self, html: str | bytes, /, base_url: str | None = None, mode: _LinksMode = "html"
+    ) -> list[str]: ...
+
+@type_check_only
+class _ExtractLinksBound(Protocol):
+    def __call__(self, html: str | bytes, /) -> list[str]: ...
+
+@final
+class Kernel(Generic[_F_co]):
+    @property
+    def __name__(self) -> str: ...
+    @property
+    def __qualname__(self) -> str: ...
+    @property
+    def __text_signature__(self) -> str | None: ...
+    @property
+    def __signature__(self) -> Signature: ...
+    @property
+    def min_args(self) -> int: ...
+    @property
+    def max_args(self) -> int: ...
+    @property
+    def input(self) -> str | None: ...
+    @property
+    def output(self) -> str | None: ...
+    @property
+    def bound(self) -> tuple[Any, ...] | None: ...
+    def __call__(self: Kernel[Callable[_P, _R]], *args: _P.args, **kwargs: _P.kwargs) -> _R: ...
+    # bind fixes the arguments after the first: the result takes one argument.
+    @overload
+    def bind(self: Kernel[_FibMod], m: SupportsIndex, /) -> Kernel[_Fib]: ...
+    @overload
+    def bind(
+        self: Kernel[_ExtractLinks], base_url: str | None = None, mode: _LinksMode = "html", /
+    ) -> Kernel[_ExtractLinksBound]: ...
+    @overload
+    def bind(self: Kernel[_Unary], /) -> Kernel[_Unary]: ...
 
 class Cancelled(RuntimeError): ...
 
-fib: Final[Kernel[int]]
-fib_iterative: Final[Kernel[int]]
-fib_recursive: Final[Kernel[int]]
-fib_mod: Final[Kernel[int]]
-to_decimal: Final[Kernel[str]]
-extract_links: Final[Kernel[list[str]]]
+fib: Final[Kernel[_Fib]]
+fib_iterative: Final[Kernel[_Fib]]
+fib_recursive: Final[Kernel[_Fib]]
+fib_mod: Final[Kernel[_FibMod]]
+to_decimal: Final[Kernel[_ToDecimal]]
+extract_links: Final[Kernel[_ExtractLinks]]
 gmp_version: Final[str]
 openmp_version: Final[int]
 
 class ShutDown(Exception): ...
 
-_T = TypeVar("_T")
-
+@disjoint_base
 class Queue(Generic[_T]):
     maxsize: int
-    unfinished_tasks: int
-    is_shutdown: bool
+    @property
+    def unfinished_tasks(self) -> int: ...
+    @property
+    def is_shutdown(self) -> bool: ...
     def __init__(self, maxsize: int = 0) -> None: ...
+    def __class_getitem__(cls, item: Any, /) -> GenericAlias: ...
     def put(self, item: _T, block: bool = True, timeout: float | None = None) -> None: ...
-    def put_nowait(self, item: _T, /) -> None: ...
+    def put_nowait(self, item: _T) -> None: ...
     def get(self, block: bool = True, timeout: float | None = None) -> _T: ...
     def get_nowait(self) -> _T: ...
     def task_done(self) -> None: ...
@@ -48,16 +118,21 @@ class Queue(Generic[_T]):
     def full(self) -> bool: ...
     def shutdown(self, immediate: bool = False) -> None: ...
 
+@final
 class Control:
-    cancelled: bool
-    done: int
+    @property
+    def cancelled(self) -> bool: ...
+    @property
+    def done(self) -> int: ...
     def cancel(self) -> None: ...
     def add(self, n: int, /) -> None: ...
 
+@final
 class Batch:
-    tiny: bool
-    def __init__(
-        self,
+    @property
+    def tiny(self) -> bool: ...
+    def __new__(
+        cls,
         kernel: Kernel[Any],
         items: Iterable[Any],
         *,
@@ -68,35 +143,42 @@ class Batch:
         call: bool = False,
         outcomes: bool = False,
         start: int = 0,
-    ) -> None: ...
+    ) -> Self: ...
     def __len__(self) -> int: ...
     def run(self) -> Any: ...
     def costs(self) -> list[float]: ...
 
+@final
 class WorkQueue:
-    idle: int
-    pending: int
-    closed: bool
+    @property
+    def idle(self) -> int: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
     def run(self, max_tasks: int, /) -> bool: ...
     def submit(
         self,
         target: Any,
         index: int,
         fn: Any,
-        args: tuple[Any, ...] = ...,
-        kwargs: dict[str, Any] | None = ...,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
         /,
     ) -> bool: ...
     def drain(self) -> list[Any]: ...
     def close(self) -> None: ...
     def stop(self) -> list[Any]: ...
 
+@final
 class PipelineRun:
-    done: int
-    gives: tuple[bool, ...]
-    def __init__(
-        self, stages: tuple[tuple[Any, int, str], ...], maxsize: int, ordered: bool
-    ) -> None: ...
+    @property
+    def done(self) -> int: ...
+    @property
+    def gives(self) -> tuple[bool, ...]: ...
+    def __new__(
+        cls, stages: tuple[tuple[Any, int, str], ...], maxsize: int, ordered: bool
+    ) -> Self: ...
     def feed(self, iterator: Iterator[Any], total: int | None = None, /) -> None: ...
     def work(self, k: int, /) -> None: ...
     def next(self) -> list[Any] | None: ...
@@ -110,7 +192,7 @@ def call(
     kernel: Kernel[Any], args: tuple[Any, ...], control: Control | None = None, /
 ) -> Batch: ...
 def map(  # noqa: A001
-    kernel: Kernel[R],
+    kernel: Kernel[Callable[..., _R]],
     items: Iterable[Any],
     workers: int | None = None,
     schedule: str | None = None,
@@ -118,8 +200,8 @@ def map(  # noqa: A001
     control: Control | None = None,
     started: Callable[[int], object] | None = None,
     /,
-) -> list[R]: ...
-def _bind(kernel: Kernel[R], args: tuple[Any, ...], /) -> Kernel[R]: ...
+) -> list[_R]: ...
+def _bind(kernel: Kernel[Any], args: tuple[Any, ...], /) -> Kernel[Any]: ...
 def chain(kernels: tuple[Kernel[Any], ...], args: tuple[Any, ...], /) -> Any: ...
 def set_num_threads(n: int, /) -> None: ...
 def get_num_threads() -> int: ...

@@ -1121,7 +1121,7 @@ batch_dealloc(PyObject *op)
 }
 
 PyDoc_STRVAR(batch_run_doc,
-             "run()\n--\n\n"
+             "run($self, /)\n--\n\n"
              "Compute the batch on this thread and native threads (OpenMP), with the GIL\n"
              "released, interruptibly; return its value or raise its exception.");
 
@@ -1157,7 +1157,7 @@ batch_run(PyObject *op, PyObject *Py_UNUSED(ignored))
 }
 
 PyDoc_STRVAR(batch_costs_doc,
-             "costs()\n--\n\n"
+             "costs($self, /)\n--\n\n"
              "The kernel's estimate of each item's compute time in nanoseconds, as a list\n"
              "in input order (0.0 for an item that failed to parse): what the batch is\n"
              "planned by. Parsing, building the results and moving them are not in it.");

@@ -71,8 +71,8 @@ control_get_done(PyObject *self, void *Py_UNUSED(closure))
 
 static PyMethodDef control_methods[] = {
     {"cancel", control_cancel, METH_NOARGS,
-     "cancel()\n--\n\nAsk the call's native workers to stop at the next item."},
-    {"add", control_add, METH_O, "add(n, /)\n--\n\nCount n more finished items."},
+     "cancel($self, /)\n--\n\nAsk the call's native workers to stop at the next item."},
+    {"add", control_add, METH_O, "add($self, n, /)\n--\n\nCount n more finished items."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -2,7 +2,7 @@
  *
  * Items move in chunks through rings (ring.c): ring k feeds stage k, ring
  * S (the last) feeds the consumer. Every thread is a Python thread started
- * by parpy/_pipe_native.py: one runs feed(iterator), each stage worker runs
+ * by parpy/pipeline/_native.py: one runs feed(iterator), each stage worker runs
  * work(k), the consumer calls next() for the next chunk's results.
  *
  * A chunk always arrives in the form its stage computes on, so that a
@@ -1111,7 +1111,7 @@ static PyType_Slot run_slots[] = {
     {Py_tp_doc,
      "PipelineRun(stages, maxsize, ordered)\n--\n\n"
      "One run of a native pipeline: stages is a tuple of (func, workers, name).\n"
-     "Driven by parpy/_pipe_native.py."},
+     "Driven by parpy/pipeline/_native.py."},
     {0, NULL},
 };
 

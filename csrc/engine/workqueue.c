@@ -160,7 +160,7 @@ help_all(queue_object *self, task_t **tasks, int n, int *last)
 }
 
 PyDoc_STRVAR(queue_run_doc,
-             "run(max_tasks, /)\n--\n\n"
+             "run($self, max_tasks, /)\n--\n\n"
              "Run tasks on the calling thread until the queue is closed and empty, or\n"
              "stopped (returns False), or max_tasks tasks have run (returns True; 0 means\n"
              "no limit). Waits with the GIL released.");
@@ -244,7 +244,7 @@ queue_run(PyObject *op, PyObject *arg)
 }
 
 PyDoc_STRVAR(queue_submit_doc,
-             "submit(target, index, fn, args=(), kwargs=None, /)\n--\n\n"
+             "submit($self, target, index, fn, args=(), kwargs=None, /)\n--\n\n"
              "Queue fn(*args, **kwargs), or fn itself when it is a Batch; its outcome goes\n"
              "to target._set(index, (ok, value)) (target None: dropped, failures reported\n"
              "as unraisable). Returns True if no worker is idle to take it. RuntimeError\n"
@@ -372,7 +372,7 @@ drain(queue_object *self)
 }
 
 PyDoc_STRVAR(queue_drain_doc,
-             "drain()\n--\n\n"
+             "drain($self, /)\n--\n\n"
              "Remove every pending task; return the targets that will now never receive\n"
              "their outcome.");
 
@@ -383,7 +383,7 @@ queue_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
 }
 
 PyDoc_STRVAR(queue_close_doc,
-             "close()\n--\n\n"
+             "close($self, /)\n--\n\n"
              "Accept no more tasks; workers leave once the pending ones ran.");
 
 static PyObject *
@@ -394,7 +394,7 @@ queue_close(PyObject *op, PyObject *Py_UNUSED(ignored))
 }
 
 PyDoc_STRVAR(queue_stop_doc,
-             "stop()\n--\n\n"
+             "stop($self, /)\n--\n\n"
              "Close the queue, cancel the kernel computations in progress and make every\n"
              "worker leave after its current task; remove the pending tasks and return the\n"
              "targets that will now never receive their outcome.");

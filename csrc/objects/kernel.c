@@ -97,7 +97,7 @@ kernel_reduce(PyObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 PyDoc_STRVAR(kernel_bind_doc,
-             "bind(*args)\n--\n\n"
+             "bind($self, *args)\n--\n\n"
              "Return a kernel of one argument x that computes kernel(x, *args): the trailing\n"
              "arguments fixed, validated now. Native in every executor, picklable.\n"
              "Example: parpy.fib_mod.bind(10**9 + 7) is n -> F(n) mod (10**9 + 7).");

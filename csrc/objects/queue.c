@@ -284,7 +284,7 @@ as_block(PyObject *value)
 }
 
 PyDoc_STRVAR(put_doc,
-             "put(item, block=True, timeout=None)\n--\n\n"
+             "put($self, item, block=True, timeout=None)\n--\n\n"
              "Put an item into the queue, as queue.Queue.put: when the queue is full, block\n"
              "(the GIL released; Ctrl-C interrupts) at most timeout seconds, then raise\n"
              "queue.Full. Raises ShutDown once the queue is shut down.");
@@ -314,7 +314,7 @@ queue_put(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 }
 
 PyDoc_STRVAR(put_nowait_doc,
-             "put_nowait(item)\n--\n\nPut an item without blocking: put(item, False).");
+             "put_nowait($self, item)\n--\n\nPut an item without blocking: put(item, False).");
 
 static PyObject *
 queue_put_nowait(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -332,7 +332,7 @@ queue_put_nowait(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *k
 }
 
 PyDoc_STRVAR(get_doc,
-             "get(block=True, timeout=None)\n--\n\n"
+             "get($self, block=True, timeout=None)\n--\n\n"
              "Remove and return an item, as queue.Queue.get: when the queue is empty, block\n"
              "(the GIL released; Ctrl-C interrupts) at most timeout seconds, then raise\n"
              "queue.Empty. Raises ShutDown once the queue is shut down and empty.");
@@ -356,7 +356,8 @@ queue_get(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     return get((queue_object *)op, block, seconds);
 }
 
-PyDoc_STRVAR(get_nowait_doc, "get_nowait()\n--\n\nRemove and return an item without blocking.");
+PyDoc_STRVAR(get_nowait_doc,
+             "get_nowait($self, /)\n--\n\nRemove and return an item without blocking.");
 
 static PyObject *
 queue_get_nowait(PyObject *op, PyObject *Py_UNUSED(ignored))
@@ -367,7 +368,7 @@ queue_get_nowait(PyObject *op, PyObject *Py_UNUSED(ignored))
 /* ---- task_done and join --------------------------------------------------- */
 
 PyDoc_STRVAR(task_done_doc,
-             "task_done()\n--\n\n"
+             "task_done($self, /)\n--\n\n"
              "Indicate that a formerly enqueued task is complete (queue.Queue.task_done).");
 
 static PyObject *
@@ -391,7 +392,7 @@ queue_task_done(PyObject *op, PyObject *Py_UNUSED(ignored))
 }
 
 PyDoc_STRVAR(join_doc,
-             "join()\n--\n\n"
+             "join($self, /)\n--\n\n"
              "Block until every item put has been gotten and marked done (the GIL released;\n"
              "Ctrl-C interrupts).");
 
@@ -454,7 +455,7 @@ drop_item(void *item, void *arg)
 }
 
 PyDoc_STRVAR(shutdown_doc,
-             "shutdown(immediate=False)\n--\n\n"
+             "shutdown($self, immediate=False)\n--\n\n"
              "Shut the queue down: puts raise ShutDown, and gets once it is empty. Blocked\n"
              "callers wake. With immediate=True the items left are dropped and marked done.");
 
@@ -618,9 +619,9 @@ static PyMethodDef queue_methods[] = {
     {"get_nowait", queue_get_nowait, METH_NOARGS, get_nowait_doc},
     {"task_done", queue_task_done, METH_NOARGS, task_done_doc},
     {"join", queue_join, METH_NOARGS, join_doc},
-    {"qsize", queue_qsize, METH_NOARGS, "qsize()\n--\n\nThe number of items in the queue."},
-    {"empty", queue_empty, METH_NOARGS, "empty()\n--\n\nTrue if the queue is empty."},
-    {"full", queue_full, METH_NOARGS, "full()\n--\n\nTrue if the queue is full."},
+    {"qsize", queue_qsize, METH_NOARGS, "qsize($self, /)\n--\n\nThe number of items in the queue."},
+    {"empty", queue_empty, METH_NOARGS, "empty($self, /)\n--\n\nTrue if the queue is empty."},
+    {"full", queue_full, METH_NOARGS, "full($self, /)\n--\n\nTrue if the queue is full."},
     {"shutdown", (PyCFunction)(void (*)(void))queue_shutdown, METH_VARARGS | METH_KEYWORDS,
      shutdown_doc},
     {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS, NULL},
