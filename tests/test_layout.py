@@ -7,18 +7,27 @@ name (parpy.pipeline._stages, parpy.crawler.site._private). Everyone may use par
 extension), parpy._support (what the features share) and parpy._version, but not their own
 underscored names. The layers themselves (which feature may import which) are the
 import-linter contract in pyproject.toml, checked by lint-imports in .ci/run.
+
+And what moved keeps working for users: every public name imports from where it did before
+the split into features, and pickles made before it load (tests/data/before-layout.*).
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
+import json
+import pickle
 from pathlib import Path
 
 import pytest
 from _util import REPO
 
+import parpy
+
 PACKAGE = REPO / "parpy"
 SHARED = ("_core", "_support", "_version")
+DATA = REPO / "tests" / "data"
 
 
 def module_name(path: Path) -> str:
@@ -224,3 +233,44 @@ def test_private_names_of_another_feature_are_found(importer, source, bad):
     MODULES.setdefault("parpy.crawler._crawl", PACKAGE / "crawler" / "_crawl.py")
     (imp,) = imports_of(source, importer)
     assert (private_use(importer, imp) is not None) == bad
+
+
+# ---- what users import and pickle keeps working -------------------------------------
+
+# The public modules and their __all__ before the package was split into features (parpy
+# 0.1.0, commit 8977a86): each name still imports from where it did.
+PUBLIC_BEFORE = {
+    "parpy": "CrawlResult Kernel MismatchError Pipeline PipelineStats Pool Queue Report ShutDown "
+    "Stage ThreadPoolExecutor compare crawl extract_links fib fib_batch fib_iterative fib_mod "
+    "fib_recursive get_num_threads lab map reference set_num_threads to_decimal",
+    "parpy.pool": "AsyncResult Pool TimeoutError",
+    "parpy.pipeline": "Pipeline PipelineStats Stage StageStats",
+    "parpy.report": "Fit Report Row Skip Timing amdahl_fit karp_flatt",
+    "parpy.lab": "DEADLOCK_MODES DeadlockReport MAX_THREADS MessagesReport POLICIES RACE_MODES "
+    "RaceReport StarvationReport deadlock jain_index race shared_vs_messages starvation",
+    "parpy.reference": "extract_links fib fib_iterative fib_mod fib_recursive to_decimal",
+    "parpy.executor": "ThreadPoolExecutor",
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC_BEFORE))
+def test_every_public_name_imports_from_where_it_did(module):
+    names = PUBLIC_BEFORE[module].split()
+    code = f"from {module} import {', '.join(names)}"
+    exec(compile(code, module, "exec"), {})
+    assert set(names) <= set(importlib.import_module(module).__all__)
+
+
+def test_pickles_made_before_the_layout_load():
+    # A Report and one of its Timings, a pipeline's stats, a lab report and a bound kernel,
+    # pickled by the code of commit 8977a86, before the split; the JSON holds what they gave.
+    objects = pickle.loads((DATA / "before-layout.pickle").read_bytes())
+    expected = json.loads((DATA / "before-layout.json").read_text())
+    report, stats = objects["report"], objects["stats"]
+    assert type(report) is parpy.Report and type(stats) is parpy.PipelineStats
+    assert objects["timing"] == report.timings[0]
+    assert json.loads(report.to_json()) == expected["report"]
+    assert stats.as_dict() == expected["stats"] and objects["race"].as_dict() == expected["race"]
+    assert [objects["kernel"](n) for n in range(20)] == expected["kernel"]
+    # The one table renderer draws them as before.
+    assert str(report) == expected["str"]["report"] and str(stats) == expected["str"]["stats"]
