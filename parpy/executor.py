@@ -159,7 +159,27 @@ class ThreadPoolExecutor(_base.Executor):
 
     Same constructor, methods and lifecycle as the stdlib's; ``map`` also
     takes ``buffersize`` (as in Python 3.14) and ``progress``, and uses
-    ``chunksize`` (items per task).
+    ``chunksize`` (items per task). Workers start as work arrives, up to
+    ``max_workers``.
+
+    Parameters
+    ----------
+    max_workers : int, optional
+        The most worker threads; by default ``min(32, os.cpu_count() + 4)``.
+    thread_name_prefix : str, default ""
+        The prefix of the workers' thread names.
+    initializer : callable, optional
+        Called as ``initializer(*initargs)`` by each worker when it starts;
+        if it raises, the executor is broken (BrokenThreadPool).
+    initargs : tuple, default ()
+        The arguments of ``initializer``.
+
+    Raises
+    ------
+    ValueError
+        If ``max_workers`` <= 0.
+    TypeError
+        If ``initializer`` is not callable.
     """
 
     _counter = itertools.count().__next__
@@ -191,6 +211,33 @@ class ThreadPoolExecutor(_base.Executor):
         _fork.register(self)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Schedule ``fn(*args, **kwargs)``; return a Future of its result.
+
+        A parpy kernel given its positional arguments is validated now (a bad
+        argument gives a future that has already failed) and computed by a
+        worker without the GIL; any other call runs on a worker with the GIL.
+
+        Parameters
+        ----------
+        fn : callable
+            A parpy kernel or any callable.
+        *args : object
+            Its positional arguments.
+        **kwargs : object
+            Its keyword arguments.
+
+        Returns
+        -------
+        concurrent.futures.Future
+            The future of the call's result.
+
+        Raises
+        ------
+        RuntimeError
+            If the executor was shut down, or the interpreter is exiting.
+        concurrent.futures.thread.BrokenThreadPool
+            If a worker's initializer failed.
+        """
         future = _Future()
         kernel = kernel_for(fn, len(args), kwargs)
         if kernel is None:
@@ -222,8 +269,6 @@ class ThreadPoolExecutor(_base.Executor):
             if busy and len(self._threads) < self._max_workers:
                 self._start_worker()
         return future
-
-    submit.__doc__ = _base.Executor.submit.__doc__
 
     def _start_worker(self) -> None:
         name = f"{self._thread_name_prefix}_{len(self._threads)}"
@@ -267,10 +312,41 @@ class ThreadPoolExecutor(_base.Executor):
 
         As ``Executor.map``: calls are submitted at once (or, with
         ``buffersize``, at most that many ahead of the consumer, so an endless
-        input is read lazily); ``timeout`` counts from this call; an exception
-        is raised when its result is reached. ``chunksize`` items go in one
-        task; a chunk of a parpy kernel runs as one native batch.
-        ``progress=True`` shows a progress bar (tqdm).
+        input is read lazily); an exception is raised when its result is
+        reached.
+
+        Parameters
+        ----------
+        fn : callable
+            A parpy kernel or any callable taking one argument per iterable.
+        *iterables : iterable
+            The arguments, zipped (up to the shortest).
+        timeout : float, optional
+            Seconds, from this call, for all the results; by default no limit.
+        chunksize : int, default 1
+            Items per task; a chunk of a parpy kernel runs as one native batch.
+        buffersize : int, optional
+            The most tasks submitted ahead of the consumer; by default all.
+        progress : bool, default False
+            Show a progress bar (tqdm).
+
+        Returns
+        -------
+        iterator
+            The results in order; ``next()`` raises a call's exception, or
+            TimeoutError once ``timeout`` has passed.
+
+        Raises
+        ------
+        TypeError
+            If ``chunksize`` or ``buffersize`` is not an int, or ``progress``
+            not a bool.
+        ValueError
+            If ``chunksize`` or ``buffersize`` < 1.
+        ImportError
+            If ``progress=True`` and tqdm is not installed.
+        RuntimeError
+            If the executor was shut down.
         """
         if isinstance(chunksize, bool) or not isinstance(chunksize, int):
             raise TypeError("chunksize must be an int")
@@ -362,6 +438,15 @@ class ThreadPoolExecutor(_base.Executor):
                 bar.close()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Accept no more work; the workers leave once the work given is done.
+
+        Parameters
+        ----------
+        wait : bool, default True
+            Wait for the workers to finish the pending work and leave.
+        cancel_futures : bool, default False
+            Cancel the futures of the work not yet started.
+        """
         with self._shutdown_lock:
             self._shutdown = True
             if cancel_futures:
@@ -371,8 +456,6 @@ class ThreadPoolExecutor(_base.Executor):
         if wait:
             for thread in list(self._threads):
                 thread.join()
-
-    shutdown.__doc__ = _base.Executor.shutdown.__doc__
 
 
 def _chunks(

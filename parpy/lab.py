@@ -115,10 +115,23 @@ def _choice(name: str, value: object, choices: Sequence[str]) -> str:
 
 
 def jain_index(shares: Sequence[float]) -> float:
-    """Jain's fairness index of ``shares``: ``(sum x)**2 / (n * sum x**2)``.
+    """Return Jain's fairness index of ``shares``: ``(sum x)**2 / (n * sum x**2)``.
 
-    1.0 when every share is equal (all zero included), ``1/n`` when one
-    share is everything.
+    Parameters
+    ----------
+    shares : sequence of float
+        What each of n parties got, each >= 0.
+
+    Returns
+    -------
+    float
+        1.0 when every share is equal (all zero included), ``1/n`` when one
+        share is everything.
+
+    Raises
+    ------
+    ValueError
+        If ``shares`` is empty.
     """
     if not shares:
         raise ValueError("jain_index needs at least one share")
@@ -222,9 +235,17 @@ class RaceRun(NamedTuple):
 
 
 class RaceReport(_LabReport):
-    """What :func:`race` measured: the requested mode's run (``runs[0]``, whose
-    figures are also the report's: ``lost``, ``actual``, ``seconds``, ``cost``,
-    ...) and, when that is a fix, the unsynchronized run it is compared to."""
+    """What :func:`race` measured.
+
+    The requested mode's run is ``runs[0]``, whose figures are also the
+    report's: ``lost``, ``actual``, ``seconds``, ``cost``, ...
+
+    Parameters
+    ----------
+    runs : sequence of RaceRun
+        The requested mode's run and, when that is a fix, the unsynchronized
+        run it is compared to.
+    """
 
     _HEAD = ("mode", "counter", "lost", "lost %", "time", "overlap", "cost")
 
@@ -289,14 +310,34 @@ class RaceReport(_LabReport):
         return f"{r.mode}: exact ({how}){cost}"
 
     def as_dict(self) -> dict[str, Any]:
+        """Return the figures as JSON values.
+
+        Returns
+        -------
+        dict
+            mode, lost, and each run's fields (a cost of inf as None).
+        """
         runs = [
             {**r._asdict(), "cost": r.cost if math.isfinite(r.cost) else None} for r in self.runs
         ]
         return {"mode": self.mode, "lost": self.lost, "runs": runs}
 
     def plot(self) -> Figure:
-        """Two panels: the counter against the expected total (what was lost), and
-        the time of each mode (its cost against the unsynchronized run)."""
+        """Draw two panels: the counter against the expected total, and the time.
+
+        The first shows what was lost; the second the time of each mode (its
+        cost against the unsynchronized run).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure (no pyplot state, no display needed).
+
+        Raises
+        ------
+        ImportError
+            If matplotlib is not installed.
+        """
         fig, (counts, times) = _figure(2, "RaceReport")
         names = [r.mode for r in self.runs]
         colors = palette(len(names))
@@ -399,7 +440,28 @@ def race(threads: int = 2, increments: int = 10**6, mode: str = "unsynchronized"
     The threads wait at a barrier and start together, each on a CPU of its
     own where there are enough (they are pinned), so that they run at once.
     A fix is also timed against an unsynchronized run with the same
-    arguments: its ``cost``. Returns a :class:`RaceReport`.
+    arguments: its ``cost``.
+
+    Parameters
+    ----------
+    threads : int, default 2
+        Threads, 1 to 256.
+    increments : int, default 10**6
+        Increments each thread does, 0 to 2**40.
+    mode : {"unsynchronized", "mutex", "atomic", "python"}, default "unsynchronized"
+        How the counter is updated (above).
+
+    Returns
+    -------
+    RaceReport
+        The counter, the updates lost, the time and the cost of each run.
+
+    Raises
+    ------
+    TypeError
+        If ``threads`` or ``increments`` is not an int, or ``mode`` not a str.
+    ValueError
+        If a number is out of range, or ``mode`` is unknown.
     """
     threads = _count("threads", threads, 1, MAX_THREADS)
     increments = _count("increments", increments, 0, MAX_COUNT)
@@ -454,12 +516,30 @@ class DeadlockThread(NamedTuple):
 
 
 class DeadlockReport(_LabReport):
-    """What :func:`deadlock` measured. ``deadlocked``: the watchdog found a
-    cycle; ``detected``: when, in seconds from the start (None without one);
-    ``cycle``: who held what and waited for what; ``victim``: the thread the
-    watchdog made give up; ``seconds``: until both threads had returned;
-    ``threads``: a :class:`DeadlockThread` each; ``recovered``: every thread
-    joined and the locks destroyed (always True once the call returns)."""
+    """What :func:`deadlock` measured.
+
+    ``deadlocked``: the watchdog found a cycle; ``detected``: when, in
+    seconds from the start (None without one); ``cycle``: who held what and
+    waited for what; ``victim``: the thread the watchdog made give up;
+    ``seconds``: until both threads had returned; ``threads``: a
+    :class:`DeadlockThread` each; ``recovered``: every thread joined and the
+    locks destroyed (always True once the call returns).
+
+    Parameters
+    ----------
+    mode : str
+        The mode that ran.
+    timeout : float
+        The watchdog's timeout, in seconds.
+    rounds : int
+        The rounds each thread was to do.
+    seconds : float
+        Until both threads had returned.
+    detected : float or None
+        When the watchdog found a cycle; None without one.
+    threads : sequence of DeadlockThread
+        The two threads.
+    """
 
     _HEAD = ("thread", "order", "rounds", "back-offs", "holds", "waits for", "waited")
 
@@ -540,6 +620,13 @@ class DeadlockReport(_LabReport):
         return [f"no deadlock: {total:,} rounds in {_duration(self.seconds)}; {how}"]
 
     def as_dict(self) -> dict[str, Any]:
+        """Return the figures as JSON values.
+
+        Returns
+        -------
+        dict
+            The report's figures, and each thread's fields.
+        """
         return {
             "mode": self.mode,
             "timeout": self.timeout,
@@ -555,10 +642,23 @@ class DeadlockReport(_LabReport):
         }
 
     def plot(self) -> Figure:
-        """With a deadlock: the wait-for graph the watchdog found (who holds what,
-        who waits for what: a cycle), and a timeline of each thread holding and
-        waiting until the watchdog broke the cycle. Without: the rounds and
-        back-offs of each thread."""
+        """Draw the deadlock: the wait-for graph and a timeline; or the rounds.
+
+        With a deadlock: the wait-for graph the watchdog found (who holds
+        what, who waits for what: a cycle), and a timeline of each thread
+        holding and waiting until the watchdog broke the cycle. Without: the
+        rounds and back-offs of each thread.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure (no pyplot state, no display needed).
+
+        Raises
+        ------
+        ImportError
+            If matplotlib is not installed.
+        """
         if not self.deadlocked:
             fig, (rounds, backoffs) = _figure(2, "DeadlockReport")
             names = [t.name for t in self.threads]
@@ -659,8 +759,32 @@ def deadlock(
       random, growing pause (back-off). The first round starts with both
       holding their first lock, so at least one backs off.
 
-    Returns a :class:`DeadlockReport`. Every thread is joined and every lock
-    destroyed before it returns, whatever happened.
+    Every thread is joined and every lock destroyed before it returns,
+    whatever happened.
+
+    Parameters
+    ----------
+    mode : {"opposite_order", "ordered", "trylock"}, default "opposite_order"
+        How the threads take the locks (above).
+    timeout : float, default 1.0
+        Seconds a wait lasts before the watchdog looks for a cycle; > 0 and
+        at most 10**6.
+    rounds : int, default 10_000
+        Rounds each thread does, 0 to 2**40.
+
+    Returns
+    -------
+    DeadlockReport
+        Whether they deadlocked, the cycle and its victim, and each thread's
+        rounds and back-offs.
+
+    Raises
+    ------
+    TypeError
+        If ``mode`` is not a str, ``timeout`` not a number or ``rounds`` not
+        an int.
+    ValueError
+        If ``mode`` is unknown, or a number is out of range.
     """
     mode = _choice("mode", mode, DEADLOCK_MODES)
     timeout = _seconds("timeout", timeout)
@@ -699,10 +823,31 @@ def deadlock(
 
 
 class StarvationReport(_LabReport):
-    """What :func:`starvation` measured, per worker: ``acquisitions``,
-    ``longest_wait`` and ``mean_wait`` (seconds); ``jain``, Jain's fairness
-    index of the acquisitions (1.0: perfectly fair; 1/workers: one worker got
-    everything); ``throughput``, acquisitions per second in all."""
+    """What :func:`starvation` measured.
+
+    Per worker: ``acquisitions``, ``longest_wait`` and ``mean_wait``
+    (seconds); ``jain``, Jain's fairness index of the acquisitions (1.0:
+    perfectly fair; 1/workers: one worker got everything); ``throughput``,
+    acquisitions per second in all.
+
+    Parameters
+    ----------
+    policy : str
+        The lock's policy.
+    seconds : float
+        How long the workers competed.
+    acquisitions : sequence of int
+        Each worker's acquisitions of the lock.
+    longest_wait : sequence of float
+        Each worker's longest wait, in seconds.
+    total_wait : sequence of float
+        Each worker's waits summed, in seconds.
+
+    Raises
+    ------
+    ValueError
+        If there is no worker.
+    """
 
     _HEAD = ("worker", "acquisitions", "share", "longest wait", "mean wait")
 
@@ -758,6 +903,13 @@ class StarvationReport(_LabReport):
         ]
 
     def as_dict(self) -> dict[str, Any]:
+        """Return the figures as JSON values.
+
+        Returns
+        -------
+        dict
+            policy, workers, seconds, the per-worker figures, jain, throughput.
+        """
         return {
             "policy": self.policy,
             "workers": self.workers,
@@ -770,8 +922,20 @@ class StarvationReport(_LabReport):
         }
 
     def plot(self) -> Figure:
-        """Two panels: acquisitions per worker (against an equal share), and the
-        longest wait of each worker."""
+        """Draw two panels: acquisitions per worker, and each worker's longest wait.
+
+        The acquisitions are drawn against an equal share.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure (no pyplot state, no display needed).
+
+        Raises
+        ------
+        ImportError
+            If matplotlib is not installed.
+        """
         fig, (counts, waits) = _figure(2, "StarvationReport")
         names = [str(i) for i in range(self.workers)]
         counts.bar(names, self.acquisitions)
@@ -802,8 +966,28 @@ def starvation(workers: int = 4, seconds: float = 1.0, policy: str = "unfair") -
       turns in strict rotation, and a worker that is descheduled holds up
       everyone (fairness costs throughput).
 
-    Returns a :class:`StarvationReport`: acquisitions and the longest wait
-    per worker, and Jain's fairness index (``report.jain``).
+    Parameters
+    ----------
+    workers : int, default 4
+        Threads, 1 to 256.
+    seconds : float, default 1.0
+        How long they compete; > 0 and at most 10**6.
+    policy : {"unfair", "fair"}, default "unfair"
+        The lock (above).
+
+    Returns
+    -------
+    StarvationReport
+        Acquisitions and the longest wait per worker, and Jain's fairness
+        index (``report.jain``).
+
+    Raises
+    ------
+    TypeError
+        If ``workers`` is not an int, ``seconds`` not a number or ``policy``
+        not a str.
+    ValueError
+        If a number is out of range, or ``policy`` is unknown.
     """
     workers = _count("workers", workers, 1, MAX_THREADS)
     seconds = _seconds("seconds", seconds)
@@ -838,9 +1022,17 @@ class ReduceRun(NamedTuple):
 
 
 class MessagesReport(_LabReport):
-    """What :func:`shared_vs_messages` measured: ``runs`` (:class:`ReduceRun`),
-    and per thread count the throughputs, ``shared`` and ``messages`` (dicts,
-    items a second), and the contention of each (dicts, seconds)."""
+    """What :func:`shared_vs_messages` measured.
+
+    Per thread count, the throughputs, ``shared`` and ``messages`` (dicts,
+    items a second), and the contention of each, ``shared_contention`` and
+    ``messages_contention`` (dicts, seconds).
+
+    Parameters
+    ----------
+    runs : sequence of ReduceRun
+        Each method's run at each thread count.
+    """
 
     _HEAD = ("threads", "method", "time", "items/s", "contention", "of thread time", "owner idle")
 
@@ -898,11 +1090,31 @@ class MessagesReport(_LabReport):
         return notes
 
     def as_dict(self) -> dict[str, Any]:
+        """Return the figures as JSON values.
+
+        Returns
+        -------
+        dict
+            items, and each run's fields.
+        """
         return {"items": self.items, "runs": [r._asdict() for r in self.runs]}
 
     def plot(self) -> Figure:
-        """Two panels against the thread count: throughput, and the share of the
-        threads' time lost to contention, for each method."""
+        """Draw two panels against the thread count: throughput, and contention.
+
+        For each method, the items a second and the share of the threads'
+        time lost to contention.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure (no pyplot state, no display needed).
+
+        Raises
+        ------
+        ImportError
+            If matplotlib is not installed.
+        """
         fig, (speed, lost) = _figure(2, "MessagesReport")
         for method, color in zip(METHODS, palette(2), strict=True):
             runs = [r for r in self.runs if r.method == method]
@@ -939,9 +1151,30 @@ def shared_vs_messages(
       owns the total and is the only one to touch it.
 
     Both totals are checked against the closed form, ``items * (items + 1) //
-    2``. Returns a :class:`MessagesReport`: items a second for each at each
-    thread count, and the time lost to contention (waiting for the lock;
-    waiting for room in the queue).
+    2``.
+
+    Parameters
+    ----------
+    threads : int or iterable of int, default (1, 2, 4)
+        The thread counts, each 1 to 256.
+    items : int, default 10**6
+        The values summed, 0 to 2**32.
+
+    Returns
+    -------
+    MessagesReport
+        Items a second for each method at each thread count, and the time
+        lost to contention (waiting for the lock; waiting for room in the
+        queue).
+
+    Raises
+    ------
+    TypeError
+        If a thread count or ``items`` is not an int.
+    ValueError
+        If there is no thread count, or a number is out of range.
+    RuntimeError
+        If a total is not the closed form's (a bug in the lab, not a lesson).
     """
     counts = [threads] if isinstance(threads, int) else list(threads)
     if not counts:

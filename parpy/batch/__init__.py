@@ -36,14 +36,30 @@ def _positive_int(value: object, name: str) -> int:
 def set_num_threads(n: int | None) -> None:
     """Set the threads a batch uses when ``workers`` is not given.
 
-    ``None`` restores the default: ``OMP_NUM_THREADS`` if set, else the CPUs
-    this process may run on.
+    Parameters
+    ----------
+    n : int or None
+        The thread count, 1 to 2**31 - 1. ``None`` restores the default:
+        ``OMP_NUM_THREADS`` if set, else the CPUs this process may run on.
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an int or None (bool included).
+    ValueError
+        If ``n`` is out of range.
     """
     _core.set_num_threads(0 if n is None else _positive_int(n, "n"))
 
 
 def get_num_threads() -> int:
-    """Return the threads a batch uses when ``workers`` is not given."""
+    """Return the threads a batch uses when ``workers`` is not given.
+
+    Returns
+    -------
+    int
+        The count that :func:`set_num_threads` set, or the default.
+    """
     return _core.get_num_threads()
 
 
@@ -60,34 +76,71 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
     """Run a parpy kernel over ``items``; return the results in input order.
 
     The whole batch runs in C on OpenMP threads with the GIL released.
-    Every item is validated before any work starts; a bad item raises its
-    own exception (``TypeError``, ``ValueError``, ``OverflowError``, or
-    whatever its ``__index__`` raised) with a note naming the kernel and the
-    position. Kernels of more than one argument (``fib_mod``) take tuples.
-    A large input (over 16 MiB of parsed items: 186,000 items for ``fib``)
-    of plain values (ints, floats, str, bytes, and tuples of them) is parsed
-    twice: validated first, then parsed, computed and built 1 MiB of parsed
-    items at a time, so that the call needs about the memory of its results.
+    Every item is validated before any work starts. Kernels of more than one
+    argument (``fib_mod``) take tuples. A large input (over 16 MiB of parsed
+    items: 186,000 items for ``fib``) of plain values (ints, floats, str,
+    bytes, and tuples of them) is parsed twice: validated first, then
+    parsed, computed and built 1 MiB of parsed items at a time, so that the
+    call needs about the memory of its results.
 
-    ``workers``: threads to use (default ``get_num_threads()``).
-    ``schedule``: ``"static"``, ``"dynamic"`` or ``"guided"``, as in OpenMP,
-    with ``chunksize`` items per chunk; the default (``None``) runs the
-    costliest items first in chunks sized by estimated cost, which balances
-    batches whose item costs differ by orders of magnitude. A ``chunksize``
-    without a ``schedule`` means ``"dynamic"``. ``progress=True`` shows a
-    progress bar (tqdm).
+    With a ``client``, the items, validated here first, go to the Dask
+    cluster in chunks sized by estimated cost (up to 1 s, and 0.1 s or more
+    but for the last few), costliest first, each a native batch on a Dask
+    worker thread; results come back in input order, chunks of a worker that
+    dies are rerun by Dask, an error or Ctrl-C cancels the chunks (a running
+    one stops its native batch).
 
-    ``client``: a ``distributed.Client`` (``pip install 'parpy[dask]'``): the
-    items, validated here first, go to the Dask cluster in chunks sized by
-    estimated cost (up to 1 s, and 0.1 s or more but for the last few),
-    costliest first, each a native batch on a Dask worker thread; results
-    come back in input order, chunks of a worker that dies are rerun by
-    Dask, an error or Ctrl-C cancels the chunks (a running one stops its
-    native batch).
-    There ``chunksize`` is the items per chunk (instead of the cost-based
-    size), ``workers`` the native threads of each chunk (default 1: a Dask
-    worker with k threads runs k chunks at once), and ``schedule`` the
-    schedule inside a chunk.
+    Parameters
+    ----------
+    kernel : Kernel
+        A parpy kernel (``parpy.fib``, ...) or a bound one
+        (``parpy.fib_mod.bind(m)``).
+    items : iterable
+        The inputs, one per call (a tuple of arguments for a kernel of
+        several).
+    workers : int, optional
+        Threads to use (default ``get_num_threads()``). With a ``client``:
+        the native threads of each chunk (default 1: a Dask worker with k
+        threads runs k chunks at once).
+    schedule : {None, "static", "dynamic", "guided"}, optional
+        As in OpenMP, with ``chunksize`` items per chunk. The default runs
+        the costliest items first in chunks sized by estimated cost, which
+        balances batches whose item costs differ by orders of magnitude.
+        With a ``client``: the schedule inside a chunk.
+    chunksize : int, optional
+        Items per chunk; without a ``schedule`` it means ``"dynamic"``. With
+        a ``client``: the items per Dask chunk, instead of the cost-based
+        size.
+    progress : bool, default False
+        Show a progress bar (tqdm).
+    client : distributed.Client, optional
+        Run on this Dask cluster (``pip install 'parpy[dask]'``).
+
+    Returns
+    -------
+    list
+        The kernel's result for each item, in input order.
+
+    Raises
+    ------
+    TypeError
+        If ``kernel`` is not a parpy kernel, an option has the wrong type,
+        or an item is of a type the kernel does not take.
+    ValueError
+        If an option is out of range or an item's value is (``n < 0``).
+    OverflowError
+        If an item is beyond the kernel's range (``n >= 2**64``; for
+        ``fib_recursive``, ``n > 93``).
+    ImportError
+        If ``progress=True`` without tqdm, or ``client`` without Dask.
+    MemoryError
+        If the results do not fit in memory.
+
+    Notes
+    -----
+    A bad item raises its own exception (``TypeError``, ``ValueError``,
+    ``OverflowError``, or whatever its ``__index__`` raised) with a note
+    naming the kernel and the item's position, before any work starts.
     """
     if progress is False and client is None:
         # The short path, for tiny batches too: _core.map checks the kernel and the options
@@ -146,9 +199,40 @@ def fib_batch(
 ) -> list[int]:
     """Return ``[F(n) for n in ns]``, computed in parallel in C.
 
-    ``algorithm``: ``"doubling"`` (``parpy.fib``), ``"iterative"``
-    (``parpy.fib_iterative``) or ``"recursive"`` (``parpy.fib_recursive``).
-    The other arguments are those of :func:`parpy.map`, ``client`` included.
+    Parameters
+    ----------
+    ns : iterable of int
+        The n of each Fibonacci number, each >= 0.
+    workers : int, optional
+        As in :func:`parpy.map`.
+    schedule : {None, "static", "dynamic", "guided"}, optional
+        As in :func:`parpy.map`.
+    chunksize : int, optional
+        As in :func:`parpy.map`.
+    algorithm : {"doubling", "iterative", "recursive"}, default "doubling"
+        ``parpy.fib``, ``parpy.fib_iterative`` or ``parpy.fib_recursive``.
+    progress : bool, default False
+        Show a progress bar (tqdm).
+    client : distributed.Client, optional
+        Run on this Dask cluster, as in :func:`parpy.map`.
+
+    Returns
+    -------
+    list of int
+        F(n) for each n, in input order.
+
+    Raises
+    ------
+    ValueError
+        If ``algorithm`` is not one of the three, or an n is negative.
+    TypeError
+        If an n is not an int (bool and float included).
+    OverflowError
+        If an n is ``>= 2**64`` (for ``"recursive"``, ``> 93``).
+
+    See Also
+    --------
+    map : The other errors, those of the batch.
     """
     try:
         kernel = ALGORITHMS[algorithm]

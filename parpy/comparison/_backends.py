@@ -75,11 +75,29 @@ DASK_BACKENDS = ("dask", "parpy-dask")
 
 
 def thread_map(func: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
-    """``[func(x) for x in items]`` split over ``workers`` threading.Threads
-    (no more than the items).
+    """Return ``[func(x) for x in items]``, split over threading.Threads.
 
     Thread ``i`` takes items ``i, i + workers, ...``; the results come back in
-    input order, and the first exception raised in a thread is re-raised.
+    input order.
+
+    Parameters
+    ----------
+    func : callable
+        Called on each item.
+    items : sequence
+        The items.
+    workers : int
+        The threads (no more than the items, at least one).
+
+    Returns
+    -------
+    list
+        ``func(x)`` for each item, in input order.
+
+    Raises
+    ------
+    Exception
+        The first exception raised in a thread, once every thread ended.
     """
     workers = max(1, min(workers, len(items)))  # every thread has an item
     results: list[Any] = [None] * len(items)
@@ -349,8 +367,31 @@ def _unavailable(exc: BaseException) -> str | None:
 
 
 def backend_names(backends: str | Iterable[str] | None, client: object) -> list[str]:
-    """The backends that compare() runs for ``backends`` (names, or one
-    comma-separated string; None: all but Dask's, unless given a client)."""
+    """Return the backends that compare() runs for ``backends``.
+
+    Parameters
+    ----------
+    backends : str or iterable of str or None
+        Names from :data:`BACKENDS`, or one comma-separated string; None for
+        all but Dask's, or all with a client.
+    client : distributed.Client or None
+        The Dask client compare() was given.
+
+    Returns
+    -------
+    list of str
+        The names, each once, in the order given.
+
+    Raises
+    ------
+    ValueError
+        If a name is unknown, none is given, a ``client`` comes without a
+        Dask backend, or the client is closed.
+    TypeError
+        If ``client`` is not a ``distributed.Client``.
+    ImportError
+        If a Dask backend is asked for and Dask is not installed.
+    """
     if backends is None:
         backends = [b for b in BACKENDS if client is not None or b not in DASK_BACKENDS]
     elif isinstance(backends, str):

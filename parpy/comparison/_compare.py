@@ -43,8 +43,19 @@ __all__ = ["MismatchError", "compare"]
 class MismatchError(AssertionError):
     """A backend returned results that differ from serial's.
 
-    ``backend``, ``workers`` and ``position`` (the first differing result's
-    index; None when the lengths differ) say where."""
+    ``backend``, ``workers`` and ``position`` say where.
+
+    Parameters
+    ----------
+    message : str
+        What differs.
+    backend : str
+        The backend whose results differ.
+    workers : int
+        The worker count it ran on.
+    position : int or None
+        The first differing result's index; None when the lengths differ.
+    """
 
     def __init__(self, message: str, backend: str, workers: int, position: int | None) -> None:
         super().__init__(message)
@@ -93,16 +104,12 @@ def compare(
     progress: bool | None = None,
     client: Any = None,
 ) -> Report:
-    """Run ``work`` over ``items`` on each backend, check that every backend
-    returns serial's results, and time them over a sweep of worker counts.
+    """Run ``work`` on each backend, check the results and time them side by side.
 
-    ``work``: a parpy kernel or bound kernel (the Python backends run its
-    pure-Python twin), a Python callable, a pipeline (a list of
-    :class:`parpy.Stage`, or a :class:`parpy.Pipeline`), or the name of a
-    built-in workload (:data:`WORKLOADS`: "iterative", "doubling",
-    "recursive", "tiny", "skewed", "pipeline", "crawl"; ``items`` then
-    defaults to its own). See :mod:`parpy.comparison._backends` for what
-    each backend runs. "tiny" and "skewed" also run variants of some backends, each
+    Every backend runs ``work`` over ``items``; its results must be serial's
+    (else :class:`MismatchError`); then each is timed over a sweep of worker
+    counts. See :mod:`parpy.comparison._backends` for what each backend
+    runs. "tiny" and "skewed" also run variants of some backends, each
     reported as a backend of its own after the plain one:
     "multiprocessing[chunksize=k]" and "parpy[chunksize=k]" for k in
     :data:`TINY_CHUNKSIZES` (tiny), "parpy[schedule=s]" for each schedule and
@@ -111,32 +118,71 @@ def compare(
     127.0.0.1 for the run (its items are their paths, "/p/0.html", ...:
     see :class:`Workload`) and extracts their links.
 
-    ``backends``: names from :data:`BACKENDS` (or one comma-separated
-    string); default all but the Dask ones. "serial" always runs: it is the
-    check and the baseline. A backend that cannot run the work is reported
-    as skipped, with the reason. The Dask backends (``pip install
-    'parpy[dask]'``): "dask" is Dask's own map (``client.map`` of what the
-    Python backends run, a task per item, ``pure=False``) and "parpy-dask"
-    is ``parpy.map(kernel, items, client=client)`` (kernels only). They run
-    on ``client`` (a ``distributed.Client``: the backends then default to
-    all, Dask's included, and run at the cluster's thread count), or else
-    on a ``LocalCluster`` of as many single-threaded worker processes as
-    the swept worker count, started on 127.0.0.1 (startup timed apart, as
-    a pool's) and closed after; a script that starts one needs the ``if
+    The Dask backends (``pip install 'parpy[dask]'``): "dask" is Dask's own
+    map (``client.map`` of what the Python backends run, a task per item,
+    ``pure=False``) and "parpy-dask" is ``parpy.map(kernel, items,
+    client=client)`` (kernels only). They run on ``client``, or else on a
+    ``LocalCluster`` of as many single-threaded worker processes as the
+    swept worker count, started on 127.0.0.1 (startup timed apart, as a
+    pool's) and closed after; a script that starts one needs the ``if
     __name__ == "__main__":`` guard, as with multiprocessing.
-    ``workers``: an int or several (default: 1, the powers of two below the
-    CPU count, and the CPU count; for "crawl", I/O, 1, 4 and 16); serial
-    runs on 1. A count over ``WORKERS_PER_CPU`` (64) x the CPU count is a
-    ValueError, before anything starts; a count over the number of items
-    runs as that number (every backend: threads, processes, pools, native
-    workers, Dask workers), its row reports the workers that ran, and
-    ``meta["workers_capped"]`` says which counts were capped.
-    ``repeat``: timed runs of each (backend, workers); ``warmup``: untimed
-    runs before them, the first of which (there is always one) is checked.
-    ``progress``: a tqdm bar over the runs; default on in Jupyter or when
-    stderr is a terminal and tqdm is installed.
 
-    Returns a :class:`parpy.Report`.
+    Parameters
+    ----------
+    work : Kernel, callable, list of Stage, Pipeline or str
+        A parpy kernel or bound kernel (the Python backends run its
+        pure-Python twin), a Python callable, a pipeline (a list of
+        :class:`parpy.Stage`, or a :class:`parpy.Pipeline`), or the name of
+        a built-in workload (:data:`WORKLOADS`: "iterative", "doubling",
+        "recursive", "tiny", "skewed", "pipeline", "crawl").
+    items : iterable, optional
+        The input; by default a built-in workload's own.
+    backends : str or iterable of str, optional
+        Names from :data:`BACKENDS` (or one comma-separated string); by
+        default all but the Dask ones. "serial" always runs: it is the check
+        and the baseline. A backend that cannot run the work is reported as
+        skipped, with the reason.
+    workers : int or iterable of int, optional
+        The worker counts (default: 1, the powers of two below the CPU count,
+        and the CPU count; for "crawl", I/O, 1, 4 and 16); serial runs on 1.
+        A count over the number of items runs as that number (every
+        backend), its row reports the workers that ran, and
+        ``meta["workers_capped"]`` says which counts were capped.
+    repeat : int, default 5
+        Timed runs of each (backend, workers).
+    warmup : int, default 1
+        Untimed runs before them, the first of which (there is always one)
+        is checked.
+    progress : bool, optional
+        A tqdm bar over the runs; by default on in Jupyter or when stderr is
+        a terminal and tqdm is installed.
+    client : distributed.Client, optional
+        The Dask cluster of the Dask backends: they then run at its thread
+        count, and ``backends`` defaults to all, Dask's included.
+
+    Returns
+    -------
+    Report
+        The timings, speedups, fits and verdicts of every backend.
+
+    Raises
+    ------
+    ValueError
+        Before anything runs: an unknown workload or backend, empty
+        ``items`` or ``workers``, a worker count over ``WORKERS_PER_CPU``
+        (64) x the CPU count, ``repeat`` < 1 or ``warmup`` < 0, or a
+        ``client`` without a Dask backend.
+    TypeError
+        Before anything runs: ``work`` of another kind, no ``items`` for a
+        ``work`` that is not a built-in workload, or an argument of the
+        wrong type.
+    ImportError
+        If a Dask backend is asked for without Dask, or ``progress=True``
+        without tqdm.
+    MismatchError
+        If a backend's results differ from serial's.
+    Exception
+        What the work raised on a backend, with a note naming the backend.
     """
     workload: Workload | None = None
     if isinstance(work, str):

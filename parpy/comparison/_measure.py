@@ -24,9 +24,23 @@ def measure(
 
     The runs are interleaved, one of each call per round, and the order
     rotates from round to round, so that drift and noise on the machine fall
-    on every call alike. A run times ``number`` calls (for calls too quick to
-    time one at a time), with ``time.perf_counter``; ``after(key)`` is called
-    after each run, outside the timing.
+    on every call alike. Timed with ``time.perf_counter``.
+
+    Parameters
+    ----------
+    calls : mapping of key to callable
+        The calls to time, each taking no argument.
+    rounds : int
+        Runs of each call.
+    number : int, default 1
+        Calls a run times (for calls too quick to time one at a time).
+    after : callable, optional
+        Called as ``after(key)`` after each run, outside the timing.
+
+    Returns
+    -------
+    dict
+        For each key, the seconds per call of each of its runs.
     """
     keys = list(calls)
     times: dict[K, list[float]] = {key: [] for key in keys}
@@ -68,20 +82,59 @@ def _cpus() -> int:
 
 
 def default_workers(cpus: int | None = None) -> list[int]:
-    """1, the powers of two below the CPU count, and the CPU count."""
+    """Return 1, the powers of two below the CPU count, and the CPU count.
+
+    Parameters
+    ----------
+    cpus : int, optional
+        The CPU count; by default the CPUs this process may run on.
+
+    Returns
+    -------
+    list of int
+        The worker counts, sorted.
+    """
     cpus = _cpus() if cpus is None else cpus
     counts = [1 << k for k in range(cpus.bit_length()) if 1 << k <= cpus]
     return sorted({*counts, cpus})
 
 
 def max_workers(cpus: int | None = None) -> int:
-    """The most workers compare() takes: WORKERS_PER_CPU x the CPU count."""
+    """Return the most workers compare() takes: WORKERS_PER_CPU x the CPU count.
+
+    Parameters
+    ----------
+    cpus : int, optional
+        The CPU count; by default the CPUs this process may run on.
+
+    Returns
+    -------
+    int
+        The largest worker count compare() runs.
+    """
     return WORKERS_PER_CPU * (_cpus() if cpus is None else cpus)
 
 
 def worker_counts(workers: int | Iterable[int] | None) -> list[int]:
-    """The sweep of worker counts that compare() runs for ``workers``, sorted;
-    a count over max_workers() is a ValueError."""
+    """Return the sweep of worker counts that compare() runs for ``workers``.
+
+    Parameters
+    ----------
+    workers : int or iterable of int or None
+        One count or several; None for :func:`default_workers`.
+
+    Returns
+    -------
+    list of int
+        The counts, each once, sorted.
+
+    Raises
+    ------
+    TypeError
+        If ``workers`` or a count in it is not an int.
+    ValueError
+        If a count is < 1 or over :func:`max_workers`, or there is none.
+    """
     if workers is None:
         return default_workers()
     if isinstance(workers, int) and not isinstance(workers, bool):

@@ -74,7 +74,26 @@ _GIL_BACKENDS = frozenset({"threading", "thread-pool"})
 
 @dataclass(frozen=True)
 class Timing:
-    """The timed repeats of one backend on one worker count."""
+    """The timed repeats of one backend on one worker count.
+
+    Parameters
+    ----------
+    backend : str
+        The backend's name, not empty.
+    workers : int
+        The workers it ran on, >= 1 (1 for serial).
+    times : tuple of float
+        Wall-clock seconds of each timed repeat, each finite and > 0.
+    startup : float, default 0.0
+        Seconds to start its pool or processes, outside ``times``.
+
+    Raises
+    ------
+    ValueError
+        If a value is out of range, or ``times`` is empty.
+    TypeError
+        If ``workers`` is not an int.
+    """
 
     backend: str
     workers: int  # 1 for serial
@@ -102,7 +121,15 @@ class Timing:
 
 @dataclass(frozen=True)
 class Skip:
-    """A backend that could not run the work, and why."""
+    """A backend that could not run the work, and why.
+
+    Parameters
+    ----------
+    backend : str
+        The backend's name.
+    reason : str
+        Why it could not run the work.
+    """
 
     backend: str
     reason: str  # e.g. "the function does not pickle (a lambda): multiprocessing cannot run it"
@@ -112,7 +139,31 @@ class Skip:
 
 
 class Row(NamedTuple):
-    """The figures of one Timing."""
+    """The figures of one Timing; times in seconds.
+
+    Parameters
+    ----------
+    backend : str
+        The backend's name.
+    workers : int
+        The workers it ran on.
+    median : float
+        The median of the repeats.
+    low : float
+        The fastest repeat.
+    high : float
+        The slowest repeat.
+    speedup : float
+        The baseline's median / this median.
+    efficiency : float
+        ``speedup / workers``.
+    karp_flatt : float or None
+        The experimental serial fraction; None at one worker.
+    startup : float
+        Seconds to start the backend's pool or processes.
+    over_cpus : bool
+        More workers than CPUs.
+    """
 
     backend: str
     workers: int
@@ -127,24 +178,62 @@ class Row(NamedTuple):
 
 
 class Fit(NamedTuple):
-    """Amdahl's law ``T(p) = t1 * (serial_fraction + (1 - serial_fraction) / p)``, fitted."""
+    """Amdahl's law ``T(p) = t1 * (serial_fraction + (1 - serial_fraction) / p)``, fitted.
+
+    Parameters
+    ----------
+    serial_fraction : float
+        f, 0 to 1.
+    t1 : float
+        Seconds on one worker, fitted.
+    residual : float
+        The RMS relative error of the fit over the points.
+    """
 
     serial_fraction: float
     t1: float  # seconds on one worker, fitted
     residual: float  # RMS relative error of the fit over the points
 
     def time(self, workers: float) -> float:
-        """The fitted time on ``workers`` workers."""
+        """Return the fitted time on ``workers`` workers.
+
+        Parameters
+        ----------
+        workers : float
+            The processors p, > 0.
+
+        Returns
+        -------
+        float
+            Seconds.
+        """
         return self.t1 * (self.serial_fraction + (1 - self.serial_fraction) / workers)
 
 
 def karp_flatt(speedup: float, workers: int) -> float | None:
-    """The Karp-Flatt metric: the serial fraction that a speedup on ``workers`` implies.
+    """Return the Karp-Flatt metric: the serial fraction that a speedup on ``workers`` implies.
 
     ``e = (1/speedup - 1/p) / (1 - 1/p)``. On a machine that follows Amdahl's
     law with serial fraction f, e == f at every p; an e that grows with p
     means overhead that grows with the workers (start-up, communication, the
-    GIL). ``None`` at one worker, where it is undefined.
+    GIL).
+
+    Parameters
+    ----------
+    speedup : float
+        The speedup on ``workers``, > 0.
+    workers : int
+        The processors p, >= 1.
+
+    Returns
+    -------
+    float or None
+        e; None at one worker, where it is undefined.
+
+    Raises
+    ------
+    ValueError
+        If ``workers`` < 1 or ``speedup`` <= 0.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, not {workers}")
@@ -164,8 +253,25 @@ def amdahl_fit(workers: Sequence[int], times: Sequence[float]) -> Fit:
     error) of the best fit with ``a = 0`` (perfectly parallel, f = 0) and
     the best with ``b = 0`` (no gain from workers, f = 1). Then
     ``T1 = a + b`` and ``f = a / (a + b)``.
-    ``residual`` is the RMS of ``(fit - time) / time`` over the points. Needs
-    two or more distinct worker counts and times > 0.
+    ``residual`` is the RMS of ``(fit - time) / time`` over the points.
+
+    Parameters
+    ----------
+    workers : sequence of int
+        The worker counts p, each >= 1, two or more distinct.
+    times : sequence of float
+        The time at each, finite and > 0.
+
+    Returns
+    -------
+    Fit
+        f, T1 and the residual.
+
+    Raises
+    ------
+    ValueError
+        If the lengths differ, there are fewer than two distinct worker
+        counts, or a value is out of range.
     """
     if len(workers) != len(times):
         raise ValueError(f"{len(workers)} worker counts but {len(times)} times")
@@ -262,13 +368,39 @@ def _to_start(backend: str) -> str:
 class Report:
     """The times of one workload on several backends, and what they show.
 
-    ``work`` describes the workload, ``items`` is how many items one run
-    processes, ``cpus`` the CPUs the process could run on, ``repeat`` and
-    ``warmup`` the timed and untimed runs of each backend, ``meta`` anything
-    else worth keeping (Python, parpy and GMP versions, the machine), kept
-    as JSON values (a tuple becomes a list) so that it survives
-    :meth:`to_json`. ``timings`` must include one for the ``"serial"``
-    backend, the baseline of every speedup.
+    :func:`parpy.compare` returns one. ``rows`` holds a :class:`Row` per
+    Timing, ``verdicts`` a line per backend, ``baseline`` serial's median.
+
+    Parameters
+    ----------
+    work : str
+        Describes the workload.
+    items : int
+        How many items one run processes.
+    timings : sequence of Timing
+        What was timed; must include one for the ``"serial"`` backend, the
+        baseline of every speedup.
+    skipped : sequence of Skip, default ()
+        The backends that could not run the work.
+    cpus : int
+        The CPUs the process could run on, >= 1.
+    repeat : int
+        The timed runs of each backend.
+    warmup : int
+        The untimed runs of each backend.
+    meta : mapping, optional
+        Anything else worth keeping (Python, parpy and GMP versions, the
+        machine), kept as JSON values (a tuple becomes a list) so that it
+        survives :meth:`to_json`.
+
+    Raises
+    ------
+    TypeError
+        If a timing is not a Timing or a skip not a Skip, or ``meta`` does
+        not convert to JSON.
+    ValueError
+        If ``cpus`` < 1, there is no "serial" Timing, or ``meta`` holds a
+        NaN or an infinity.
     """
 
     rows: tuple[Row, ...]
@@ -353,10 +485,25 @@ class Report:
         )
 
     def amdahl(self, backend: str) -> Fit | None:
-        """The Amdahl fit of ``backend``'s median times; None with fewer than two worker counts.
+        """Return the Amdahl fit of ``backend``'s median times.
 
         The fit takes ``min(workers, cpus)`` as the processors p: workers
         beyond the CPUs share them, and the fitted time levels off there.
+
+        Parameters
+        ----------
+        backend : str
+            A backend of the report.
+
+        Returns
+        -------
+        Fit or None
+            The fit; None with fewer than two worker counts.
+
+        Raises
+        ------
+        ValueError
+            If the report has no timings of ``backend``.
         """
         if backend not in self._medians:
             known = ", ".join(self._backends)
@@ -487,9 +634,15 @@ class Report:
     # ---- JSON -----------------------------------------------------------------
 
     def to_json(self) -> str:
-        """The report as JSON: what was given, then the derived figures (for readers).
+        """Return the report as JSON: what was given, then the derived figures.
 
-        :meth:`from_json` reads back what was given and derives the rest again.
+        The derived figures are for readers: :meth:`from_json` reads back
+        what was given and derives the rest again.
+
+        Returns
+        -------
+        str
+            The JSON text, indented.
         """
         data = {
             "version": _JSON_VERSION,
@@ -513,7 +666,25 @@ class Report:
 
     @classmethod
     def from_json(cls, text: str) -> Report:
-        """The report that :meth:`to_json` wrote."""
+        """Return the report that :meth:`to_json` wrote.
+
+        Parameters
+        ----------
+        text : str
+            The JSON text.
+
+        Returns
+        -------
+        Report
+            The report, equal to the one written.
+
+        Raises
+        ------
+        ValueError
+            If ``text`` is not JSON, or not a parpy report of this version.
+        KeyError
+            If a field is missing.
+        """
         data = json.loads(text)
         if data.get("version") != _JSON_VERSION:
             raise ValueError(
@@ -552,7 +723,19 @@ class Report:
     # ---- pandas and matplotlib --------------------------------------------------
 
     def to_pandas(self) -> pandas.DataFrame:
-        """The rows as a DataFrame, one row per Row, its columns Row's fields."""
+        """Return the rows as a pandas DataFrame.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per :class:`Row`, its columns Row's fields; ``attrs``
+            holds work, items, cpus and baseline.
+
+        Raises
+        ------
+        ImportError
+            If pandas is not installed.
+        """
         try:
             import pandas
         except ImportError:
@@ -562,7 +745,7 @@ class Report:
         return frame
 
     def plot(self) -> Figure:
-        """A figure of two panels: time, and speedup over serial, against workers.
+        """Return a figure of two panels: time, and speedup over serial, against workers.
 
         Per backend: the median time with its spread (min to max), the
         speedup, and the Amdahl fit (dashed); the ideal speedup ``p``, serial
@@ -571,6 +754,16 @@ class Report:
         log-log, so the ideal speedup is a diagonal. Built on
         ``matplotlib.figure.Figure`` (no pyplot state):
         ``report.plot().savefig("compare.png")`` works without a display.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure.
+
+        Raises
+        ------
+        ImportError
+            If matplotlib is not installed.
         """
         try:
             from matplotlib.figure import Figure

@@ -39,8 +39,30 @@ def make_ns(
 ) -> list[int]:
     """Return ``count`` values of n in ``[n_min, n_max]``, reproducibly from ``seed``.
 
-    ``"uniform"`` draws n uniformly; ``"loguniform"`` draws log(n) uniformly,
-    a batch whose item costs differ by orders of magnitude.
+    Parameters
+    ----------
+    count : int
+        How many values.
+    n_min : int
+        The least value, >= 0.
+    n_max : int
+        The greatest value, >= ``n_min``.
+    distribution : {"uniform", "loguniform"}, default "uniform"
+        ``"uniform"`` draws n uniformly; ``"loguniform"`` draws log(n)
+        uniformly, a batch whose item costs differ by orders of magnitude.
+    seed : int, default 0
+        The seed of the draw.
+
+    Returns
+    -------
+    list of int
+        The values, in the order drawn.
+
+    Raises
+    ------
+    ValueError
+        If not ``0 <= n_min <= n_max``, ``n_min`` is 0 for "loguniform", or
+        the distribution is unknown.
     """
     if not 0 <= n_min <= n_max:
         raise ValueError(f"need 0 <= n_min <= n_max, not n_min={n_min}, n_max={n_max}")
@@ -59,7 +81,17 @@ def make_ns(
 
 
 class Variant(NamedTuple):
-    """A backend run with options, reported as a backend of its own."""
+    """A backend run with options, reported as a backend of its own.
+
+    Parameters
+    ----------
+    name : str
+        Its name in the report, e.g. "parpy[chunksize=16]".
+    backend : str
+        The backend it runs on, e.g. "parpy".
+    options : tuple of (str, object) pairs
+        The options it passes, e.g. ``(("chunksize", 16),)``.
+    """
 
     name: str  # e.g. "parpy[chunksize=16]"
     backend: str  # e.g. "parpy"
@@ -72,16 +104,41 @@ def _variants(backend: str, option: str, values: Iterable[Any]) -> tuple[Variant
 
 @dataclass(frozen=True)
 class Workload:
-    """A built-in workload: ``count`` values of n drawn by :func:`make_ns`, put
-    through ``work`` (a kernel, or a pipeline's stages, fed the decimal text
-    of each n).
+    """A built-in workload: ``count`` values of n put through ``work``.
 
-    A workload with a ``site`` runs against a website instead: its items are
-    the paths of ``count`` pages ("/p/0.html", ...), and :func:`parpy.compare`
-    serves them for the run (:meth:`serve`): ``site(pages)`` starts a
-    :class:`parpy.crawler.Site`, the items become its URLs, and each kernel
-    stage is bound to its root URL. ``workers``, when set, is the sweep of
-    worker counts that compare() runs when it is given none."""
+    The values are drawn by :func:`make_ns`; a pipeline's stages are fed the
+    decimal text of each n. A workload with a ``site`` runs against a
+    website instead: its items are the paths of ``count`` pages
+    ("/p/0.html", ...), and :func:`parpy.compare` serves them for the run
+    (:meth:`serve`): ``site(pages)`` starts a :class:`parpy.crawler.Site`,
+    the items become its URLs, and each kernel stage is bound to its root
+    URL.
+
+    Parameters
+    ----------
+    work : Kernel or tuple of Stage
+        A kernel, or a pipeline's stages.
+    count : int
+        The items of a run.
+    n_min : int
+        The least n, as in :func:`make_ns`.
+    n_max : int
+        The greatest n.
+    about : str
+        What it shows.
+    distribution : {"uniform", "loguniform"}, default "uniform"
+        How the n are drawn.
+    variants : tuple of Variant, default ()
+        Runs with options, beside the plain backends.
+    seed : int, default 0
+        The seed of the draw.
+    site : callable, optional
+        Serves the items: called with a page count, returns a started
+        :class:`parpy.crawler.Site` of that many pages.
+    workers : tuple of int, optional
+        The sweep of worker counts compare() runs when it is given none; by
+        default :func:`parpy.comparison.default_workers`.
+    """
 
     work: Kernel | tuple[Stage, ...]
     count: int
@@ -105,9 +162,24 @@ class Workload:
         return f"{what} over {self.count} n{spread} in [{self.n_min}, {self.n_max}]"
 
     def items(self, count: int | None = None) -> list[Any]:
-        """The workload's input: ``count`` (default: its own) values of n; for
-        a pipeline, their decimal text; for a workload with a site, the paths
-        of that many pages."""
+        """Return the workload's input.
+
+        Parameters
+        ----------
+        count : int, optional
+            How many items; by default the workload's own ``count``.
+
+        Returns
+        -------
+        list
+            The values of n; for a pipeline, their decimal text; for a
+            workload with a site, the paths of that many pages.
+
+        Raises
+        ------
+        ValueError
+            As :func:`make_ns`.
+        """
         count = self.count if count is None else count
         if self.site is not None:
             return [page_path(i) for i in range(count)]
@@ -115,10 +187,29 @@ class Workload:
         return ns if isinstance(self.work, Kernel) else [str(n) for n in ns]
 
     def serve(self, items: list[Any], stack: ExitStack) -> tuple[object, list[Any]]:
-        """The work and the items that run: for a workload with a site, a
-        site of ``len(items)`` pages started now and closed by ``stack``, the
-        items (paths) as its URLs and the kernel stages bound to its root
-        URL; for any other, ``work`` and ``items`` as they are."""
+        """Return the work and the items that run.
+
+        For a workload with a site: a site of ``len(items)`` pages started
+        now, the items (paths) as its URLs and the kernel stages bound to its
+        root URL. For any other: ``work`` and ``items`` as they are.
+
+        Parameters
+        ----------
+        items : list
+            The items, from :meth:`items`.
+        stack : contextlib.ExitStack
+            Closes the site when it closes.
+
+        Returns
+        -------
+        tuple
+            ``(work, items)``, as :func:`parpy.compare` takes them.
+
+        Raises
+        ------
+        RuntimeError
+            If the site's server does not start.
+        """
         if self.site is None or isinstance(self.work, Kernel):
             return self.work, items
         site = stack.enter_context(self.site(len(items)))

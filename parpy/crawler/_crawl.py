@@ -126,22 +126,61 @@ def crawl(
     progress: bool = False,
     backend: str = "native",
 ) -> CrawlResult:
-    """Fetches urls and, up to ``depth`` links away, the pages they link to,
-    breadth first, each URL once; returns a :class:`CrawlResult`.
+    """Fetch urls and, up to ``depth`` links away, the pages they link to.
 
-    ``workers`` fetch at once, at most ``per_host`` to one host; each page
-    has ``timeout`` seconds (at most a day) for all its requests, redirects
-    included, and reads at most ``max_bytes`` (the page is then cut and
-    marked). A start URL's ``user:password@`` is sent as HTTP Basic auth to
-    that URL's scheme, host and port only. With ``same_host`` only the start
-    URLs' hosts are crawled, redirects included. ``max_pages`` bounds the URLs fetched.
-    ``respect_robots``: obey each host's robots.txt (fetched once a crawl).
-    ``progress``: a tqdm bar of the pages done. ``backend``: the pipeline's
-    ("native", "threading", "multiprocessing").
+    Breadth first, each URL once, as a parpy pipeline (fetch, then extract
+    the links natively). A start URL's ``user:password@`` is sent as HTTP
+    Basic auth to that URL's scheme, host and port only. Whatever a fetch
+    raises is recorded on its page; none stops the crawl.
 
-    Whatever a fetch raises is recorded on its page. Ctrl-C stops the crawl
-    at once, the fetches in flight included: the KeyboardInterrupt raised
-    carries the pages fetched so far as its ``result`` attribute.
+    Parameters
+    ----------
+    urls : str or iterable of str
+        The start URLs, http or https.
+    depth : int, default 0
+        How many links away from a start URL to go (0: the start URLs only).
+    workers : int, default 8
+        Fetches at once.
+    same_host : bool, default True
+        Crawl only the start URLs' hosts, redirects included.
+    timeout : float, default 10.0
+        Seconds each page has for all its requests, redirects included; at
+        most a day.
+    max_pages : int, optional
+        The most URLs fetched; by default no limit.
+    max_bytes : int, default 8 MiB
+        The most bytes read of a page; a longer page is cut and marked.
+    per_host : int, default 2
+        Fetches at once to one host.
+    respect_robots : bool, default True
+        Obey each host's robots.txt (fetched once a crawl).
+    user_agent : str, default "parpy-crawl/0.1.0 (Python-urllib)"
+        The User-Agent header, printable ASCII.
+    progress : bool, default False
+        Show a progress bar (tqdm) of the pages done.
+    backend : {"native", "threading", "multiprocessing"}, default "native"
+        The pipeline's backend.
+
+    Returns
+    -------
+    CrawlResult
+        A :class:`Page` for every URL taken on, in the order fetched.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type (a URL not a str, a count not an
+        int, ...).
+    ValueError
+        If a start URL is not http(s) or is malformed, two start URLs give
+        different credentials for one origin, a number is out of range,
+        ``backend`` is unknown, or ``user_agent`` is not printable ASCII.
+    ImportError
+        If ``progress=True`` and tqdm is not installed.
+    KeyboardInterrupt
+        On Ctrl-C, which stops the crawl at once, the fetches in flight
+        included; it carries the pages fetched so far as its ``result``
+        attribute.
     """
     starts, auth = _start_urls(urls)
     depth = _number("depth", depth, 0, True)

@@ -11,11 +11,28 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def normalize(url: str) -> str | None:
-    """url as the crawl keys it: scheme and host lower-cased, the userinfo
-    (``user:password@``), the default port and the fragment dropped, an empty
-    path made "/", unsafe characters percent-encoded as a browser does. None
-    for a scheme other than http(s); ValueError if it is malformed (no host,
-    a host no lookup can take, a bad port, a bad IPv6 literal)."""
+    """Return url as the crawl keys it.
+
+    Scheme and host lower-cased, the userinfo (``user:password@``), the
+    default port and the fragment dropped, an empty path made "/", unsafe
+    characters percent-encoded as a browser does.
+
+    Parameters
+    ----------
+    url : str
+        The URL.
+
+    Returns
+    -------
+    str or None
+        The normalised URL; None for a scheme other than http(s).
+
+    Raises
+    ------
+    ValueError
+        If it is malformed: no host, a host no lookup can take, a bad port,
+        a bad IPv6 literal.
+    """
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:

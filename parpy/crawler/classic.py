@@ -40,8 +40,41 @@ def crawl(
     max_bytes: int = MAX_BYTES,
     user_agent: str = USER_AGENT,
 ) -> CrawlResult:
-    """Fetches urls and the pages they link to, up to depth links away.
-    ``timeout`` (seconds, at most a day) bounds each socket operation."""
+    """Fetch urls and the pages they link to, up to depth links away.
+
+    The twin of :func:`parpy.crawl`, as the classic material writes it.
+
+    Parameters
+    ----------
+    urls : str or iterable of str
+        The start URLs; those not http(s) are left out.
+    depth : int, default 0
+        How many links away from a start URL to go.
+    workers : int, default 8
+        The ThreadPoolExecutor's workers.
+    same_host : bool, default True
+        Crawl only the start URLs' hosts.
+    timeout : float, default 10.0
+        Seconds that bound each socket operation, at most a day.
+    max_pages : int, optional
+        The most URLs fetched; by default no limit.
+    max_bytes : int, default 8 MiB
+        The most bytes kept of a page; a longer page is cut and marked.
+    user_agent : str, default "parpy-crawl/0.1.0 (Python-urllib)"
+        The User-Agent header.
+
+    Returns
+    -------
+    CrawlResult
+        A :class:`~parpy.crawler.Page` for every URL fetched.
+
+    Raises
+    ------
+    TypeError
+        If ``timeout`` is not a number.
+    ValueError
+        If ``timeout`` is out of range, or a start URL is malformed.
+    """
     timeout = _timeout(timeout)
     keys = [normalize(u) for u in ([urls] if isinstance(urls, str) else urls)]
     level = [u for u in dict.fromkeys(keys) if u is not None]

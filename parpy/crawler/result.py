@@ -22,13 +22,33 @@ __all__ = ["CrawlResult", "Page"]
 class Page(NamedTuple):
     """What the crawl learned about one URL.
 
-    ``status`` is the HTTP status (None when no response came); ``links`` the
-    page's links, resolved and normalised, in document order (None when the
-    page was not parsed); ``truncated`` that the body was cut at max_bytes;
-    ``error`` a "kind: message" string, kind one of robots, offsite, dns,
-    refused, timeout, tls, connection, http, http-protocol, incomplete,
-    redirect, redirect-loop, cancelled, error, or None. A page with an error
-    is never parsed (``links`` None).
+    A page with an error is never parsed (``links`` None).
+
+    Parameters
+    ----------
+    url : str
+        The URL, normalised.
+    final_url : str or None
+        Where its redirects ended; None when no response came.
+    status : int or None
+        The HTTP status; None when no response came.
+    content_type : str or None
+        The response's media type, e.g. "text/html".
+    bytes : int
+        The bytes of the body read.
+    elapsed : float
+        Seconds its fetch took.
+    links : tuple of str or None
+        The page's links, resolved and normalised, in document order; None
+        when the page was not parsed.
+    depth : int
+        Links away from a start URL.
+    truncated : bool, default False
+        The body was cut at max_bytes.
+    error : str or None, default None
+        A "kind: message" string, kind one of robots, offsite, dns, refused,
+        timeout, tls, connection, http, http-protocol, incomplete, redirect,
+        redirect-loop, cancelled, error.
     """
 
     url: str
@@ -43,20 +63,30 @@ class Page(NamedTuple):
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """Return the page as JSON values.
+
+        Returns
+        -------
+        dict
+            The fields by name, ``links`` a list.
+        """
         row = self._asdict()
         row["links"] = None if self.links is None else list(self.links)
         return row
 
 
 class CrawlResult:
-    """The pages of a crawl: iterable over :class:`Page` (in the order they
-    were fetched), and a mapping by normalised URL (``result[url]``,
-    ``url in result``, ``result.get(url)``, ``result.urls()``).
+    """The pages of a crawl, from :func:`parpy.crawl`.
 
-    ``malformed`` counts the links kept out of the frontier as malformed;
-    ``interrupted`` says Ctrl-C ended it early; ``stats`` holds each level's
-    :class:`~parpy.PipelineStats` (empty for the reference crawler).
-    JSON through ``as_dict()``/``to_json()``; a table in Jupyter."""
+    Iterable over :class:`Page` (in the order they were fetched), and a
+    mapping by normalised URL (``result[url]``, ``url in result``,
+    ``result.get(url)``, ``result.urls()``). ``malformed`` counts the links
+    kept out of the frontier as malformed; ``interrupted`` says Ctrl-C ended
+    it early; ``elapsed`` is the crawl's seconds; ``stats`` holds each
+    level's :class:`~parpy.PipelineStats` (empty for the reference crawler).
+    JSON through ``as_dict()``/``to_json()``; a table in Jupyter. Made empty
+    by the crawler, which fills it.
+    """
 
     def __init__(self) -> None:
         self._pages: dict[str, Page] = {}
@@ -88,9 +118,30 @@ class CrawlResult:
         return key in self._pages
 
     def get(self, url: str, default: Page | None = None) -> Page | None:
+        """Return the page of url, or ``default``.
+
+        Parameters
+        ----------
+        url : str
+            The URL, normalised here as the crawl keys it.
+        default : Page, optional
+            What to return if the crawl did not take url on.
+
+        Returns
+        -------
+        Page or None
+            The page, or ``default``.
+        """
         return self[url] if url in self else default
 
     def urls(self) -> list[str]:
+        """Return the URLs of the pages, in the order fetched.
+
+        Returns
+        -------
+        list of str
+            The normalised URLs.
+        """
         return list(self._pages)
 
     @property
@@ -99,6 +150,14 @@ class CrawlResult:
         return {p.url: p.error for p in self if p.error is not None}
 
     def as_dict(self) -> dict[str, Any]:
+        """Return the crawl as JSON values.
+
+        Returns
+        -------
+        dict
+            pages (each :meth:`Page.as_dict`), malformed, interrupted and
+            elapsed.
+        """
         return {
             "pages": [p.as_dict() for p in self],
             "malformed": self.malformed,
@@ -107,6 +166,18 @@ class CrawlResult:
         }
 
     def to_json(self, **kwargs: Any) -> str:
+        """Return :meth:`as_dict` as JSON text.
+
+        Parameters
+        ----------
+        **kwargs : object
+            Passed on to ``json.dumps`` (``indent=2``, ...).
+
+        Returns
+        -------
+        str
+            The JSON text.
+        """
         return json.dumps(self.as_dict(), **kwargs)
 
     def _summary(self) -> str:

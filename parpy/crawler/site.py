@@ -50,13 +50,43 @@ PAGE_PATH = re.compile(r"/p/(0|[1-9][0-9]*)\.html")
 
 
 def page_path(i: int) -> str:
-    """The path of page i."""
+    """Return the path of page i.
+
+    Parameters
+    ----------
+    i : int
+        The page's number.
+
+    Returns
+    -------
+    str
+        "/p/{i}.html".
+    """
     return f"/p/{i}.html"
 
 
 def fetch(url: str) -> bytes:
-    """The body at url, by a plain urllib GET (HTTPError for a status >= 400):
-    the fetch stage of ``compare("crawl")``, picklable for worker processes."""
+    """Return the body at url, by a plain urllib GET.
+
+    The fetch stage of ``compare("crawl")``, picklable for worker processes.
+
+    Parameters
+    ----------
+    url : str
+        The URL.
+
+    Returns
+    -------
+    bytes
+        The body.
+
+    Raises
+    ------
+    urllib.error.HTTPError
+        For a status >= 400.
+    urllib.error.URLError
+        If there is no answer (refused, timeout, ...).
+    """
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:
         body: bytes = response.read()
@@ -205,17 +235,37 @@ def _serve(content: _Content, delay: float, requests: Any, port: Connection) -> 
 
 
 class Site:
-    """A generated website of ``pages`` pages, served on 127.0.0.1 by a child
-    process from the moment it is made until :meth:`close` (or the end of a
-    ``with`` block).
+    """A generated website, served on 127.0.0.1 by a child process.
 
-    ``url`` is its root, "http://127.0.0.1:PORT/", the index page, which
-    links every page: a crawl of depth 1 from it fetches them all.
-    :meth:`urls` lists the pages' URLs; :meth:`requests` counts the requests
-    served; ``pid`` is the server process's id. Page i ("/p/{i}.html")
-    answers after ``delay`` seconds with about ``size`` bytes of HTML and
-    ``links`` links to other pages, drawn from ``seed``; the index and
+    Served from the moment it is made until :meth:`close` (or the end of a
+    ``with`` block). ``url`` is its root, "http://127.0.0.1:PORT/", the index
+    page, which links every page: a crawl of depth 1 from it fetches them
+    all. :meth:`urls` lists the pages' URLs; :meth:`requests` counts the
+    requests served; ``pid`` is the server process's id. The index and
     "/robots.txt" (which allows everything) answer at once.
+
+    Parameters
+    ----------
+    pages : int, default 200
+        The pages, >= 1; page i is "/p/{i}.html".
+    delay : float, default 0.02
+        Seconds a page takes to answer.
+    links : int, default 8
+        Links on each page to other pages.
+    size : int, default 16384
+        About how many bytes of HTML a page has.
+    seed : int, default 0
+        Draws the pages' links and text, reproducibly.
+
+    Raises
+    ------
+    TypeError
+        If ``pages``, ``links``, ``size`` or ``seed`` is not an int.
+    ValueError
+        If a number is out of range, or ``delay`` is not a number >= 0.
+    RuntimeError
+        If the server process does not report its port within
+        ``START_TIMEOUT`` seconds, or exits first.
     """
 
     def __init__(
@@ -260,11 +310,23 @@ class Site:
         self.pid: int = process.pid
 
     def urls(self) -> list[str]:
-        """The pages' URLs, in order, as parpy.crawl keys them (the index, ``url``, aside)."""
+        """Return the pages' URLs, in order, as parpy.crawl keys them.
+
+        Returns
+        -------
+        list of str
+            The URL of each page (the index, ``url``, aside).
+        """
         return [self.url + page_path(i)[1:] for i in range(self.pages)]
 
     def requests(self) -> int:
-        """How many requests the server has answered or is answering."""
+        """Return how many requests the server has answered or is answering.
+
+        Returns
+        -------
+        int
+            The count, since the site started.
+        """
         return int(self._requests.value)
 
     def close(self) -> None:

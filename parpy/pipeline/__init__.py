@@ -57,18 +57,38 @@ def _runner(backend: str, stages: tuple[Stage, ...], maxsize: int, ordered: bool
 
 
 class Pipeline:
-    """Items flow through ``stages`` in turn, each stage with workers of its
-    own, at most ``maxsize`` items in flight.
+    """Items flow through ``stages`` in turn, each stage with workers of its own.
 
-    ``stages`` are :class:`Stage` objects or bare callables (one worker
-    each). ``ordered``: results in input order, streamed as soon as every
-    earlier one is out; else in completion order. ``backend``: "native"
-    (parpy's threads; kernels compute without the GIL and pass C values to
-    the next kernel), "threading" or "multiprocessing". ``progress``: a tqdm
-    bar of the items out.
+    At most ``maxsize`` items are in flight. One run at a time: a second map
+    or imap while one is unfinished (in any thread) raises RuntimeError. As a
+    context manager, the pipeline is closed at the end of the ``with`` block.
 
-    One run at a time: a second map or imap while one is unfinished (in any
-    thread) raises RuntimeError.
+    Parameters
+    ----------
+    stages : iterable of Stage or callable
+        The steps, in order: :class:`Stage` objects or bare callables (one
+        worker each).
+    maxsize : int, default 4096
+        The most items in flight, from being read off the input until their
+        result is taken.
+    ordered : bool, default True
+        Results in input order, streamed as soon as every earlier one is
+        out; else in completion order.
+    backend : {"native", "threading", "multiprocessing"}, default "native"
+        "native": parpy's threads; kernels compute without the GIL and pass C
+        values to the next kernel.
+    progress : bool, default False
+        Show a progress bar (tqdm) of the items out.
+
+    Raises
+    ------
+    TypeError
+        If ``stages`` is not an iterable, a stage is not callable, or
+        ``maxsize``, ``ordered`` or ``progress`` has the wrong type.
+    ValueError
+        If there is no stage, ``maxsize`` < 1 or ``backend`` is unknown.
+    ImportError
+        If ``progress=True`` and tqdm is not installed.
     """
 
     def __init__(
@@ -108,14 +128,54 @@ class Pipeline:
         self._running = False
 
     def map(self, items: Iterable[Any]) -> list[Any]:
-        """The results for every item, as a list."""
+        """Run the items through the stages; return every result, as a list.
+
+        Parameters
+        ----------
+        items : iterable
+            The input, read lazily on a thread of the pipeline.
+
+        Returns
+        -------
+        list
+            The results (in input order when ``ordered``).
+
+        Raises
+        ------
+        ValueError
+            If the pipeline is closed.
+        RuntimeError
+            If another run of this pipeline is unfinished.
+        Exception
+            The first exception of a stage or of the input iterator (the one
+            of the lowest input position), with a note of the stage and the
+            item's position.
+        """
         return list(self.imap(items))
 
     def imap(self, items: Iterable[Any]) -> Iterator[Any]:
-        """The results as they leave the last stage; the input is read lazily.
+        """Return an iterator of the results as they leave the last stage.
 
-        The run starts at the first ``next()`` (which raises RuntimeError if
-        another run of this pipeline is unfinished)."""
+        The input is read lazily. The run starts at the first ``next()``,
+        which raises RuntimeError if another run of this pipeline is
+        unfinished; a stage's exception is raised by ``next()`` as in
+        :meth:`map`. Closing the iterator stops the run.
+
+        Parameters
+        ----------
+        items : iterable
+            The input, possibly endless.
+
+        Returns
+        -------
+        iterator
+            The results (in input order when ``ordered``).
+
+        Raises
+        ------
+        ValueError
+            If the pipeline is closed.
+        """
         if self._closed:
             raise ValueError("Pipeline is closed")
         return self._imap(iter(items), _progress.total_of(items))
@@ -142,11 +202,18 @@ class Pipeline:
                 self._running = False
 
     def stats(self) -> PipelineStats:
-        """Figures of the run in progress, or of the last one."""
+        """Return the figures of the run in progress, or of the last one.
+
+        Returns
+        -------
+        PipelineStats
+            Per stage: items, busy and blocked time, utilisation; and the
+            bottleneck.
+        """
         return PipelineStats(self.backend, self.stages, self._runner.snapshot())
 
     def close(self) -> None:
-        """Stops a run in progress and releases the workers. Idempotent."""
+        """Stop a run in progress and release the workers. Idempotent."""
         with self._lock:
             self._closed = True
         self._runner.close()

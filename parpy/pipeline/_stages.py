@@ -22,12 +22,27 @@ def count(what: str, value: object) -> int:
 
 
 class Stage:
-    """One step of a :class:`Pipeline`: ``func`` applied to every item by
-    ``workers`` workers of its own.
+    """One step of a :class:`Pipeline`: ``func`` applied to every item.
 
-    ``func`` is a parpy kernel (computed on native threads without the GIL),
-    a bound kernel (``parpy.fib_mod.bind(m)``) or any Python callable of one
-    argument. ``name`` labels the stage in errors and :meth:`Pipeline.stats`.
+    Parameters
+    ----------
+    func : callable
+        A parpy kernel (computed on native threads without the GIL), a bound
+        kernel (``parpy.fib_mod.bind(m)``) or any Python callable of one
+        argument.
+    workers : int, default 1
+        The stage's own workers.
+    name : str, optional
+        Labels the stage in errors and :meth:`Pipeline.stats`; by default
+        the function's name.
+
+    Raises
+    ------
+    TypeError
+        If ``func`` is not callable or is a kernel of several arguments not
+        bound, ``workers`` is not an int, or ``name`` not a str.
+    ValueError
+        If ``workers`` < 1.
     """
 
     __slots__ = ("func", "name", "workers")

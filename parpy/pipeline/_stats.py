@@ -11,6 +11,30 @@ from parpy.pipeline._stages import RawStage, RawStats, Stage
 
 
 class StageStats(NamedTuple):
+    """The figures of one stage of a pipeline run; times in seconds, summed over its workers.
+
+    Parameters
+    ----------
+    number : int
+        Its place in the pipeline, from 0.
+    name : str
+        The stage's name.
+    workers : int
+        Its workers.
+    items_in : int
+        Items it took.
+    items_out : int
+        Items it passed on.
+    busy : float
+        Time in the stage's function.
+    blocked_in : float
+        Time waiting on an empty input.
+    blocked_out : float
+        Time waiting for room after it.
+    utilisation : float
+        ``busy / (usable workers * wall)``, 0 to 1.
+    """
+
     number: int  # its place in the pipeline, from 0
     name: str
     workers: int
@@ -30,10 +54,21 @@ def _utilisation(row: RawStage, workers: int, wall: float) -> float:
 
 
 class PipelineStats:
-    """A pipeline's figures, per stage: ``stats.stages`` (StageStats),
-    ``stats.bottleneck`` (the busiest stage's name, by utilisation),
-    ``stats.wall`` (seconds), ``stats.running``. Prints as a table and
-    renders as HTML in Jupyter."""
+    """A pipeline's figures, per stage, from :meth:`Pipeline.stats`.
+
+    ``stats.stages`` (StageStats), ``stats.bottleneck`` (the busiest stage's
+    name, by utilisation), ``stats.wall`` (seconds), ``stats.running``.
+    Prints as a table and renders as HTML in Jupyter.
+
+    Parameters
+    ----------
+    backend : str
+        The pipeline's backend.
+    stages : sequence of Stage
+        The pipeline's stages.
+    raw : RawStats or None
+        What the backend counted; None before the first run.
+    """
 
     __slots__ = ("backend", "input_blocked", "items", "running", "stages", "wall")
 
@@ -67,6 +102,14 @@ class PipelineStats:
         return max(self.stages, key=lambda s: s.utilisation)
 
     def as_dict(self) -> dict[str, Any]:
+        """Return the figures as JSON values.
+
+        Returns
+        -------
+        dict
+            backend, wall, running, items, input_blocked, bottleneck, and a
+            dict of each stage's figures.
+        """
         return {
             "backend": self.backend,
             "wall": self.wall,

@@ -52,7 +52,19 @@ _worker_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # of eve
 
 
 class ApplyResult:
-    """The result of ``apply_async``: ``get``, ``wait``, ``ready``, ``successful``."""
+    """The result of ``apply_async``: ``get``, ``wait``, ``ready``, ``successful``.
+
+    Made by the pool (``parpy.pool.AsyncResult`` is this class), not by users.
+
+    Parameters
+    ----------
+    pool : Pool
+        The pool that computes it.
+    callback : callable or None
+        Called with the value once it is there, on the worker thread.
+    error_callback : callable or None
+        Called with the exception instead, if the call failed.
+    """
 
     def __init__(
         self,
@@ -72,17 +84,63 @@ class ApplyResult:
         self._cache[self._job] = self
 
     def ready(self) -> bool:
+        """Return whether the call has completed.
+
+        Returns
+        -------
+        bool
+            True once the value or the exception is there.
+        """
         return self._event.is_set()
 
     def successful(self) -> bool:
+        """Return whether the call completed without raising.
+
+        Returns
+        -------
+        bool
+            True if it returned a value, False if it raised.
+
+        Raises
+        ------
+        ValueError
+            If the result is not ready.
+        """
         if not self.ready():
             raise ValueError(f"{self!r} not ready")
         return self._success
 
     def wait(self, timeout: float | None = None) -> None:
+        """Wait until the result is ready, or ``timeout`` seconds have passed.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait at most; by default, until it is ready.
+        """
         self._event.wait(timeout)
 
     def get(self, timeout: float | None = None) -> Any:
+        """Return the value, once it is there; raise the call's exception if it failed.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait at most; by default, until it is ready.
+
+        Returns
+        -------
+        object
+            The value of the call (for ``map_async``, the list of values).
+
+        Raises
+        ------
+        multiprocessing.TimeoutError
+            If it is not ready within ``timeout`` seconds.
+        Exception
+            The exception of the call, with the worker's traceback;
+            RuntimeError if the pool was terminated before it finished.
+        """
         self.wait(timeout)
         if not self.ready():
             raise TimeoutError
@@ -224,7 +282,40 @@ def _worker(
 
 
 class Pool:
-    """multiprocessing.Pool on native threads: see the module docstring."""
+    """multiprocessing.Pool on native threads.
+
+    The semantics are those of ``multiprocessing.pool.ThreadPool`` (same
+    methods, results, exceptions with the worker's traceback, lifecycle). A
+    parpy kernel passed as ``func`` runs as native batches that the workers
+    compute together with the GIL released; a Python callable runs on the
+    workers with the GIL taken per call. As a context manager, the pool is
+    terminated at the end of the ``with`` block.
+
+    Parameters
+    ----------
+    processes : int, optional
+        The worker threads; by default ``parpy.get_num_threads()``.
+    initializer : callable, optional
+        Called as ``initializer(*initargs)`` by each worker when it starts;
+        if it raises, the pool is broken: pending and later work fails with
+        RuntimeError.
+    initargs : tuple, default ()
+        The arguments of ``initializer``.
+    maxtasksperchild : int, optional
+        Tasks a worker thread runs before a fresh one (and its initializer)
+        takes over; by default it runs for the pool's lifetime.
+
+    Raises
+    ------
+    ValueError
+        If ``processes`` < 1 or ``maxtasksperchild`` is not a positive int.
+    TypeError
+        If ``processes`` is not an int or ``initializer`` not callable.
+
+    See Also
+    --------
+    parpy.pool : The differences from the stdlib, and how work is run.
+    """
 
     def __init__(
         self,
@@ -356,7 +447,33 @@ class Pool:
         args: tuple[Any, ...] = (),
         kwds: dict[str, Any] = {},  # noqa: B006
     ) -> Any:
-        """Call ``func(*args, **kwds)`` on a worker and return its result."""
+        """Call ``func(*args, **kwds)`` on a worker and return its result.
+
+        Parameters
+        ----------
+        func : callable
+            A parpy kernel (a native batch of one call) or any callable.
+        args : tuple, default ()
+            Its positional arguments.
+        kwds : dict, default {}
+            Its keyword arguments (a kernel given any runs as a Python call).
+
+        Returns
+        -------
+        object
+            What ``func`` returned.
+
+        Raises
+        ------
+        ValueError
+            If the pool is not running (closed or terminated).
+        RuntimeError
+            If a worker's initializer failed, or the pool was terminated
+            before the call finished.
+        Exception
+            What ``func`` raised (for a kernel: its error for a bad
+            argument), with the worker's traceback.
+        """
         return self.apply_async(func, args, kwds).get()
 
     def apply_async(
@@ -367,7 +484,34 @@ class Pool:
         callback: Callable[[Any], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
     ) -> ApplyResult:
-        """Call ``func(*args, **kwds)`` on a worker; return an AsyncResult."""
+        """Call ``func(*args, **kwds)`` on a worker; return an AsyncResult.
+
+        Parameters
+        ----------
+        func : callable
+            A parpy kernel (a native batch of one call) or any callable.
+        args : tuple, default ()
+            Its positional arguments.
+        kwds : dict, default {}
+            Its keyword arguments.
+        callback : callable, optional
+            Called with the value once it is there, on the worker thread.
+        error_callback : callable, optional
+            Called with the exception instead, if the call failed.
+
+        Returns
+        -------
+        AsyncResult
+            Its ``get()`` returns the value or raises the call's exception
+            (for a kernel, also its error for a bad argument).
+
+        Raises
+        ------
+        ValueError
+            If the pool is not running (closed or terminated).
+        RuntimeError
+            If a worker's initializer failed.
+        """
         self._check_running()
         result = ApplyResult(self, callback, error_callback)
         kernel = kernel_for(func, len(args), kwds)
@@ -398,6 +542,39 @@ class Pool:
         worker helps compute, the GIL released (``chunksize`` then means
         chunks of that many items in input order; by default chunks are sized
         by estimated cost, the costliest first).
+
+        Parameters
+        ----------
+        func : callable
+            A parpy kernel or any callable of one argument.
+        iterable : iterable
+            The items, read whole before any work starts.
+        chunksize : int, optional
+            Items per task; by default about four tasks per worker (for a
+            kernel, chunks sized by estimated cost).
+        progress : bool, default False
+            Show a progress bar (tqdm).
+
+        Returns
+        -------
+        list
+            The results, in input order.
+
+        Raises
+        ------
+        ValueError
+            If the pool is not running, or ``chunksize`` < 1.
+        TypeError
+            If ``chunksize`` is not an int or ``progress`` not a bool.
+        ImportError
+            If ``progress=True`` and tqdm is not installed.
+        RuntimeError
+            If a worker's initializer failed, or the pool was terminated
+            before the work finished.
+        Exception
+            The first exception that ``func`` raised (for a kernel: a bad
+            item's, noting its position, before any work), with the worker's
+            traceback.
         """
         return self._map(func, iterable, chunksize, False, progress)
 
@@ -409,7 +586,31 @@ class Pool:
         *,
         progress: bool = False,
     ) -> list[Any]:
-        """Like :meth:`map`, with each item unpacked as arguments: ``func(*x)``."""
+        """Like :meth:`map`, with each item unpacked as arguments: ``func(*x)``.
+
+        Parameters
+        ----------
+        func : callable
+            A parpy kernel (``parpy.fib_mod``) or any callable.
+        iterable : iterable of iterables
+            The argument tuples, read whole before any work starts.
+        chunksize : int, optional
+            Items per task, as in :meth:`map`.
+        progress : bool, default False
+            Show a progress bar (tqdm).
+
+        Returns
+        -------
+        list
+            ``func(*x)`` for each item, in input order.
+
+        Raises
+        ------
+        ValueError, TypeError, ImportError, RuntimeError
+            As :meth:`map`.
+        Exception
+            The first exception that ``func`` raised.
+        """
         return self._map(func, iterable, chunksize, True, progress)
 
     def map_async(
@@ -422,7 +623,39 @@ class Pool:
         *,
         progress: bool = False,
     ) -> MapResult:
-        """Asynchronous :meth:`map`: return an AsyncResult of the list."""
+        """Asynchronous :meth:`map`: return an AsyncResult of the list.
+
+        Parameters
+        ----------
+        func : callable
+            A parpy kernel or any callable of one argument.
+        iterable : iterable
+            The items, read whole before any work starts.
+        chunksize : int, optional
+            Items per task, as in :meth:`map`.
+        callback : callable, optional
+            Called with the list once it is complete, on a worker thread.
+        error_callback : callable, optional
+            Called with the first exception instead, if a call failed.
+        progress : bool, default False
+            Show a progress bar (tqdm).
+
+        Returns
+        -------
+        AsyncResult
+            Its ``get()`` returns the list, or raises the first exception.
+
+        Raises
+        ------
+        ValueError
+            If the pool is not running, or ``chunksize`` < 1.
+        TypeError
+            If ``chunksize`` is not an int or ``progress`` not a bool.
+        ImportError
+            If ``progress=True`` and tqdm is not installed.
+        RuntimeError
+            If a worker's initializer failed.
+        """
         return self._map_async(func, iterable, chunksize, False, callback, error_callback, progress)
 
     def starmap_async(
@@ -435,7 +668,33 @@ class Pool:
         *,
         progress: bool = False,
     ) -> MapResult:
-        """Asynchronous :meth:`starmap`: return an AsyncResult of the list."""
+        """Asynchronous :meth:`starmap`: return an AsyncResult of the list.
+
+        Parameters
+        ----------
+        func : callable
+            A parpy kernel or any callable.
+        iterable : iterable of iterables
+            The argument tuples, read whole before any work starts.
+        chunksize : int, optional
+            Items per task, as in :meth:`map`.
+        callback : callable, optional
+            Called with the list once it is complete, on a worker thread.
+        error_callback : callable, optional
+            Called with the first exception instead, if a call failed.
+        progress : bool, default False
+            Show a progress bar (tqdm).
+
+        Returns
+        -------
+        AsyncResult
+            Its ``get()`` returns the list, or raises the first exception.
+
+        Raises
+        ------
+        ValueError, TypeError, ImportError, RuntimeError
+            As :meth:`map_async`.
+        """
         return self._map_async(func, iterable, chunksize, True, callback, error_callback, progress)
 
     def _map(
@@ -528,6 +787,35 @@ class Pool:
         be very long or endless. With a parpy kernel and the default
         chunksize, chunks grow from 1 item to up to 1024, each a native batch
         in which every item gets its own value or exception.
+
+        Parameters
+        ----------
+        func : callable
+            A parpy kernel or any callable of one argument.
+        iterable : iterable
+            The items, read lazily.
+        chunksize : int, default 1
+            Items per task (for a kernel, the first chunk's size).
+        progress : bool, default False
+            Show a progress bar (tqdm).
+
+        Returns
+        -------
+        iterator
+            The results; ``next()`` raises the exception of an item whose
+            call failed, and the method ``.next(timeout)`` waits at most
+            timeout seconds (then ``multiprocessing.TimeoutError``).
+
+        Raises
+        ------
+        ValueError
+            If the pool is not running, or ``chunksize`` < 1.
+        TypeError
+            If ``chunksize`` is not an int or ``progress`` not a bool.
+        ImportError
+            If ``progress=True`` and tqdm is not installed.
+        RuntimeError
+            If a worker's initializer failed.
         """
         return self._imap(func, iterable, chunksize, True, progress)
 
@@ -539,7 +827,29 @@ class Pool:
         *,
         progress: bool = False,
     ) -> IMapIterator:
-        """Like :meth:`imap`, with results in the order they finish."""
+        """Like :meth:`imap`, with results in the order they finish.
+
+        Parameters
+        ----------
+        func : callable
+            A parpy kernel or any callable of one argument.
+        iterable : iterable
+            The items, read lazily.
+        chunksize : int, default 1
+            Items per task, as in :meth:`imap`.
+        progress : bool, default False
+            Show a progress bar (tqdm).
+
+        Returns
+        -------
+        iterator
+            The results, in completion order.
+
+        Raises
+        ------
+        ValueError, TypeError, ImportError, RuntimeError
+            As :meth:`imap`.
+        """
         return self._imap(func, iterable, chunksize, False, progress)
 
     def _imap(
@@ -584,15 +894,24 @@ class Pool:
                 self._queue.close()
 
     def terminate(self) -> None:
-        """Stop now: pending work is dropped, native batches cancelled, and
-        results not finished fail with RuntimeError."""
+        """Stop now, dropping the pending work.
+
+        Native batches are cancelled, and results not finished fail with
+        RuntimeError.
+        """
         with self._lock:
             self._state = TERMINATE
         self._queue.stop()
         self._fail_pending(terminated())
 
     def join(self) -> None:
-        """Wait for the workers to leave (after close() or terminate())."""
+        """Wait for the workers to leave (after close() or terminate()).
+
+        Raises
+        ------
+        ValueError
+            If the pool is still running (neither closed nor terminated).
+        """
         if self._state == RUN:
             raise ValueError("Pool is still running")
         if self._state not in (CLOSE, TERMINATE):

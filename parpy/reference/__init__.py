@@ -45,7 +45,30 @@ def _check(value: object, name: str) -> int:
 
 
 def fib(n: int) -> int:
-    """F(n) by fast doubling: F(2k) = F(k)(2F(k+1) - F(k)), F(2k+1) = F(k)^2 + F(k+1)^2."""
+    """Return F(n) by fast doubling.
+
+    F(2k) = F(k)(2F(k+1) - F(k)), F(2k+1) = F(k)^2 + F(k+1)^2: the twin of
+    :data:`parpy.fib`.
+
+    Parameters
+    ----------
+    n : int
+        The index, 0 <= n < 2**64.
+
+    Returns
+    -------
+    int
+        The n-th Fibonacci number (F(0) = 0, F(1) = 1).
+
+    Raises
+    ------
+    TypeError
+        If n is not an int (bool included).
+    ValueError
+        If n < 0.
+    OverflowError
+        If n >= 2**64.
+    """
     n = _check(n, "n")
     a, b = 0, 1  # F(k), F(k+1) for k = the bits of n read so far
     for bit in bin(n)[2:]:
@@ -56,7 +79,27 @@ def fib(n: int) -> int:
 
 
 def fib_iterative(n: int) -> int:
-    """F(n) by the book's loop."""
+    """Return F(n) by the book's loop: the twin of :data:`parpy.fib_iterative`.
+
+    Parameters
+    ----------
+    n : int
+        The index, 0 <= n < 2**64.
+
+    Returns
+    -------
+    int
+        The n-th Fibonacci number.
+
+    Raises
+    ------
+    TypeError
+        If n is not an int (bool included).
+    ValueError
+        If n < 0.
+    OverflowError
+        If n >= 2**64.
+    """
     n = _check(n, "n")
     a, b = 0, 1
     for _ in range(n):
@@ -65,7 +108,29 @@ def fib_iterative(n: int) -> int:
 
 
 def fib_recursive(n: int) -> int:
-    """F(n) by naive recursion: exponential time, the classic CPU-bound demo."""
+    """Return F(n) by naive recursion: exponential time, the classic CPU-bound demo.
+
+    The twin of :data:`parpy.fib_recursive`, on 64-bit values.
+
+    Parameters
+    ----------
+    n : int
+        The index, 0 <= n <= 93 (F(93) is the largest below 2**64).
+
+    Returns
+    -------
+    int
+        The n-th Fibonacci number.
+
+    Raises
+    ------
+    TypeError
+        If n is not an int (bool included).
+    ValueError
+        If n < 0.
+    OverflowError
+        If n > 93.
+    """
     n = _check(n, "n")
     if n > FIB_U64_MAX_N:
         raise OverflowError(
@@ -81,7 +146,29 @@ def _recurse(n: int) -> int:
 
 
 def fib_mod(n: int, m: int) -> int:
-    """F(n) mod m by fast doubling modulo m."""
+    """Return F(n) mod m by fast doubling modulo m: the twin of :data:`parpy.fib_mod`.
+
+    Parameters
+    ----------
+    n : int
+        The index, 0 <= n < 2**64.
+    m : int
+        The modulus, 1 <= m < 2**64.
+
+    Returns
+    -------
+    int
+        F(n) mod m.
+
+    Raises
+    ------
+    TypeError
+        If n or m is not an int (bool included).
+    ValueError
+        If n < 0, or m < 1.
+    OverflowError
+        If n or m >= 2**64.
+    """
     n = _check(n, "n")
     m = _check(m, "m")
     if m == 0:
@@ -95,7 +182,25 @@ def fib_mod(n: int, m: int) -> int:
 
 
 def to_decimal(x: int) -> str:
-    """The decimal digits of an int: str(x), without the int_max_str_digits limit."""
+    """Return the decimal digits of an int: str(x), without the int_max_str_digits limit.
+
+    The twin of :data:`parpy.to_decimal`.
+
+    Parameters
+    ----------
+    x : int
+        Any int; a negative one gives a leading "-".
+
+    Returns
+    -------
+    str
+        Its decimal digits.
+
+    Raises
+    ------
+    TypeError
+        If x is not an int (bool included).
+    """
     if isinstance(x, bool) or not isinstance(x, int):
         raise TypeError(f"x must be an int, not {type(x).__name__}")
     x = int(x)  # an int subclass may format itself otherwise

@@ -45,13 +45,33 @@ C1_REPLACEMENTS = {
 
 
 def extract_links(html: bytes | str, base_url: str | None = None, mode: str = "html") -> list[str]:
-    """The href of every <a> start tag of html, in document order.
+    """Return the href of every <a> start tag of html, in document order.
 
-    bytes are decoded as UTF-8 with errors="replace". With base_url and/or a
-    <base href> in the document, every link is resolved with urljoin against
+    The twin of :data:`parpy.extract_links`. With base_url and/or a <base
+    href> in the document, every link is resolved with urljoin against
     urljoin(base_url, base href) (or whichever of the two there is).
-    mode="regex" returns what re.findall of the classic crawler's regex does,
-    resolved against base_url only.
+
+    Parameters
+    ----------
+    html : bytes or str
+        The document; bytes are decoded as UTF-8 with errors="replace".
+    base_url : str, optional
+        The URL the document came from.
+    mode : {"html", "regex"}, default "html"
+        "html" tokenizes as a browser does; "regex" returns what re.findall
+        of the classic crawler's regex does, resolved against base_url only.
+
+    Returns
+    -------
+    list of str
+        The links, resolved when there is a base.
+
+    Raises
+    ------
+    TypeError
+        If html is not bytes or str, or base_url not a str or None.
+    ValueError
+        If mode is unknown.
     """
     if isinstance(html, bytes):
         text = html.decode("utf-8", "replace")
