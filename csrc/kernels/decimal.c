@@ -207,10 +207,27 @@ const parpy_kernel parpy_kernel_to_decimal = {
     .name = "to_decimal",
     .doc =
         "to_decimal(x, /)\n--\n\n"
-        "Return the decimal digits of the int x as a str, equal to str(x) for an\n"
-        "exact int, by GMP's subquadratic conversion with the GIL released and no\n"
-        "sys.int_max_str_digits limit. Negative ints start with '-'.\n\n"
-        "Raises TypeError for a non-int (bool included).",
+        "Return the decimal digits of the int x as a str, equal to str(x).\n"
+        "\n"
+        "By GMP's subquadratic conversion with the GIL released and no\n"
+        "sys.int_max_str_digits limit. Negative ints start with '-'.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "x : int\n"
+        "    Any int (a subclass converts as its int value).\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "str\n"
+        "    The digits of x, as str(int(x)).\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "TypeError\n"
+        "    If x is not an int (bool included).\n"
+        "MemoryError\n"
+        "    If the digits do not fit in this process's memory.",
     .min_args = 1,
     .max_args = 1,
     .item_size = sizeof(dec_item),

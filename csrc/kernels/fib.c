@@ -476,11 +476,30 @@ const parpy_kernel parpy_kernel_fib = {
     .name = "fib",
     .doc =
         "fib(n, /)\n--\n\n"
-        "Return the n-th Fibonacci number F(n) exactly, by fast doubling on GMP.\n\n"
+        "Return the n-th Fibonacci number F(n) exactly, by fast doubling on GMP.\n"
+        "\n"
         "F(0) = 0, F(1) = 1. The GIL is released while large values are computed.\n"
-        "Raises TypeError for a non-int (bool and float included), ValueError for\n"
-        "n < 0, OverflowError or MemoryError when F(n) cannot be represented or\n"
-        "does not fit in memory.",
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "n : int\n"
+        "    The index, 0 <= n < 2**64.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "int\n"
+        "    F(n).\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "TypeError\n"
+        "    If n is not an int (bool and float included).\n"
+        "ValueError\n"
+        "    If n < 0.\n"
+        "OverflowError\n"
+        "    If n >= 2**64, or F(n) would not fit in a GMP integer.\n"
+        "MemoryError\n"
+        "    If F(n) does not fit in this process's memory.",
     .parse = fib_parse,
     .cost = fib_cost,
     .compute = fib_compute,
@@ -491,9 +510,33 @@ const parpy_kernel parpy_kernel_fib_iterative = {
     .name = "fib_iterative",
     .doc =
         "fib_iterative(n, /)\n--\n\n"
-        "Return F(n) by the loop a, b = b, a + b, run n times on GMP integers.\n\n"
+        "Return F(n) by the loop a, b = b, a + b, run n times on GMP integers.\n"
+        "\n"
         "Linear in n additions: the like-for-like twin of the pure-Python loop.\n"
-        "Interruptible with Ctrl-C. Same errors as fib().",
+        "Interruptible with Ctrl-C.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "n : int\n"
+        "    The index, 0 <= n < 2**64.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "int\n"
+        "    F(n).\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "TypeError\n"
+        "    If n is not an int (bool and float included).\n"
+        "ValueError\n"
+        "    If n < 0.\n"
+        "OverflowError\n"
+        "    If n >= 2**64, or F(n) would not fit in a GMP integer.\n"
+        "MemoryError\n"
+        "    If F(n) does not fit in this process's memory.\n"
+        "KeyboardInterrupt\n"
+        "    On Ctrl-C, between steps of the loop.",
     .parse = fib_iterative_parse,
     .cost = fib_iterative_cost,
     .compute = fib_iterative_compute,
@@ -504,10 +547,31 @@ const parpy_kernel parpy_kernel_fib_recursive = {
     .name = "fib_recursive",
     .doc =
         "fib_recursive(n, /)\n--\n\n"
-        "Return F(n) by the naive recursion fib(n - 1) + fib(n - 2) on 64-bit\n"
-        "integers: exponential time, the classic CPU-bound demonstration.\n\n"
-        "0 <= n <= 93 (F(93) is the largest value below 2**64); larger n raise\n"
-        "OverflowError. Interruptible with Ctrl-C.",
+        "Return F(n) by the naive recursion on 64-bit integers, in exponential time.\n"
+        "\n"
+        "fib(n - 1) + fib(n - 2): the classic CPU-bound demonstration. F(93) is the\n"
+        "largest value below 2**64. Interruptible with Ctrl-C.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "n : int\n"
+        "    The index, 0 <= n <= 93.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "int\n"
+        "    F(n).\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "TypeError\n"
+        "    If n is not an int (bool and float included).\n"
+        "ValueError\n"
+        "    If n < 0.\n"
+        "OverflowError\n"
+        "    If n > 93.\n"
+        "KeyboardInterrupt\n"
+        "    On Ctrl-C, during the recursion.",
     .min_args = 1,
     .max_args = 1,
     .item_size = sizeof(u64_item),
@@ -525,8 +589,31 @@ const parpy_kernel parpy_kernel_fib_mod = {
     .name = "fib_mod",
     .doc =
         "fib_mod(n, m, /)\n--\n\n"
-        "Return F(n) mod m for 0 <= n < 2**64 and 1 <= m < 2**64, in O(log n).\n\n"
-        "In batches each item is an (n, m) pair.",
+        "Return F(n) mod m, in O(log n) steps on 64-bit integers.\n"
+        "\n"
+        "In batches each item is an (n, m) pair; fib_mod.bind(m) is the kernel\n"
+        "n -> F(n) mod m.\n"
+        "\n"
+        "Parameters\n"
+        "----------\n"
+        "n : int\n"
+        "    The index, 0 <= n < 2**64.\n"
+        "m : int\n"
+        "    The modulus, 1 <= m < 2**64.\n"
+        "\n"
+        "Returns\n"
+        "-------\n"
+        "int\n"
+        "    F(n) mod m.\n"
+        "\n"
+        "Raises\n"
+        "------\n"
+        "TypeError\n"
+        "    If n or m is not an int (bool and float included).\n"
+        "ValueError\n"
+        "    If n < 0 or m < 1.\n"
+        "OverflowError\n"
+        "    If n or m is 2**64 or more.",
     .min_args = 2,
     .max_args = 2,
     .item_size = sizeof(u64_item),

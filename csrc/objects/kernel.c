@@ -98,9 +98,24 @@ kernel_reduce(PyObject *self, PyObject *Py_UNUSED(ignored))
 
 PyDoc_STRVAR(kernel_bind_doc,
              "bind($self, *args)\n--\n\n"
-             "Return a kernel of one argument x that computes kernel(x, *args): the trailing\n"
-             "arguments fixed, validated now. Native in every executor, picklable.\n"
-             "Example: parpy.fib_mod.bind(10**9 + 7) is n -> F(n) mod (10**9 + 7).");
+             "Return a kernel of one argument x that computes kernel(x, *args).\n\n"
+             "The trailing arguments are fixed and validated now. The bound kernel is\n"
+             "native in every executor and picklable: parpy.fib_mod.bind(10**9 + 7) is\n"
+             "n -> F(n) mod (10**9 + 7).\n\n"
+             "Parameters\n"
+             "----------\n"
+             "*args : object\n"
+             "    The kernel's arguments after the first (for fib_mod, m).\n\n"
+             "Returns\n"
+             "-------\n"
+             "Kernel\n"
+             "    A kernel of one argument.\n\n"
+             "Raises\n"
+             "------\n"
+             "TypeError\n"
+             "    If the number of arguments is not the kernel's, or one has the wrong type.\n"
+             "ValueError, OverflowError\n"
+             "    If an argument is out of the kernel's range, as for a call.");
 
 static PyObject *
 kernel_bind(PyObject *self, PyObject *args)

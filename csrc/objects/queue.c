@@ -285,9 +285,30 @@ as_block(PyObject *value)
 
 PyDoc_STRVAR(put_doc,
              "put($self, item, block=True, timeout=None)\n--\n\n"
-             "Put an item into the queue, as queue.Queue.put: when the queue is full, block\n"
-             "(the GIL released; Ctrl-C interrupts) at most timeout seconds, then raise\n"
-             "queue.Full. Raises ShutDown once the queue is shut down.");
+             "Put an item into the queue, as queue.Queue.put.\n"
+             "\n"
+             "When the queue is full, wait (the GIL released; Ctrl-C interrupts) for a\n"
+             "free slot.\n"
+             "\n"
+             "Parameters\n"
+             "----------\n"
+             "item : object\n"
+             "    The item.\n"
+             "block : bool, default True\n"
+             "    False: raise queue.Full at once when there is no free slot.\n"
+             "timeout : float or None, default None\n"
+             "    With block, wait at most this many seconds, then raise queue.Full.\n"
+             "\n"
+             "Raises\n"
+             "------\n"
+             "queue.Full\n"
+             "    If no slot became free in time.\n"
+             "ShutDown\n"
+             "    Once the queue is shut down.\n"
+             "ValueError\n"
+             "    If timeout is negative.\n"
+             "RuntimeError\n"
+             "    In a child process, for a queue inherited across a fork.");
 
 static PyObject *
 queue_put(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -314,7 +335,22 @@ queue_put(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 }
 
 PyDoc_STRVAR(put_nowait_doc,
-             "put_nowait($self, item)\n--\n\nPut an item without blocking: put(item, False).");
+             "put_nowait($self, item)\n--\n\n"
+             "Put an item without blocking: put(item, False).\n"
+             "\n"
+             "Parameters\n"
+             "----------\n"
+             "item : object\n"
+             "    The item.\n"
+             "\n"
+             "Raises\n"
+             "------\n"
+             "queue.Full\n"
+             "    If the queue is full.\n"
+             "ShutDown\n"
+             "    Once the queue is shut down.\n"
+             "RuntimeError\n"
+             "    In a child process, for a queue inherited across a fork.");
 
 static PyObject *
 queue_put_nowait(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -333,9 +369,33 @@ queue_put_nowait(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *k
 
 PyDoc_STRVAR(get_doc,
              "get($self, block=True, timeout=None)\n--\n\n"
-             "Remove and return an item, as queue.Queue.get: when the queue is empty, block\n"
-             "(the GIL released; Ctrl-C interrupts) at most timeout seconds, then raise\n"
-             "queue.Empty. Raises ShutDown once the queue is shut down and empty.");
+             "Remove and return an item, as queue.Queue.get.\n"
+             "\n"
+             "When the queue is empty, wait (the GIL released; Ctrl-C interrupts) for an\n"
+             "item.\n"
+             "\n"
+             "Parameters\n"
+             "----------\n"
+             "block : bool, default True\n"
+             "    False: raise queue.Empty at once when there is no item.\n"
+             "timeout : float or None, default None\n"
+             "    With block, wait at most this many seconds, then raise queue.Empty.\n"
+             "\n"
+             "Returns\n"
+             "-------\n"
+             "object\n"
+             "    The oldest item.\n"
+             "\n"
+             "Raises\n"
+             "------\n"
+             "queue.Empty\n"
+             "    If no item came in time.\n"
+             "ShutDown\n"
+             "    Once the queue is shut down and empty.\n"
+             "ValueError\n"
+             "    If timeout is negative.\n"
+             "RuntimeError\n"
+             "    In a child process, for a queue inherited across a fork.");
 
 static PyObject *
 queue_get(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -357,7 +417,22 @@ queue_get(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 }
 
 PyDoc_STRVAR(get_nowait_doc,
-             "get_nowait($self, /)\n--\n\nRemove and return an item without blocking.");
+             "get_nowait($self, /)\n--\n\n"
+             "Remove and return an item without blocking: get(False).\n"
+             "\n"
+             "Returns\n"
+             "-------\n"
+             "object\n"
+             "    The oldest item.\n"
+             "\n"
+             "Raises\n"
+             "------\n"
+             "queue.Empty\n"
+             "    If the queue is empty.\n"
+             "ShutDown\n"
+             "    Once the queue is shut down and empty.\n"
+             "RuntimeError\n"
+             "    In a child process, for a queue inherited across a fork.");
 
 static PyObject *
 queue_get_nowait(PyObject *op, PyObject *Py_UNUSED(ignored))
@@ -369,7 +444,14 @@ queue_get_nowait(PyObject *op, PyObject *Py_UNUSED(ignored))
 
 PyDoc_STRVAR(task_done_doc,
              "task_done($self, /)\n--\n\n"
-             "Indicate that a formerly enqueued task is complete (queue.Queue.task_done).");
+             "Indicate that a formerly enqueued task is complete, as queue.Queue.task_done.\n"
+             "\n"
+             "Raises\n"
+             "------\n"
+             "ValueError\n"
+             "    If called more times than there were items put.\n"
+             "RuntimeError\n"
+             "    In a child process, for a queue inherited across a fork.");
 
 static PyObject *
 queue_task_done(PyObject *op, PyObject *Py_UNUSED(ignored))
@@ -393,8 +475,14 @@ queue_task_done(PyObject *op, PyObject *Py_UNUSED(ignored))
 
 PyDoc_STRVAR(join_doc,
              "join($self, /)\n--\n\n"
-             "Block until every item put has been gotten and marked done (the GIL released;\n"
-             "Ctrl-C interrupts).");
+             "Block until every item put has been gotten and marked done.\n"
+             "\n"
+             "The GIL is released while it waits; Ctrl-C interrupts.\n"
+             "\n"
+             "Raises\n"
+             "------\n"
+             "RuntimeError\n"
+             "    In a child process, for a queue inherited across a fork.");
 
 /* A slice of join's wait (no GIL). */
 static int
@@ -456,8 +544,20 @@ drop_item(void *item, void *arg)
 
 PyDoc_STRVAR(shutdown_doc,
              "shutdown($self, immediate=False)\n--\n\n"
-             "Shut the queue down: puts raise ShutDown, and gets once it is empty. Blocked\n"
-             "callers wake. With immediate=True the items left are dropped and marked done.");
+             "Shut the queue down: puts raise ShutDown, and gets once it is empty.\n"
+             "\n"
+             "Blocked callers wake.\n"
+             "\n"
+             "Parameters\n"
+             "----------\n"
+             "immediate : bool, default False\n"
+             "    True: the items left are dropped and marked done, so gets raise\n"
+             "    ShutDown at once and join returns.\n"
+             "\n"
+             "Raises\n"
+             "------\n"
+             "RuntimeError\n"
+             "    In a child process, for a queue inherited across a fork.");
 
 static PyObject *
 queue_shutdown(PyObject *op, PyObject *args, PyObject *kwargs)
@@ -619,9 +719,15 @@ static PyMethodDef queue_methods[] = {
     {"get_nowait", queue_get_nowait, METH_NOARGS, get_nowait_doc},
     {"task_done", queue_task_done, METH_NOARGS, task_done_doc},
     {"join", queue_join, METH_NOARGS, join_doc},
-    {"qsize", queue_qsize, METH_NOARGS, "qsize($self, /)\n--\n\nThe number of items in the queue."},
-    {"empty", queue_empty, METH_NOARGS, "empty($self, /)\n--\n\nTrue if the queue is empty."},
-    {"full", queue_full, METH_NOARGS, "full($self, /)\n--\n\nTrue if the queue is full."},
+    {"qsize", queue_qsize, METH_NOARGS,
+     "qsize($self, /)\n--\n\nReturn the number of items in the queue.\n\n"
+     "Returns\n-------\nint\n    The items put and not yet gotten."},
+    {"empty", queue_empty, METH_NOARGS,
+     "empty($self, /)\n--\n\nReturn True if the queue is empty.\n\n"
+     "Returns\n-------\nbool\n    Whether no item is in the queue."},
+    {"full", queue_full, METH_NOARGS,
+     "full($self, /)\n--\n\nReturn True if the queue is full.\n\n"
+     "Returns\n-------\nbool\n    Whether the queue holds maxsize items (never, with no limit)."},
     {"shutdown", (PyCFunction)(void (*)(void))queue_shutdown, METH_VARARGS | METH_KEYWORDS,
      shutdown_doc},
     {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS, NULL},
@@ -653,8 +759,18 @@ static PyType_Slot queue_slots[] = {
     {Py_tp_members, queue_members},
     {Py_tp_doc,
      "Queue(maxsize=0)\n--\n\n"
-     "queue.Queue on a native multi-producer multi-consumer queue: the same API,\n"
-     "blocking waits that release the GIL and that Ctrl-C interrupts."},
+     "queue.Queue on a native multi-producer multi-consumer queue.\n\n"
+     "The same API; blocking waits release the GIL, and Ctrl-C interrupts them.\n\n"
+     "Parameters\n"
+     "----------\n"
+     "maxsize : int, default 0\n"
+     "    The most items the queue holds; 0 or less: no limit. Assignable later.\n\n"
+     "Raises\n"
+     "------\n"
+     "TypeError\n"
+     "    If maxsize is not an int.\n"
+     "OverflowError\n"
+     "    If maxsize does not fit in a C ssize_t."},
     {0, NULL},
 };
 

@@ -16,10 +16,13 @@ from dataclasses import dataclass
 # HTML ("median (s)").
 Heading = str | tuple[str, str]
 
-# Numbers right-aligned in tabular figures; text columns (class "l") and the caption on the left.
+# Numbers right-aligned in tabular figures, the first column and the caption on the left; a cell
+# aligned otherwise has the class "l" or "r".
 STYLE = """<style>
 [class|="parpy"] td, [class|="parpy"] th { text-align: right; font-variant-numeric: tabular-nums; }
+[class|="parpy"] td:first-child, [class|="parpy"] th:first-child { text-align: left; }
 [class|="parpy"] .l { text-align: left; }
+[class|="parpy"] .r { text-align: right; }
 [class|="parpy"] caption { text-align: left; }
 </style>"""
 
@@ -59,11 +62,10 @@ class Table:
         esc = html.escape
 
         def cell(tag: str, c: int, text: str) -> str:
-            return (
-                f'<{tag} class="l">{esc(text)}</{tag}>'
-                if self._left(c)
-                else f"<{tag}>{esc(text)}</{tag}>"
-            )
+            # The style sheet's default: the first column on the left, the others on the right.
+            side = "l" if self._left(c) else "r"
+            attr = "" if (side == "l") == (c == 0) else f' class="{side}"'
+            return f"<{tag}{attr}>{esc(text)}</{tag}>"
 
         heads = [f"{h[0]} ({h[1]})" if isinstance(h, tuple) and h[0] else h[-1] for h in self.head]
         head = "".join(cell("th", c, h) for c, h in enumerate(heads))
