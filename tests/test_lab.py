@@ -20,6 +20,7 @@ from _util import finish, interactive, interrupt_rounds
 import parpy
 import parpy.lab
 from parpy import _core, lab
+from parpy.lab import _deadlock, _messages, _race, _starvation
 
 
 def native_threads() -> int:
@@ -76,7 +77,8 @@ BAD = [
 
 @pytest.mark.parametrize("func, kwargs, error", BAD, ids=[f"{f.__name__}-{kw}" for f, kw, _ in BAD])
 def test_bad_input_raises_before_any_native_work(monkeypatch, func, kwargs, error):
-    monkeypatch.setattr(lab, "_core", NoNative())
+    for experiment in (_race, _deadlock, _starvation, _messages):
+        monkeypatch.setattr(experiment, "_core", NoNative())
     with pytest.raises(error):
         func(**kwargs)
 
