@@ -30,6 +30,7 @@
  * results, not that of every parsed item besides.
  */
 #include "engine/batch.h"
+#include "engine/buffers.h"
 
 #include "engine/call.h"
 #include "engine/control.h"
@@ -567,8 +568,9 @@ parse_element(parpy_batch *b, Py_ssize_t i, PyObject *obj)
         return parpy_parse_call(b->kobj, ITEM(b, i), &PyTuple_GET_ITEM(obj, 0),
                                 PyTuple_GET_SIZE(obj), NULL);
     }
-    int bound = ((parpy_KernelObject *)b->kobj)->bound != NULL;
-    if (k->max_args == 1 && !bound) { /* the common case, kept short */
+    parpy_KernelObject *ko = (parpy_KernelObject *)b->kobj;
+    int bound = ko->bound != NULL;
+    if (k->max_args == 1 && ko->template == NULL) { /* the common case, kept short */
         return k->parse(ITEM(b, i), &obj);
     }
     if (bound || (k->min_args == 1 && !PyTuple_Check(obj) && !PyList_Check(obj))) {
@@ -921,12 +923,13 @@ run_window(parpy_batch *b, PyObject *list, Py_ssize_t from)
 
 const char parpy_batch_map_doc[] =
     "map(kernel, items, workers=None, schedule=None, chunksize=None, control=None, started=None, "
-    "/)\n--\n\n"
+    "out=None, /)\n--\n\n"
     "parpy.map's batch, made and run in one call; its options are checked here as\n"
     "parpy.map documents them. An input of more than 16 MiB of parsed items whose\n"
     "items parse the same twice (plain values) is validated first, then parsed,\n"
     "computed and built 1 MiB of parsed items at a time. started(len(items)), if\n"
-    "given, is called once every item is valid, before any work.";
+    "given, is called once every item is valid, before any work. A user function's\n"
+    "kernel over a buffer (or into out) runs on the buffers, without Python objects.";
 
 /* parpy.map's workers and chunksize: None (0) or an int from 1 to INT_MAX.
    Returns 0, or -1 with an exception set. */
@@ -981,8 +984,8 @@ PyObject *
 parpy_batch_map(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     parpy_state *st = PyModule_GetState(module);
-    if (nargs < 2 || nargs > 7) {
-        PyErr_Format(PyExc_TypeError, "map() takes 2 to 7 arguments (%zd given)", nargs);
+    if (nargs < 2 || nargs > 8) {
+        PyErr_Format(PyExc_TypeError, "map() takes 2 to 8 arguments (%zd given)", nargs);
         return NULL;
     }
     PyObject *kernel = args[0];
@@ -1011,6 +1014,24 @@ parpy_batch_map(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (o.workers == 0) {
         o.workers = parpy_default_threads();
+    }
+    PyObject *out = nargs > 7 && args[7] != Py_None ? args[7] : NULL;
+    if (parpy_is_user_kernel(kernel) && (out != NULL || PyObject_CheckBuffer(args[1]))) {
+        if (started != NULL) {
+            Py_ssize_t n = PyObject_Length(args[1]); /* elements along the first axis */
+            PyObject *r = n >= 0 ? PyObject_CallFunction(started, "n", n) : NULL;
+            if (r == NULL) {
+                return NULL;
+            }
+            Py_DECREF(r);
+        }
+        return parpy_map_buffer(st, kernel, args[1], out, o.workers, o.schedule, o.chunksize,
+                                (parpy_control *)control);
+    }
+    if (out != NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "parpy.map: out= is for a user function's kernel over a buffer");
+        return NULL;
     }
     if (o.chunksize > 0 && o.schedule == PARPY_SCHED_AUTO) {
         o.schedule = PARPY_SCHED_DYNAMIC; /* a chunksize without a schedule */

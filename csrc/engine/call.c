@@ -106,6 +106,9 @@ parpy_parse_call(PyObject *kernel, void *item, PyObject *const *args, Py_ssize_t
                  PyObject *kwnames)
 {
     parpy_KernelObject *ko = (parpy_KernelObject *)kernel;
+    if (ko->template != NULL) {
+        memcpy(item, ko->template, ko->kernel->item_size);
+    }
     if (ko->bound == NULL) {
         return parse_args(ko->kernel, item, args, nargs, kwnames);
     }

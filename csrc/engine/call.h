@@ -15,12 +15,21 @@ typedef struct {
     const parpy_kernel *kernel;
     vectorcallfunc vectorcall;
     PyObject *bound; /* kernel.bind(*args): the trailing arguments (a tuple), or NULL */
-    void *template;  /* what take fills: zeros, or what bind wrote (item_size bytes) */
+    /* What an item starts as before parse or take (item_size bytes): what
+       bind wrote, or a user function's kernel; NULL: zeros. */
+    void *template;
+    /* A user function's kernel (Kernel.from_cfunc, from_library): its
+       table, which this object owns, or NULL (bound ones keep the kernel
+       they were bound from alive in keep instead). */
+    void *owned;
+    PyObject *keep;   /* what the function's code lives in, or the unbound kernel */
+    PyObject *origin; /* from_library's (path, symbol, signature, name), for pickles */
 } parpy_KernelObject;
 
-/* Parses one call's arguments (vectorcall convention) into item: those of
-   kernel, a Kernel object, followed by its bound ones. Returns 0, or -1 with
-   an exception set and the item holding nothing. */
+/* Parses one call's arguments (vectorcall convention) into item, zeroed by
+   the caller: those of kernel, a Kernel object, followed by its bound ones.
+   The item starts as the kernel's template. Returns 0, or -1 with an
+   exception set and the item holding nothing. */
 int parpy_parse_call(PyObject *kernel, void *item, PyObject *const *args, Py_ssize_t nargs,
                      PyObject *kwnames);
 

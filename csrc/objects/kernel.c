@@ -48,8 +48,14 @@ static void
 kernel_dealloc(PyObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
-    Py_XDECREF(((parpy_KernelObject *)self)->bound);
-    PyMem_Free(((parpy_KernelObject *)self)->template);
+    parpy_KernelObject *ko = (parpy_KernelObject *)self;
+    Py_XDECREF(ko->bound);
+    Py_XDECREF(ko->keep);
+    Py_XDECREF(ko->origin);
+    PyMem_Free(ko->template);
+    if (ko->owned != NULL) {
+        parpy_user_kernel_free(ko->owned);
+    }
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -77,18 +83,47 @@ kernel_repr(PyObject *self)
     return r;
 }
 
-/* Pickled by name, as functions are: parpy.<name>. */
+/* A user function's kernel, bound or not. */
+static int
+is_user_kernel(parpy_KernelObject *ko)
+{
+    return ko->owned != NULL || (ko->bound != NULL && ko->keep != NULL);
+}
+
+/* Pickled by name, as functions are: parpy.<name>; a user function's kernel
+   as from_library made it, bound kernels as their kernel and arguments. */
 static PyObject *
 kernel_reduce(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     parpy_KernelObject *ko = (parpy_KernelObject *)self;
+    if (ko->owned != NULL) {
+        if (ko->origin == NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "cannot pickle the kernel %s: a function given by address cannot be "
+                         "found in another process; make it with Kernel.from_library",
+                         ko->kernel->name);
+            return NULL;
+        }
+        /* parpy._core._from_library(path, symbol, signature, name) */
+        PyObject *core = PyImport_ImportModule("parpy._core");
+        PyObject *make = core ? PyObject_GetAttrString(core, "_from_library") : NULL;
+        PyObject *r = make ? Py_BuildValue("OO", make, ko->origin) : NULL;
+        Py_XDECREF(make);
+        Py_XDECREF(core);
+        return r;
+    }
     if (ko->bound == NULL) {
         return PyUnicode_FromString(ko->kernel->name); /* parpy.<name> */
     }
-    /* parpy._core._bind(parpy.<name>, bound) */
+    /* parpy._core._bind(kernel, bound): kernel is parpy.<name>, or the user
+       function's kernel this one was bound from */
     PyObject *core = PyImport_ImportModule("parpy._core");
     PyObject *rebind = core ? PyObject_GetAttrString(core, "_bind") : NULL;
-    PyObject *base = rebind ? PyObject_GetAttrString(core, ko->kernel->name) : NULL;
+    PyObject *base = NULL;
+    if (rebind != NULL) {
+        base = is_user_kernel(ko) ? Py_NewRef(ko->keep)
+                                  : PyObject_GetAttrString(core, ko->kernel->name);
+    }
     PyObject *r = base ? Py_BuildValue("O(OO)", rebind, base, ko->bound) : NULL;
     Py_XDECREF(base);
     Py_XDECREF(rebind);
@@ -141,6 +176,9 @@ kernel_bind(PyObject *self, PyObject *args)
     if (template == NULL) {
         return PyErr_NoMemory();
     }
+    if (ko->template != NULL) { /* a user function's kernel: it names the function */
+        memcpy(template, ko->template, k->item_size);
+    }
     if (nb > 0 && k->bind(template, all, 1) < 0) {
         PyMem_Free(template);
         return NULL;
@@ -152,6 +190,9 @@ kernel_bind(PyObject *self, PyObject *args)
     }
     bound->bound = Py_NewRef(args);
     bound->template = template;
+    if (ko->owned != NULL) {
+        bound->keep = Py_NewRef(self); /* it owns the kernel's table */
+    }
     return (PyObject *)bound;
 }
 
@@ -276,9 +317,87 @@ kernel_get_output(PyObject *self, void *Py_UNUSED(closure))
     return value_type_name(((parpy_KernelObject *)self)->kernel->output);
 }
 
+/* The user function's signature, "float64(float64)"; None for parpy's own. */
+static PyObject *
+kernel_get_signature_text(PyObject *self, void *Py_UNUSED(closure))
+{
+    parpy_KernelObject *ko = (parpy_KernelObject *)self;
+    if (!is_user_kernel(ko)) {
+        Py_RETURN_NONE;
+    }
+    char buf[96];
+    return PyUnicode_FromString(parpy_user_kernel_signature(ko->kernel, buf, sizeof(buf)));
+}
+
+PyDoc_STRVAR(from_cfunc_doc,
+             "from_cfunc($type, fn, signature=None, *, name=None)\n--\n\n"
+             "Return a kernel that calls the C function fn, with the GIL released.\n\n"
+             "Every parpy executor runs it natively: parpy.map over a buffer or a list,\n"
+             "Pool, ThreadPoolExecutor, Pipeline stages and Dask (from_library's form).\n"
+             "What cannot be checked is the caller's word, as with ctypes: an address\n"
+             "that is not a function of that signature crashes the process.\n\n"
+             "Parameters\n"
+             "----------\n"
+             "fn : ctypes function, Numba cfunc, cffi function pointer, PyCapsule or int\n"
+             "    The function; an int is its address. A ctypes function with argtypes\n"
+             "    and restype, a Numba cfunc, a cffi pointer and a capsule named by its\n"
+             "    C declaration (as Cython's __pyx_capi__) carry their signature.\n"
+             "signature : str, optional\n"
+             "    \"result(arg, ...)\" of int64, uint64 and float64, one to three\n"
+             "    arguments, e.g. \"float64(float64)\". Required where fn does not carry\n"
+             "    one; checked against it where it does.\n"
+             "name : str, optional\n"
+             "    The kernel's name in reprs and errors; by default fn's.\n\n"
+             "Returns\n"
+             "-------\n"
+             "Kernel\n"
+             "    The kernel; it keeps fn alive. It does not pickle (use from_library).\n\n"
+             "Raises\n"
+             "------\n"
+             "TypeError\n"
+             "    If fn is of another kind, or no signature is given or carried.\n"
+             "ValueError\n"
+             "    If the signature cannot be read, has unsupported types, or does not\n"
+             "    match fn's, or the address is NULL.");
+
+PyDoc_STRVAR(from_library_doc,
+             "from_library($type, path, symbol, signature, *, name=None)\n--\n\n"
+             "Return a kernel that calls the function symbol of the shared library path.\n\n"
+             "The library is opened with dlopen and stays open while the kernel lives.\n"
+             "This form pickles as (path, symbol, signature), so that worker processes\n"
+             "and Dask workers open the same library.\n\n"
+             "Parameters\n"
+             "----------\n"
+             "path : str or os.PathLike\n"
+             "    The library; a path with a slash is made absolute, a bare name is\n"
+             "    looked up as dlopen does (e.g. \"libm.so.6\").\n"
+             "symbol : str\n"
+             "    The function's name in it.\n"
+             "signature : str\n"
+             "    \"result(arg, ...)\" of int64, uint64 and float64, e.g.\n"
+             "    \"float64(float64)\": the caller's word, which cannot be checked.\n"
+             "name : str, optional\n"
+             "    The kernel's name; by default symbol.\n\n"
+             "Returns\n"
+             "-------\n"
+             "Kernel\n"
+             "    The kernel.\n\n"
+             "Raises\n"
+             "------\n"
+             "OSError\n"
+             "    If the library cannot be opened.\n"
+             "AttributeError\n"
+             "    If it has no such symbol.\n"
+             "TypeError, ValueError\n"
+             "    If the signature is missing or cannot be read.");
+
 static PyMethodDef kernel_methods[] = {
     {"__reduce__", kernel_reduce, METH_NOARGS, NULL},
     {"bind", kernel_bind, METH_VARARGS, kernel_bind_doc},
+    {"from_cfunc", (PyCFunction)(void (*)(void))parpy_kernel_from_cfunc,
+     METH_VARARGS | METH_KEYWORDS | METH_CLASS, from_cfunc_doc},
+    {"from_library", (PyCFunction)(void (*)(void))parpy_kernel_from_library,
+     METH_VARARGS | METH_KEYWORDS | METH_CLASS, from_library_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -292,6 +411,8 @@ static PyGetSetDef kernel_getset[] = {
     {"min_args", kernel_get_min_args, NULL, "Fewest Python arguments of one item.", NULL},
     {"max_args", kernel_get_max_args, NULL, "Most Python arguments of one item.", NULL},
     {"bound", kernel_get_bound, NULL, "The arguments fixed by bind(), or None.", NULL},
+    {"signature", kernel_get_signature_text, NULL,
+     "A user function's C signature, e.g. \"float64(float64)\"; None for parpy's kernels.", NULL},
     {"input", kernel_get_input, NULL,
      "The C value type this kernel can take from the kernel before it, or None.", NULL},
     {"output", kernel_get_output, NULL,
@@ -339,5 +460,8 @@ parpy_kernel_new(PyTypeObject *type, const parpy_kernel *kernel)
     self->vectorcall = kernel_vectorcall;
     self->bound = NULL;
     self->template = NULL;
+    self->owned = NULL;
+    self->keep = NULL;
+    self->origin = NULL;
     return (PyObject *)self;
 }

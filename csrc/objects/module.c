@@ -189,6 +189,9 @@ rebind(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef module_methods[] = {
     {"_bind", (PyCFunction)(void (*)(void))rebind, METH_FASTCALL, rebind_doc},
+    {"_from_library", parpy_kernel_unpickle, METH_VARARGS,
+     "_from_library(path, symbol, signature, name, /)\n--\n\n"
+     "Kernel.from_library(path, symbol, signature, name=name): unpickles such a kernel."},
     {"call", (PyCFunction)(void (*)(void))call, METH_FASTCALL, call_doc},
     {"map", (PyCFunction)(void (*)(void))parpy_batch_map, METH_FASTCALL, parpy_batch_map_doc},
     {"set_num_threads", set_num_threads, METH_O, set_num_threads_doc},

@@ -72,7 +72,8 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
     chunksize: int | None = None,
     progress: bool = False,
     client: Client | None = None,
-) -> list[Any]:
+    out: Any = None,
+) -> Any:
     """Run a parpy kernel over ``items``; return the results in input order.
 
     The whole batch runs in C on OpenMP threads with the GIL released.
@@ -115,11 +116,20 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
         Show a progress bar (tqdm).
     client : distributed.Client, optional
         Run on this Dask cluster (``pip install 'parpy[dask]'``).
+    out : buffer, optional
+        For a user function's kernel (``Kernel.from_cfunc``): a writable
+        C-contiguous buffer of its result type, as many elements as
+        ``items``, to write the results into.
 
     Returns
     -------
-    list
-        The kernel's result for each item, in input order.
+    list, or a buffer
+        The kernel's result for each item, in input order. A user function's
+        kernel over a C-contiguous buffer of its argument type (a NumPy
+        array, an ``array.array``, a ``memoryview``) computes without a
+        Python object per element and returns the same kind of container
+        of its result type (a ``memoryview`` over a new ``bytearray`` for a
+        memoryview or any other buffer), or ``out`` when given.
 
     Raises
     ------
@@ -146,10 +156,14 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
         # The short path, for tiny batches too: _core.map checks the kernel and the options
         # and runs the batch in one call (after the process was idle, every call and check in
         # Python costs about as much as a tiny batch's work).
-        return _core.map(kernel, items, workers, schedule, chunksize)
+        if out is None:
+            return _core.map(kernel, items, workers, schedule, chunksize)
+        return _core.map(kernel, items, workers, schedule, chunksize, None, None, out)
     _core.map(kernel, (), workers, schedule, chunksize)  # the kernel and options checked, in C
     show = _progress.require(progress)
     if client is not None:
+        if out is not None:
+            raise TypeError("parpy.map: out= runs here, not with a client")
         return _dask.map(
             kernel,
             items,
@@ -159,7 +173,7 @@ def map(  # noqa: A001 - mirrors the builtin and Pool.map
             chunksize=chunksize or 0,
             progress=show,
         )
-    return _map_with_progress(kernel, items, workers, schedule, chunksize)
+    return _map_with_progress(kernel, items, workers, schedule, chunksize, out)
 
 
 def _map_with_progress(
@@ -168,7 +182,8 @@ def _map_with_progress(
     workers: int | None,
     schedule: str | None,
     chunksize: int | None,
-) -> list[Any]:
+    out: Any = None,
+) -> Any:
     """parpy.map with a progress bar, which starts once every item is valid."""
     control = _core.Control()
     bars: list[_progress.Progress] = []
@@ -181,6 +196,7 @@ def _map_with_progress(
             chunksize,
             control,
             lambda total: bars.append(_progress.Progress(control, total, "map")),
+            out,
         )
     finally:
         for bar in bars:

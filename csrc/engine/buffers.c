@@ -1,0 +1,236 @@
+/* parpy.map over buffers (see buffers.h): the elements in blocks, the blocks
+ * on a team, the cancel flags looked at between blocks. */
+#include "engine/buffers.h"
+
+#include "engine/call.h"
+#include "engine/teams.h"
+#include "kernels/cfunc.h"
+#include "runtime/errors.h"
+
+#include <string.h>
+
+#define BLOCK         4096  /* elements between two looks at the cancel flags */
+#define ELEMENT_NS    20.0  /* a guess at an element's cost, for where to run */
+#define INLINE_GIL_NS 2.0e4 /* below this the GIL is kept */
+
+int
+parpy_is_user_kernel(PyObject *kernel)
+{
+    parpy_KernelObject *ko = (parpy_KernelObject *)kernel;
+    return ko->owned != NULL || (ko->bound != NULL && ko->keep != NULL);
+}
+
+typedef struct {
+    const parpy_cf_kernel *kernel;
+    const parpy_cf_scalar *in;
+    parpy_cf_scalar *out;
+    const parpy_cf_scalar *bound; /* args[1..] of the template */
+    Py_ssize_t n, block, blocks;
+    atomic_int cancel; /* the job's: set when the wait is interrupted */
+    parpy_control *control;
+    atomic_int stopped;
+} buffer_run;
+
+static void
+run_block(buffer_run *r, Py_ssize_t i, const parpy_ctx *ctx)
+{
+    if (parpy_cancelled(ctx)) {
+        atomic_store_explicit(&r->stopped, 1, memory_order_relaxed);
+        return;
+    }
+    Py_ssize_t start = i * r->block;
+    Py_ssize_t count = r->n - start < r->block ? r->n - start : r->block;
+    parpy_cf_loop(&r->kernel->fn, r->in + start, r->out + start, r->bound, (size_t)count);
+    if (r->control != NULL) {
+        atomic_fetch_add_explicit(&r->control->done, (size_t)count, memory_order_relaxed);
+    }
+}
+
+static void
+buffer_body(void *arg, int team)
+{
+    buffer_run *r = arg;
+    parpy_ctx ctx = {{&r->cancel, r->control != NULL ? &r->control->cancel : NULL, NULL}};
+    if (!team) {
+        for (Py_ssize_t i = 0; i < r->blocks; i++) {
+            run_block(r, i, &ctx);
+        }
+        return;
+    }
+#pragma omp for schedule(runtime) nowait
+    for (Py_ssize_t i = 0; i < r->blocks; i++) {
+        run_block(r, i, &ctx);
+    }
+}
+
+/* The element type of a buffer's format: "d", "<q", "=L", ... Returns the
+   type, or -1. */
+static int
+format_type(const Py_buffer *view)
+{
+    const char *f = view->format != NULL ? view->format : "B";
+    if (*f == '@' || *f == '=' || *f == '<') { /* native order: little-endian here */
+        f++;
+    }
+    if (view->itemsize != 8 || f[0] == '\0' || f[1] != '\0') {
+        return -1;
+    }
+    switch (f[0]) {
+    case 'q':
+    case 'l':
+        return PARPY_CF_INT64;
+    case 'Q':
+    case 'L':
+        return PARPY_CF_UINT64;
+    case 'd':
+        return PARPY_CF_FLOAT64;
+    default:
+        return -1;
+    }
+}
+
+/* A view of obj (what, "items" or "out") as C-contiguous elements of type.
+   Returns 0, or -1 with an exception set and no view held. */
+static int
+view_of(PyObject *obj, Py_buffer *view, int writable, parpy_cf_type type, const char *name,
+        const char *what)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) {
+        PyObject *exc = parpy_fetch_exception();
+        if (writable && PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0) {
+            PyBuffer_Release(view);
+            PyErr_Format(PyExc_TypeError, "parpy.map(%s): %s must be writable", name, what);
+        }
+        else {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError,
+                         "parpy.map(%s): %s must be a C-contiguous buffer (a strided view: copy "
+                         "it first, e.g. numpy.ascontiguousarray)",
+                         name, what);
+        }
+        PyObject *ours = parpy_fetch_exception();
+        PyException_SetCause(ours, exc); /* steals exc */
+        parpy_restore_exception(ours);
+        return -1;
+    }
+    if (format_type(view) != (int)type) {
+        PyErr_Format(PyExc_TypeError,
+                     "parpy.map(%s): %s must be a buffer of %s (format '%c'), not format '%s' of "
+                     "%zd-byte elements",
+                     name, what, parpy_cf_type_name(type), parpy_cf_type_format(type),
+                     view->format != NULL ? view->format : "B", view->itemsize);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* The container parpy.map returns for items: like it, of type, n elements. */
+static PyObject *
+new_output(PyObject *items, const Py_buffer *view, parpy_cf_type type)
+{
+    char format[2] = {parpy_cf_type_format(type), '\0'};
+    PyObject *shape = PyTuple_New(view->ndim);
+    for (int d = 0; shape != NULL && d < view->ndim; d++) {
+        PyTuple_SET_ITEM(shape, d, PyLong_FromSsize_t(view->shape[d]));
+    }
+    if (shape == NULL || PyErr_Occurred()) {
+        Py_XDECREF(shape);
+        return NULL;
+    }
+    PyObject *result = NULL, *module = NULL;
+    const char *tp = Py_TYPE(items)->tp_name;
+    if (strcmp(tp, "numpy.ndarray") == 0) {
+        module = PyImport_ImportModule("numpy");
+        result = module ? PyObject_CallMethod(module, "empty", "Os", shape, format) : NULL;
+    }
+    else if (strcmp(tp, "array.array") == 0) {
+        PyObject *zeros = PyBytes_FromStringAndSize(NULL, view->len);
+        if (zeros != NULL) {
+            memset(PyBytes_AS_STRING(zeros), 0, (size_t)view->len);
+            result = PyObject_CallFunction((PyObject *)Py_TYPE(items), "sN", format, zeros);
+        }
+    }
+    else {
+        PyObject *bytes = PyByteArray_FromStringAndSize(NULL, view->len);
+        PyObject *mv = bytes ? PyMemoryView_FromObject(bytes) : NULL;
+        result = mv ? PyObject_CallMethod(mv, "cast", "sO", format, shape) : NULL;
+        Py_XDECREF(mv);
+        Py_XDECREF(bytes);
+    }
+    Py_XDECREF(module);
+    Py_DECREF(shape);
+    return result;
+}
+
+PyObject *
+parpy_map_buffer(parpy_state *st, PyObject *kernel, PyObject *items, PyObject *out, int workers,
+                 int schedule, int chunksize, parpy_control *control)
+{
+    parpy_KernelObject *ko = (parpy_KernelObject *)kernel;
+    const parpy_cf_kernel *k = (const parpy_cf_kernel *)(const void *)ko->kernel;
+    const char *name = k->table.name;
+    if (k->fn.nargs > 1 && ko->bound == NULL) {
+        PyErr_Format(PyExc_TypeError,
+                     "parpy.map(%s): a buffer gives one argument per element, and %s takes %d: "
+                     "bind the others first (%s.bind(...))",
+                     name, name, k->fn.nargs, name);
+        return NULL;
+    }
+    Py_buffer in, dest;
+    if (view_of(items, &in, 0, k->fn.args[0], name, "items") < 0) {
+        return NULL;
+    }
+    Py_ssize_t n = in.len / 8;
+    PyObject *result = out != NULL ? Py_NewRef(out) : new_output(items, &in, k->fn.result);
+    if (result == NULL || view_of(result, &dest, 1, k->fn.result, name, "out") < 0) {
+        Py_XDECREF(result);
+        PyBuffer_Release(&in);
+        return NULL;
+    }
+    if (dest.len != in.len) {
+        PyErr_Format(PyExc_ValueError, "parpy.map(%s): out has %zd elements, items %zd", name,
+                     dest.len / 8, n);
+        goto fail;
+    }
+    buffer_run r = {
+        .kernel = k,
+        .in = in.buf,
+        .out = dest.buf,
+        .bound = ((const parpy_cf_item *)ko->template)->args,
+        .n = n,
+        .block = chunksize > 0 ? chunksize : BLOCK,
+        .control = control,
+    };
+    r.blocks = (n + r.block - 1) / r.block;
+    atomic_init(&r.cancel, 0);
+    atomic_init(&r.stopped, 0);
+    int threads = workers > 0 ? workers : parpy_default_threads();
+    parpy_team_job job = {
+        .body = buffer_body,
+        .arg = &r,
+        .nthreads = r.blocks < threads ? (int)r.blocks : threads,
+        .schedule = schedule != PARPY_SCHED_AUTO ? schedule : PARPY_SCHED_STATIC,
+        .chunksize = 1,
+        .cancel = &r.cancel,
+    };
+    if (job.nthreads < 1) {
+        job.nthreads = 1;
+    }
+    if (n > 0 && parpy_team_run(&job, (double)n * ELEMENT_NS, INLINE_GIL_NS) < 0) {
+        goto fail; /* interrupted: the handlers' exception */
+    }
+    if (atomic_load(&r.stopped)) {
+        PyErr_Format(st->cancelled_error, "%s: cancelled", name);
+        goto fail;
+    }
+    PyBuffer_Release(&in);
+    PyBuffer_Release(&dest);
+    return result;
+fail:
+    PyBuffer_Release(&in);
+    PyBuffer_Release(&dest);
+    Py_DECREF(result);
+    return NULL;
+}
