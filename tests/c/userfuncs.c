@@ -1,0 +1,64 @@
+/* Users' own C functions, for the tests of Kernel.from_cfunc and
+ * Kernel.from_library: built into a shared library by tests/_clib.py. */
+#include <stdint.h>
+
+double
+square_plus_one(double x)
+{
+    return x * x + 1.0;
+}
+
+double
+identity_f64(double x)
+{
+    return x;
+}
+
+int64_t
+identity_i64(int64_t x)
+{
+    return x;
+}
+
+uint64_t
+identity_u64(uint64_t x)
+{
+    return x;
+}
+
+int64_t
+add_i64(int64_t a, int64_t b)
+{
+    return (int64_t)((uint64_t)a + (uint64_t)b); /* wraps, as the reference does */
+}
+
+/* Every argument type in one signature: float64(uint64, float64, int64). */
+double
+mix(uint64_t a, double b, int64_t c)
+{
+    return (double)(a % 1000) * b - (double)c;
+}
+
+uint64_t
+collatz_steps(uint64_t n)
+{
+    uint64_t steps = 0;
+    while (n > 1) {
+        n = n % 2 ? 3 * n + 1 : n / 2;
+        steps++;
+    }
+    return steps;
+}
+
+/* About ms milliseconds of work, whose result depends on every step: for
+   the tests of the GIL and of Ctrl-C. */
+double
+spin_ms(double ms)
+{
+    volatile double acc = 0.0;
+    int64_t rounds = (int64_t)(ms * 200000.0);
+    for (int64_t i = 0; i < rounds; i++) {
+        acc = acc + 1.0;
+    }
+    return acc;
+}
