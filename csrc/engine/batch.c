@@ -1025,7 +1025,7 @@ parpy_batch_map(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
             Py_DECREF(r);
         }
-        return parpy_map_buffer(st, kernel, args[1], out, o.workers, o.schedule, o.chunksize,
+        return parpy_map_buffer(st, kernel, args[1], out, o.workers, o.chunksize,
                                 (parpy_control *)control);
     }
     if (out != NULL) {

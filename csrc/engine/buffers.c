@@ -1,17 +1,24 @@
-/* parpy.map over buffers (see buffers.h): the elements in blocks, the blocks
- * on a team, the cancel flags looked at between blocks. */
+/* parpy.map over buffers (see buffers.h): every thread of the team takes
+ * the next block of elements from a shared cursor until none is left, and
+ * looks at the cancel flags between blocks. A block's size adapts to the
+ * function's speed, so that one takes about a millisecond: Ctrl-C stops the
+ * batch that soon after (plus one call), and the cursor and clock cost next
+ * to nothing. */
 #include "engine/buffers.h"
 
 #include "engine/call.h"
 #include "engine/teams.h"
 #include "kernels/cfunc.h"
+#include "runtime/clock.h"
 #include "runtime/errors.h"
 
 #include <string.h>
 
-#define BLOCK         4096  /* elements between two looks at the cancel flags */
-#define ELEMENT_NS    20.0  /* a guess at an element's cost, for where to run */
-#define INLINE_GIL_NS 2.0e4 /* below this the GIL is kept */
+#define FIRST_BLOCK   16        /* elements of a thread's first block */
+#define MAX_BLOCK     (1 << 16) /* and of its largest */
+#define BLOCK_NS      1000000   /* the time a block aims at */
+#define ELEMENT_NS    20.0      /* a guess at an element's cost, for where to run */
+#define INLINE_GIL_NS 2.0e4     /* below this the GIL is kept */
 
 int
 parpy_is_user_kernel(PyObject *kernel)
@@ -25,41 +32,44 @@ typedef struct {
     const parpy_cf_scalar *in;
     parpy_cf_scalar *out;
     const parpy_cf_scalar *bound; /* args[1..] of the template */
-    Py_ssize_t n, block, blocks;
-    atomic_int cancel; /* the job's: set when the wait is interrupted */
+    size_t n;
+    size_t fixed;         /* the block size chunksize= fixed, or 0: adaptive */
+    atomic_size_t cursor; /* the next element no thread has taken */
+    atomic_int cancel;    /* the job's: set when the wait is interrupted */
     parpy_control *control;
     atomic_int stopped;
 } buffer_run;
 
 static void
-run_block(buffer_run *r, Py_ssize_t i, const parpy_ctx *ctx)
-{
-    if (parpy_cancelled(ctx)) {
-        atomic_store_explicit(&r->stopped, 1, memory_order_relaxed);
-        return;
-    }
-    Py_ssize_t start = i * r->block;
-    Py_ssize_t count = r->n - start < r->block ? r->n - start : r->block;
-    parpy_cf_loop(&r->kernel->fn, r->in + start, r->out + start, r->bound, (size_t)count);
-    if (r->control != NULL) {
-        atomic_fetch_add_explicit(&r->control->done, (size_t)count, memory_order_relaxed);
-    }
-}
-
-static void
-buffer_body(void *arg, int team)
+buffer_body(void *arg, int Py_UNUSED(team))
 {
     buffer_run *r = arg;
     parpy_ctx ctx = {{&r->cancel, r->control != NULL ? &r->control->cancel : NULL, NULL}};
-    if (!team) {
-        for (Py_ssize_t i = 0; i < r->blocks; i++) {
-            run_block(r, i, &ctx);
+    size_t size = r->fixed > 0 ? r->fixed : FIRST_BLOCK;
+    for (;;) {
+        if (parpy_cancelled(&ctx)) {
+            atomic_store_explicit(&r->stopped, 1, memory_order_relaxed);
+            return;
         }
-        return;
-    }
-#pragma omp for schedule(runtime) nowait
-    for (Py_ssize_t i = 0; i < r->blocks; i++) {
-        run_block(r, i, &ctx);
+        size_t start = atomic_fetch_add_explicit(&r->cursor, size, memory_order_relaxed);
+        if (start >= r->n) {
+            return;
+        }
+        size_t count = r->n - start < size ? r->n - start : size;
+        int64_t began = r->fixed > 0 ? 0 : parpy_now_ns();
+        parpy_cf_loop(&r->kernel->fn, r->in + start, r->out + start, r->bound, count);
+        if (r->control != NULL) {
+            atomic_fetch_add_explicit(&r->control->done, count, memory_order_relaxed);
+        }
+        if (r->fixed == 0) {
+            int64_t took = parpy_now_ns() - began;
+            if (took < BLOCK_NS / 2 && size < MAX_BLOCK) {
+                size *= 2;
+            }
+            else if (took > 2 * BLOCK_NS && size > 1) {
+                size /= 2;
+            }
+        }
     }
 }
 
@@ -166,7 +176,7 @@ new_output(PyObject *items, const Py_buffer *view, parpy_cf_type type)
 
 PyObject *
 parpy_map_buffer(parpy_state *st, PyObject *kernel, PyObject *items, PyObject *out, int workers,
-                 int schedule, int chunksize, parpy_control *control)
+                 int chunksize, parpy_control *control)
 {
     parpy_KernelObject *ko = (parpy_KernelObject *)kernel;
     const parpy_cf_kernel *k = (const parpy_cf_kernel *)(const void *)ko->kernel;
@@ -199,25 +209,20 @@ parpy_map_buffer(parpy_state *st, PyObject *kernel, PyObject *items, PyObject *o
         .in = in.buf,
         .out = dest.buf,
         .bound = ((const parpy_cf_item *)ko->template)->args,
-        .n = n,
-        .block = chunksize > 0 ? chunksize : BLOCK,
+        .n = (size_t)n,
+        .fixed = chunksize > 0 ? (size_t)chunksize : 0,
         .control = control,
     };
-    r.blocks = (n + r.block - 1) / r.block;
+    atomic_init(&r.cursor, 0);
     atomic_init(&r.cancel, 0);
     atomic_init(&r.stopped, 0);
-    int threads = workers > 0 ? workers : parpy_default_threads();
+    Py_ssize_t threads = workers > 0 ? workers : parpy_default_threads();
     parpy_team_job job = {
         .body = buffer_body,
         .arg = &r,
-        .nthreads = r.blocks < threads ? (int)r.blocks : threads,
-        .schedule = schedule != PARPY_SCHED_AUTO ? schedule : PARPY_SCHED_STATIC,
-        .chunksize = 1,
+        .nthreads = (int)(n < threads ? (n > 0 ? n : 1) : threads),
         .cancel = &r.cancel,
     };
-    if (job.nthreads < 1) {
-        job.nthreads = 1;
-    }
     if (n > 0 && parpy_team_run(&job, (double)n * ELEMENT_NS, INLINE_GIL_NS) < 0) {
         goto fail; /* interrupted: the handlers' exception */
     }

@@ -16,10 +16,10 @@ int parpy_is_user_kernel(PyObject *kernel);
    result type and as many elements) if not NULL, else into a new container
    like items (a NumPy array for a NumPy array, an array.array for an
    array.array, else a memoryview). On workers threads (0: the default),
-   schedule and chunksize as parpy.map takes them; control (or NULL) may
-   cancel it and counts its progress. Returns the container, or NULL with an
+   in blocks of chunksize elements (0: blocks of about a millisecond each);
+   control (or NULL) may cancel it and counts its progress. Returns the container, or NULL with an
    exception set; nothing is written when the buffers are refused. */
 PyObject *parpy_map_buffer(parpy_state *st, PyObject *kernel, PyObject *items, PyObject *out,
-                           int workers, int schedule, int chunksize, parpy_control *control);
+                           int workers, int chunksize, parpy_control *control);
 
 #endif /* PARPY_ENGINE_BUFFERS_H */

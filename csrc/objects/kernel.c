@@ -330,7 +330,7 @@ kernel_get_signature_text(PyObject *self, void *Py_UNUSED(closure))
 }
 
 PyDoc_STRVAR(from_cfunc_doc,
-             "from_cfunc($type, fn, signature=None, *, name=None)\n--\n\n"
+             "from_cfunc($cls, fn, signature=None, *, name=None)\n--\n\n"
              "Return a kernel that calls the C function fn, with the GIL released.\n\n"
              "Every parpy executor runs it natively: parpy.map over a buffer or a list,\n"
              "Pool, ThreadPoolExecutor, Pipeline stages and Dask (from_library's form).\n"
@@ -361,7 +361,7 @@ PyDoc_STRVAR(from_cfunc_doc,
              "    match fn's, or the address is NULL.");
 
 PyDoc_STRVAR(from_library_doc,
-             "from_library($type, path, symbol, signature, *, name=None)\n--\n\n"
+             "from_library($cls, path, symbol, signature, *, name=None)\n--\n\n"
              "Return a kernel that calls the function symbol of the shared library path.\n\n"
              "The library is opened with dlopen and stays open while the kernel lives.\n"
              "This form pickles as (path, symbol, signature), so that worker processes\n"

@@ -274,10 +274,14 @@ signature_of_cffi(PyObject *ffi, PyObject *fn, char *out, size_t len)
 
 /* ---- the constructors ---------------------------------------------------- */
 
-/* An int from obj.attr (or obj itself when attr is NULL) as an address. */
+/* An int as an address. */
 static void *
 address_of(PyObject *obj)
 {
+    if (PyLong_Check(obj) && _PyLong_Sign(obj) < 0) {
+        PyErr_Format(PyExc_ValueError, "a function's address cannot be negative, not %R", obj);
+        return NULL;
+    }
     void *address = PyLong_AsVoidPtr(obj);
     if (address == NULL && !PyErr_Occurred()) {
         PyErr_SetString(PyExc_ValueError, "the function's address is NULL");
