@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from bench_cfunc import cfunc_candidates, overhead_ns
 from bench_crawl import crawl_candidates
 from bench_dask import dask_candidates
 from bench_pipeline import pipeline_candidates
@@ -48,6 +49,8 @@ import parpy
 from parpy.comparison import measure
 
 MIN_ROUNDS, MAX_ROUNDS = 7, 51
+# Not a ratio: parpy's cost per item of a C function over a buffer (bench_cfunc.overhead_ns).
+OVERHEAD_LABEL = "C fn over a buffer: cost per item (no-op)"
 MIN_SAMPLE = 0.01  # seconds: quicker calls are timed this many at a time
 
 
@@ -73,6 +76,7 @@ def targets() -> list[Target]:
     crawls = crawl_candidates()  # (the site starts at the first crawl)
     dask_tiny, dask_balanced = dask_candidates("tiny"), dask_candidates("balanced")
     dask_threads = dask_candidates("threads")  # (the clusters start at the first call)
+    trivial, one_us = cfunc_candidates("trivial"), cfunc_candidates("1us")
     # 10x the input against the 1x input: the ratio of per-MiB times
     ten = links_candidates(10)["parpy.extract_links"]
     one = links["parpy.extract_links"]
@@ -131,6 +135,14 @@ def targets() -> list[Target]:
                8.0, ">= 8x", 3),
         Target("  ... vs reference crawl, 16 threads", crawls, "parpy-16", "reference-16",
                1.0, "not slower"),
+        Target("C fn x*x+1, 10**7 floats: vs Numba prange", trivial, "parpy", "numba-prange",
+               1 / 1.5, "within 1.5x"),
+        Target("  ... 5*10**4: vs ThreadPoolExecutor+ctypes", trivial, "parpy-small",
+               "thread-pool", 50.0, ">= 50x"),
+        Target("  ... vs multiprocessing.Pool.map", trivial, "parpy-small", "multiprocessing",
+               20.0, ">= 20x"),
+        Target(f"C fn of ~1 us, workers={w} vs workers=1", one_us, "parpy-2", "parpy-1", 1.85,
+               ">= 1.85x"),
         Target("Dask 2x1, 10k tiny n: map vs a task each", dask_tiny, "parpy", "dask",
                20.0, ">= 20x", 3),
         Target("Dask 2x1 vs local workers=2, ~2 s iterative", dask_balanced, "dask-2x1",
@@ -256,6 +268,13 @@ def main() -> int:
             results.append(measure_ratio(target, args.budget))
         if not args.json:
             print(_row(results[-1], target.goal_text), flush=True)
+
+    if args.only.lower() in OVERHEAD_LABEL.lower():
+        ns = overhead_ns()
+        results.append({"target": OVERHEAD_LABEL, "ns_per_item": round(ns, 3), "ok": ns < 5.0})
+        if not args.json:
+            ok = "ok" if ns < 5.0 else "MISSED"
+            print(f"{OVERHEAD_LABEL:<44} | {ns:>5.2f} ns | {'< 5 ns':<10} | {ok:<6} |", flush=True)
 
     if args.json:
         print(json.dumps({"machine": machine, "targets": results}, indent=2))

@@ -62,3 +62,14 @@ spin_ms(double ms)
     }
     return acc;
 }
+
+/* rounds dependent multiply-adds on x: a function whose cost is chosen by the
+   caller (the benchmarks bind it to about a microsecond). */
+double
+spin(double x, int64_t rounds)
+{
+    for (int64_t i = 0; i < rounds; i++) {
+        x = x * 0.999999 + 1e-6;
+    }
+    return x;
+}
