@@ -198,4 +198,28 @@ for bad in (lambda: lab.race(threads=0), lambda: lab.deadlock(timeout=0)):
         pass
     else:
         raise AssertionError("no exception")
+
+# users' C functions as kernels: libm's, by library and by ctypes; calls, lists, buffers, bind
+import array  # noqa: E402
+import ctypes  # noqa: E402
+import math  # noqa: E402
+
+cos = parpy.Kernel.from_library("libm.so.6", "cos", "float64(float64)")
+libm = ctypes.CDLL("libm.so.6")
+libm.pow.argtypes, libm.pow.restype = [ctypes.c_double, ctypes.c_double], ctypes.c_double
+pow_ = parpy.Kernel.from_cfunc(libm.pow)
+xs = [i / 7 for i in range(3000)]
+assert parpy.map(cos, xs, workers=2) == [math.cos(x) for x in xs]
+assert list(parpy.map(cos, array.array("d", xs), workers=2)) == [math.cos(x) for x in xs]
+out = array.array("d", bytes(8 * len(xs)))
+assert parpy.map(pow_.bind(2.0), array.array("d", xs), out=out) is out
+assert list(out) == [math.pow(x, 2.0) for x in xs] and pow_(2.0, 10) == 1024.0
+assert pickle.loads(pickle.dumps(cos))(0.0) == 1.0
+for bad in (lambda: cos("x"), lambda: parpy.map(cos, array.array("q", [1]))):
+    try:
+        bad()
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("no exception")
 print("smoke ok")
