@@ -131,10 +131,12 @@ def compare(
     ----------
     work : Kernel, callable, list of Stage, Pipeline or str
         A parpy kernel or bound kernel (the Python backends run its
-        pure-Python twin), a Python callable, a pipeline (a list of
-        :class:`parpy.Stage`, or a :class:`parpy.Pipeline`), or the name of
-        a built-in workload (:data:`WORKLOADS`: "iterative", "doubling",
-        "recursive", "tiny", "skewed", "pipeline", "crawl").
+        pure-Python twin; for a user's C function, ``Kernel.from_cfunc``
+        or ``from_library``, the same function through ctypes), a Python
+        callable, a pipeline (a list of :class:`parpy.Stage`, or a
+        :class:`parpy.Pipeline`), or the name of a built-in workload
+        (:data:`WORKLOADS`: "iterative", "doubling", "recursive", "tiny",
+        "skewed", "pipeline", "crawl").
     items : iterable, optional
         The input; by default a built-in workload's own.
     backends : str or iterable of str, optional

@@ -1,20 +1,23 @@
 """Functions as worker processes get them.
 
 Picklable wrappers for what the Python backends run (a bound kernel's twin,
-a kernel over tuples, a pipeline's stages composed), each with its name for
-the report (:func:`_label`); :class:`_Shipped`, a function sent as its pickle
+a kernel over tuples, a user's C function called through ctypes, a
+pipeline's stages composed), each with its name for the report
+(:func:`_label`); :class:`_Shipped`, a function sent as its pickle
 that a worker which cannot load it turns into one raising
 :class:`WorkerLoadError`; and :func:`_not_shippable`, which says before
 anything starts why worker processes cannot get a function."""
 
 from __future__ import annotations
 
+import ctypes
 import pickle
 import sys
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from parpy._core import Kernel
 from parpy._support.dispatch import name_of
 
 __all__ = ["WorkerLoadError"]
@@ -50,7 +53,7 @@ def _label(func: Callable[..., Any]) -> str:
     """A function's name for the report: parpy.reference.fib, fib_mod.bind(7), ..."""
     if isinstance(func, types.FunctionType) and func.__module__ != "__main__":
         return f"{func.__module__}.{func.__qualname__}"
-    if isinstance(func, (_Trailing, _Star, _Composed)):
+    if isinstance(func, (_Trailing, _Star, _CCall, _Composed)):
         return repr(func)
     return name_of(func)
 
@@ -71,6 +74,46 @@ class _Star:
 
     def __repr__(self) -> str:
         return f"{_label(self.func)}(*x)"
+
+
+_CTYPES: dict[str, Any] = {
+    "int64": ctypes.c_int64,
+    "uint64": ctypes.c_uint64,
+    "float64": ctypes.c_double,
+}
+
+
+class _CCall:
+    """A user's C function kernel (Kernel.from_cfunc, from_library) called
+    through ctypes, one item per call: ``fn(*x)`` over tuples for a kernel of
+    several arguments, else ``fn(x, *bound)``. ctypes releases the GIL during
+    each call. It pickles as its kernel (from_library's form: path, symbol,
+    signature), and the process that loads it makes its own ctypes function."""
+
+    __slots__ = ("bound", "fn", "kernel", "star")
+
+    def __init__(self, kernel: Kernel) -> None:
+        assert kernel.signature is not None and kernel.address is not None
+        self.kernel = kernel  # keeps the function's library open
+        self.bound = tuple(kernel.bound or ())
+        self.star = kernel.bound is None and kernel.min_args > 1
+        result, _, args = kernel.signature.rstrip(")").partition("(")
+        prototype = ctypes.CFUNCTYPE(_CTYPES[result], *(_CTYPES[a] for a in args.split(", ")))
+        self.fn = prototype(kernel.address)
+
+    @property
+    def __name__(self) -> str:  # for name_of: the kernel's name
+        return name_of(self.kernel)
+
+    def __call__(self, x: Any) -> Any:
+        return self.fn(*x) if self.star else self.fn(x, *self.bound)
+
+    def __reduce__(self) -> Any:
+        return (_CCall, (self.kernel,))
+
+    def __repr__(self) -> str:
+        call = "*x" if self.star else ", ".join(["x", *map(repr, self.bound)])
+        return f"{self.kernel.__name__}({call}) through ctypes"
 
 
 class _Composed:
