@@ -62,6 +62,14 @@ def test_every_backend_runs_a_library_function_with_the_same_results():
     assert report.meta["gil_released"] == "by ctypes during each call of square_plus_one"
 
 
+@pytest.mark.timeout(60)
+def test_nan_results_are_the_same_results():
+    nan, inf = float("nan"), float("inf")
+    report = small(library_kernel("square_plus_one"), [nan, 1.0, -inf, nan, 0.5], workers=[2])
+    assert report.skipped == ()
+    assert {row.backend for row in report.rows} == set(EVERY)
+
+
 @pytest.mark.timeout(120)
 def test_unsigned_ints_on_every_backend():
     report = small(library_kernel("collatz_steps"), list(range(1, 3001)))

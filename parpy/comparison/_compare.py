@@ -71,8 +71,13 @@ def _workers_text(workers: int) -> str:
     return f"{workers} worker{'s' if workers != 1 else ''}"
 
 
+def _same(a: object, b: object) -> bool:
+    """Equal results: equal, or both a float NaN (which equals nothing)."""
+    return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+
+
 def _check(expected: list[Any], got: object, work: _Work, backend: str, workers: int) -> None:
-    """Raise MismatchError unless ``got`` equals serial's ``expected``."""
+    """Raise MismatchError unless ``got`` equals serial's ``expected`` (NaN equal to NaN)."""
     if got == expected:
         return
     short = reprlib.Repr()
@@ -83,7 +88,10 @@ def _check(expected: list[Any], got: object, work: _Work, backend: str, workers:
         raise MismatchError(
             f"{where} returned {size} results, serial {len(expected)}", backend, workers, None
         )
-    i = next(i for i, (a, b) in enumerate(zip(expected, got, strict=True)) if a != b)
+    pairs = enumerate(zip(expected, got, strict=True))
+    i = next((i for i, (a, b) in pairs if not _same(a, b)), None)
+    if i is None:  # equal but for NaNs
+        return
     raise MismatchError(
         f"{where} differs from serial at position {i} (item {short.repr(work.items[i])}): "
         f"{short.repr(got[i])} != {short.repr(expected[i])}",
