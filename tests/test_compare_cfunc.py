@@ -98,6 +98,30 @@ def test_a_kernel_of_three_arguments_over_tuples():
     assert report.meta["python_runs"] == "mix(*x) through ctypes"
 
 
+@pytest.mark.parametrize(
+    ("name", "items", "bind", "error", "match", "position"),
+    [
+        ("identity_u64", [1, 2, -1], None, OverflowError, "range of uint64, not -1", 2),
+        ("identity_i64", [2**63], None, OverflowError, "range of int64", 0),
+        ("identity_i64", [1, True], None, TypeError, "must be an int, not bool", 1),
+        ("identity_f64", [1.5, 2, "3"], None, TypeError, "must be a number, not str", 2),
+        ("add_i64", [(1, 2), (3,)], None, TypeError, r"takes 2 arguments \(1 given\)", 1),
+        ("add_i64", [4, 5.0], (1,), TypeError, "argument 1 must be an int, not float", 1),
+    ],
+)
+def test_items_the_kernel_refuses_raise_before_anything_runs(
+    name, items, bind, error, match, position
+):
+    # ctypes would take a bool, and wrap an int out of range: compare refuses them as the
+    # kernel does, before the Python backends run anything.
+    kernel = library_kernel(name)
+    if bind is not None:
+        kernel = kernel.bind(*bind)
+    with pytest.raises(error, match=match) as caught:
+        small(kernel, items, backends="serial,threading")
+    assert caught.value.__notes__ == [f"parpy.compare: items[{position}]"]
+
+
 def test_a_user_kernel_has_its_function_address_and_parpy_kernels_none():
     fn = _clib.ctypes_function("add_i64")
     address = ctypes.cast(fn, ctypes.c_void_p).value

@@ -186,6 +186,10 @@ def compare(
         Before anything runs: ``work`` of another kind, no ``items`` for a
         ``work`` that is not a built-in workload, or an argument of the
         wrong type.
+    TypeError, OverflowError
+        Before anything runs: an item that a user's C function's kernel
+        refuses (a bool, an int out of its range: ctypes would take them),
+        with its position in a note.
     ImportError
         If a Dask backend is asked for without Dask, or ``progress=True``
         without tqdm.

@@ -11,6 +11,7 @@ anything starts why worker processes cannot get a function."""
 from __future__ import annotations
 
 import ctypes
+import operator
 import pickle
 import sys
 import types
@@ -81,6 +82,26 @@ _CTYPES: dict[str, Any] = {
     "uint64": ctypes.c_uint64,
     "float64": ctypes.c_double,
 }
+_RANGES = {"int64": range(-(2**63), 2**63), "uint64": range(2**64)}
+
+
+def _check_argument(name: str, position: int, arg: Any, kind: str) -> None:
+    """Raise what a user function's kernel raises for ``arg`` as its
+    argument ``position`` of type ``kind`` (ctypes would take a bool, and
+    wrap an int out of range)."""
+    if kind == "float64":
+        if isinstance(arg, bool) or not isinstance(arg, (float, int)):
+            raise TypeError(
+                f"{name}() argument {position} must be a number, not {type(arg).__name__}"
+            )
+        float(arg)  # an int beyond float's range: OverflowError
+        return
+    if isinstance(arg, bool) or not hasattr(type(arg), "__index__"):
+        raise TypeError(f"{name}() argument {position} must be an int, not {type(arg).__name__}")
+    if operator.index(arg) not in _RANGES[kind]:
+        raise OverflowError(
+            f"{name}() argument {position} must be in the range of {kind}, not {arg!r}"
+        )
 
 
 class _CCall:
@@ -90,7 +111,7 @@ class _CCall:
     each call. It pickles as its kernel (from_library's form: path, symbol,
     signature), and the process that loads it makes its own ctypes function."""
 
-    __slots__ = ("bound", "fn", "kernel", "star")
+    __slots__ = ("args", "bound", "fn", "kernel", "star")
 
     def __init__(self, kernel: Kernel) -> None:
         assert kernel.signature is not None and kernel.address is not None
@@ -98,7 +119,8 @@ class _CCall:
         self.bound = tuple(kernel.bound or ())
         self.star = kernel.bound is None and kernel.min_args > 1
         result, _, args = kernel.signature.rstrip(")").partition("(")
-        prototype = ctypes.CFUNCTYPE(_CTYPES[result], *(_CTYPES[a] for a in args.split(", ")))
+        self.args = args.split(", ")  # the argument types
+        prototype = ctypes.CFUNCTYPE(_CTYPES[result], *(_CTYPES[a] for a in self.args))
         self.fn = prototype(kernel.address)
 
     @property
@@ -107,6 +129,22 @@ class _CCall:
 
     def __call__(self, x: Any) -> Any:
         return self.fn(*x) if self.star else self.fn(x, *self.bound)
+
+    def check(self, items: Sequence[Any]) -> None:
+        """Raise the kernel's TypeError or OverflowError for the first item it
+        refuses, with the item's position in a note."""
+        name = self.kernel.__name__
+        kinds = self.args if self.star else self.args[:1]  # (the bound ones are checked)
+        for i, item in enumerate(items):
+            try:
+                args = tuple(item) if self.star else (item,)
+                if len(args) != len(kinds):
+                    raise TypeError(f"{name}() takes {len(kinds)} arguments ({len(args)} given)")
+                for position, (arg, kind) in enumerate(zip(args, kinds, strict=True), 1):
+                    _check_argument(name, position, arg, kind)
+            except (TypeError, OverflowError) as exc:
+                exc.add_note(f"parpy.compare: items[{i}]")
+                raise
 
     def __reduce__(self) -> Any:
         return (_CCall, (self.kernel,))

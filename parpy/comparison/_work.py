@@ -86,7 +86,8 @@ def _prepare(work: object, items: list[Any]) -> _Work:
                 f"parpy.Pool.{'starmap' if star else 'map'}({label})",
             },
         )
-        if isinstance(python, _CCall):  # the report says where the GIL is released
+        if isinstance(python, _CCall):
+            python.check(items)  # as the kernel would: ctypes takes more
             job.meta[GIL_RELEASED] = f"by ctypes during each call of {work.__name__}"
         return job
     if isinstance(work, (list, tuple)):
