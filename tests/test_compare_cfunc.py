@@ -27,7 +27,8 @@ from parpy.report import Report, Timing
 
 EVERY = [b for b in comparison.BACKENDS if b not in comparison.DASK_BACKENDS]  # the default
 PROCESS_BACKENDS = ["multiprocessing", "process-pool"]
-FLOATS = [random.Random(21).uniform(-1e3, 1e3) for _ in range(3000)]
+_RNG = random.Random(21)
+FLOATS = [_RNG.uniform(-1e3, 1e3) for _ in range(3000)]
 
 
 def library_kernel(name: str, signature: str | None = None) -> parpy.Kernel:
