@@ -47,7 +47,11 @@ SANITIZER = os.environ.get("PARPY_SANITIZER", "")
 # allocations, no parpy frame) and which fail the ASan job: there the Dask
 # tests are not even collected. The native code they reach is parpy.map's
 # batch, which the ASan job runs everywhere else.
-collect_ignore = ["test_dask.py", "test_compare_dask.py"] if SANITIZER == "address" else []
+collect_ignore = (
+    ["test_dask.py", "test_compare_dask.py", "test_compare_cfunc_dask.py"]
+    if SANITIZER == "address"
+    else []
+)
 
 
 def pytest_configure(config):

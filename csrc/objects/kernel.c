@@ -329,6 +329,17 @@ kernel_get_signature_text(PyObject *self, void *Py_UNUSED(closure))
     return PyUnicode_FromString(parpy_user_kernel_signature(ko->kernel, buf, sizeof(buf)));
 }
 
+/* The user function's address, an int; None for parpy's own. */
+static PyObject *
+kernel_get_address(PyObject *self, void *Py_UNUSED(closure))
+{
+    parpy_KernelObject *ko = (parpy_KernelObject *)self;
+    if (!is_user_kernel(ko)) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromVoidPtr(parpy_user_kernel_address(ko->kernel));
+}
+
 PyDoc_STRVAR(from_cfunc_doc,
              "from_cfunc($cls, fn, signature=None, *, name=None)\n--\n\n"
              "Return a kernel that calls the C function fn, with the GIL released.\n\n"
@@ -413,6 +424,8 @@ static PyGetSetDef kernel_getset[] = {
     {"bound", kernel_get_bound, NULL, "The arguments fixed by bind(), or None.", NULL},
     {"signature", kernel_get_signature_text, NULL,
      "A user function's C signature, e.g. \"float64(float64)\"; None for parpy's kernels.", NULL},
+    {"address", kernel_get_address, NULL,
+     "A user function's address, an int; None for parpy's kernels.", NULL},
     {"input", kernel_get_input, NULL,
      "The C value type this kernel can take from the kernel before it, or None.", NULL},
     {"output", kernel_get_output, NULL,

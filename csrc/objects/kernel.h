@@ -16,5 +16,7 @@ PyObject *parpy_kernel_unpickle(PyObject *module, PyObject *args);
 void parpy_user_kernel_free(void *owned);
 /* The signature of such a kernel's table, into buf. */
 const char *parpy_user_kernel_signature(const parpy_kernel *kernel, char *buf, size_t len);
+/* The address of such a kernel's function. */
+void *parpy_user_kernel_address(const parpy_kernel *kernel);
 
 #endif /* PARPY_OBJECTS_KERNEL_H */

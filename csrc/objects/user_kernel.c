@@ -47,6 +47,12 @@ parpy_user_kernel_signature(const parpy_kernel *kernel, char *buf, size_t len)
     return buf;
 }
 
+void *
+parpy_user_kernel_address(const parpy_kernel *kernel)
+{
+    return ((const parpy_cf_kernel *)(const void *)kernel)->fn.address;
+}
+
 static char *
 copy_string(const char *text)
 {

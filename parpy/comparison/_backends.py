@@ -7,6 +7,12 @@ What each backend runs:
   the same bound arguments), the book's code as a Python programmer writes
   it; "parpy" runs the whole batch natively (``parpy.map``) and "parpy-pool"
   runs ``parpy.Pool.map`` of the kernel.
+- On a user's C function (``Kernel.from_cfunc``, ``Kernel.from_library``),
+  the Python backends call the same function through ctypes, item by item
+  (with the kernel's bound arguments); ctypes releases the GIL during each
+  call. Worker processes (and Dask's) get it as from_library's (path,
+  symbol, signature) and make their own ctypes function; a from_cfunc kernel
+  does not pickle, so those backends are skipped.
 - A Python callable runs as given on every backend that can run it; "parpy"
   (native batches of kernels only) is skipped.
 - A pipeline (a list of :class:`parpy.Stage`): "serial" runs the stage
@@ -352,6 +358,8 @@ def _cannot_run(backend: str, work: _Work) -> str | None:
     if backend == "parpy-dask" and work.kernel is None:
         what = "a pipeline" if work.pipeline else f"{name_of(work.python)}, a Python callable"
         return f'parpy.map(client=) runs parpy kernels, not {what} ("dask" runs it)'
+    if backend in DASK_BACKENDS and work.kernel is not None and work.kernel.signature is not None:
+        return _not_shippable(work.kernel)  # a user's C function: from_library's form only
     return None
 
 

@@ -71,8 +71,13 @@ def _workers_text(workers: int) -> str:
     return f"{workers} worker{'s' if workers != 1 else ''}"
 
 
+def _same(a: object, b: object) -> bool:
+    """Equal results: equal, or both a float NaN (which equals nothing)."""
+    return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+
+
 def _check(expected: list[Any], got: object, work: _Work, backend: str, workers: int) -> None:
-    """Raise MismatchError unless ``got`` equals serial's ``expected``."""
+    """Raise MismatchError unless ``got`` equals serial's ``expected`` (NaN equal to NaN)."""
     if got == expected:
         return
     short = reprlib.Repr()
@@ -83,7 +88,10 @@ def _check(expected: list[Any], got: object, work: _Work, backend: str, workers:
         raise MismatchError(
             f"{where} returned {size} results, serial {len(expected)}", backend, workers, None
         )
-    i = next(i for i, (a, b) in enumerate(zip(expected, got, strict=True)) if a != b)
+    pairs = enumerate(zip(expected, got, strict=True))
+    i = next((i for i, (a, b) in pairs if not _same(a, b)), None)
+    if i is None:  # equal but for NaNs
+        return
     raise MismatchError(
         f"{where} differs from serial at position {i} (item {short.repr(work.items[i])}): "
         f"{short.repr(got[i])} != {short.repr(expected[i])}",
@@ -131,10 +139,12 @@ def compare(
     ----------
     work : Kernel, callable, list of Stage, Pipeline or str
         A parpy kernel or bound kernel (the Python backends run its
-        pure-Python twin), a Python callable, a pipeline (a list of
-        :class:`parpy.Stage`, or a :class:`parpy.Pipeline`), or the name of
-        a built-in workload (:data:`WORKLOADS`: "iterative", "doubling",
-        "recursive", "tiny", "skewed", "pipeline", "crawl").
+        pure-Python twin; for a user's C function, ``Kernel.from_cfunc``
+        or ``from_library``, the same function through ctypes), a Python
+        callable, a pipeline (a list of :class:`parpy.Stage`, or a
+        :class:`parpy.Pipeline`), or the name of a built-in workload
+        (:data:`WORKLOADS`: "iterative", "doubling", "recursive", "tiny",
+        "skewed", "pipeline", "crawl").
     items : iterable, optional
         The input; by default a built-in workload's own.
     backends : str or iterable of str, optional
@@ -176,6 +186,10 @@ def compare(
         Before anything runs: ``work`` of another kind, no ``items`` for a
         ``work`` that is not a built-in workload, or an argument of the
         wrong type.
+    TypeError, OverflowError
+        Before anything runs: an item that a user's C function's kernel
+        refuses (a bool, an int out of its range: ctypes would take them),
+        with its position in a note.
     ImportError
         If a Dask backend is asked for without Dask, or ``progress=True``
         without tqdm.

@@ -1,20 +1,24 @@
 """Functions as worker processes get them.
 
 Picklable wrappers for what the Python backends run (a bound kernel's twin,
-a kernel over tuples, a pipeline's stages composed), each with its name for
-the report (:func:`_label`); :class:`_Shipped`, a function sent as its pickle
+a kernel over tuples, a user's C function called through ctypes, a
+pipeline's stages composed), each with its name for the report
+(:func:`_label`); :class:`_Shipped`, a function sent as its pickle
 that a worker which cannot load it turns into one raising
 :class:`WorkerLoadError`; and :func:`_not_shippable`, which says before
 anything starts why worker processes cannot get a function."""
 
 from __future__ import annotations
 
+import ctypes
+import operator
 import pickle
 import sys
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from parpy._core import Kernel
 from parpy._support.dispatch import name_of
 
 __all__ = ["WorkerLoadError"]
@@ -50,7 +54,7 @@ def _label(func: Callable[..., Any]) -> str:
     """A function's name for the report: parpy.reference.fib, fib_mod.bind(7), ..."""
     if isinstance(func, types.FunctionType) and func.__module__ != "__main__":
         return f"{func.__module__}.{func.__qualname__}"
-    if isinstance(func, (_Trailing, _Star, _Composed)):
+    if isinstance(func, (_Trailing, _Star, _CCall, _Composed)):
         return repr(func)
     return name_of(func)
 
@@ -71,6 +75,83 @@ class _Star:
 
     def __repr__(self) -> str:
         return f"{_label(self.func)}(*x)"
+
+
+_CTYPES: dict[str, Any] = {
+    "int64": ctypes.c_int64,
+    "uint64": ctypes.c_uint64,
+    "float64": ctypes.c_double,
+}
+_RANGES = {"int64": range(-(2**63), 2**63), "uint64": range(2**64)}
+
+
+def _check_argument(name: str, position: int, arg: Any, kind: str) -> None:
+    """Raise what a user function's kernel raises for ``arg`` as its
+    argument ``position`` of type ``kind`` (ctypes would take a bool, and
+    wrap an int out of range)."""
+    if kind == "float64":
+        if isinstance(arg, bool) or not isinstance(arg, (float, int)):
+            raise TypeError(
+                f"{name}() argument {position} must be a number, not {type(arg).__name__}"
+            )
+        float(arg)  # an int beyond float's range: OverflowError
+        return
+    if isinstance(arg, bool) or not hasattr(type(arg), "__index__"):
+        raise TypeError(f"{name}() argument {position} must be an int, not {type(arg).__name__}")
+    if operator.index(arg) not in _RANGES[kind]:
+        raise OverflowError(
+            f"{name}() argument {position} must be in the range of {kind}, not {arg!r}"
+        )
+
+
+class _CCall:
+    """A user's C function kernel (Kernel.from_cfunc, from_library) called
+    through ctypes, one item per call: ``fn(*x)`` over tuples for a kernel of
+    several arguments, else ``fn(x, *bound)``. ctypes releases the GIL during
+    each call. It pickles as its kernel (from_library's form: path, symbol,
+    signature), and the process that loads it makes its own ctypes function."""
+
+    __slots__ = ("args", "bound", "fn", "kernel", "star")
+
+    def __init__(self, kernel: Kernel) -> None:
+        assert kernel.signature is not None and kernel.address is not None
+        self.kernel = kernel  # keeps the function's library open
+        self.bound = tuple(kernel.bound or ())
+        self.star = kernel.bound is None and kernel.min_args > 1
+        result, _, args = kernel.signature.rstrip(")").partition("(")
+        self.args = args.split(", ")  # the argument types
+        prototype = ctypes.CFUNCTYPE(_CTYPES[result], *(_CTYPES[a] for a in self.args))
+        self.fn = prototype(kernel.address)
+
+    @property
+    def __name__(self) -> str:  # for name_of: the kernel's name
+        return name_of(self.kernel)
+
+    def __call__(self, x: Any) -> Any:
+        return self.fn(*x) if self.star else self.fn(x, *self.bound)
+
+    def check(self, items: Sequence[Any]) -> None:
+        """Raise the kernel's TypeError or OverflowError for the first item it
+        refuses, with the item's position in a note."""
+        name = self.kernel.__name__
+        kinds = self.args if self.star else self.args[:1]  # (the bound ones are checked)
+        for i, item in enumerate(items):
+            try:
+                args = tuple(item) if self.star else (item,)
+                if len(args) != len(kinds):
+                    raise TypeError(f"{name}() takes {len(kinds)} arguments ({len(args)} given)")
+                for position, (arg, kind) in enumerate(zip(args, kinds, strict=True), 1):
+                    _check_argument(name, position, arg, kind)
+            except (TypeError, OverflowError) as exc:
+                exc.add_note(f"parpy.compare: items[{i}]")
+                raise
+
+    def __reduce__(self) -> Any:
+        return (_CCall, (self.kernel,))
+
+    def __repr__(self) -> str:
+        call = "*x" if self.star else ", ".join(["x", *map(repr, self.bound)])
+        return f"{self.kernel.__name__}({call}) through ctypes"
 
 
 class _Composed:

@@ -10,7 +10,8 @@ from typing import Any
 from parpy import reference
 from parpy._core import Kernel
 from parpy._support.dispatch import name_of
-from parpy.comparison._shipping import _Composed, _label, _Star, _Trailing
+from parpy.comparison._shipping import _CCall, _Composed, _label, _Star, _Trailing
+from parpy.comparison.report import GIL_RELEASED
 from parpy.comparison.workloads import WORKLOADS, Variant
 from parpy.pipeline import Pipeline, Stage
 
@@ -35,7 +36,11 @@ class _Work:
 
 
 def _twin(kernel: Kernel) -> Callable[[Any], Any] | None:
-    """The pure-Python twin of a kernel (with its bound arguments); None if it has none."""
+    """What the Python backends run for a kernel: a user's C function through
+    ctypes, else its pure-Python twin (with its bound arguments); None if it
+    has none."""
+    if kernel.signature is not None:
+        return _CCall(kernel)
     ref: Callable[..., Any] | None = getattr(reference, kernel.__name__, None)
     if ref is None:
         return None
@@ -45,7 +50,7 @@ def _twin(kernel: Kernel) -> Callable[[Any], Any] | None:
 
 
 def _python_of(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """What the Python backends run for a stage function: a kernel's twin."""
+    """What the Python backends run for a stage function: a kernel's twin (or ctypes call)."""
     if isinstance(func, Kernel):
         return _twin(func) or func
     return func
@@ -66,9 +71,9 @@ def _prepare(work: object, items: list[Any]) -> _Work:
         twin = _twin(work)
         star = work.bound is None and work.min_args > 1
         python: Callable[[Any], Any] = work if twin is None else twin
-        if star:
+        if star and not isinstance(python, _CCall):  # (which takes tuples itself)
             python = _Star(python)
-        return _Work(
+        job = _Work(
             items,
             f"{label} over {_describe_items(items)}",
             python,
@@ -81,6 +86,10 @@ def _prepare(work: object, items: list[Any]) -> _Work:
                 f"parpy.Pool.{'starmap' if star else 'map'}({label})",
             },
         )
+        if isinstance(python, _CCall):
+            python.check(items)  # as the kernel would: ctypes takes more
+            job.meta[GIL_RELEASED] = f"by ctypes during each call of {work.__name__}"
+        return job
     if isinstance(work, (list, tuple)):
         if not work:
             raise ValueError("a pipeline needs at least one stage")

@@ -31,7 +31,11 @@ a :class:`Skip` per backend that could not run the work), and derives:
   serial fraction from the fit (or Karp-Flatt's, without one) and the
   start-up; or "no gain" where the best speedup is below 1.1, with the
   speedup on the most workers within the CPUs, and "the GIL" for the
-  backends that run Python on threads.
+  backends that run Python on threads. Where ``meta["gil_released"]`` says
+  how the work releases the GIL (a C function called through ctypes:
+  "by ctypes during each call of f"), their verdict says so, and with no
+  gain, that threads gain where a call's work outweighs the Python around
+  it, with serial's time per item.
 
 It renders as an aligned table (``str()``), an HTML table (``_repr_html_``,
 which Jupyter shows), a pandas DataFrame (:meth:`Report.to_pandas`) and a
@@ -67,6 +71,11 @@ _JSON_VERSION = 1
 # Backends that run Python code on threads of one interpreter: the GIL lets one
 # of them run Python at a time. A variant ("threading[chunksize=4]") counts too.
 _GIL_BACKENDS = frozenset({"threading", "thread-pool"})
+
+# The meta key that says how the work those backends run releases the GIL,
+# e.g. "by ctypes during each call of f": their threads then run the calls at
+# once, and hold the GIL only between them.
+GIL_RELEASED = "gil_released"
 
 
 # ---- what was measured -------------------------------------------------------
@@ -528,6 +537,8 @@ class Report:
         if name == "serial":
             return f"the baseline, {_seconds(self.baseline)}"
         rows = [r for r in self.rows if r.backend == name]
+        gil = name.partition("[")[0] in _GIL_BACKENDS
+        released = self.meta.get(GIL_RELEASED) if gil else None
         # The highest speedup; on a tie, the fewest workers.
         best = max(rows, key=lambda r: (r.speedup, -r.workers))
         if best.speedup < GAIN_THRESHOLD:
@@ -535,7 +546,12 @@ class Report:
             within = [r for r in rows if not r.over_cpus] or rows
             most = max(within, key=lambda r: (r.workers, -r.median))
             verdict = f"no gain ({_ratio(most.speedup)}x on {self._on(most)})"
-            gil = name.partition("[")[0] in _GIL_BACKENDS
+            if released is not None:  # not blindly the GIL: say when threads can gain
+                return (
+                    f"{verdict}; the GIL is released {released} only, so threads gain where "
+                    "a call's work outweighs the Python around it "
+                    f"({_seconds(self.baseline / self.items)} per item on serial)"
+                )
             return verdict + (": the GIL" if gil else "")
         parts = [f"{_ratio(best.speedup)}x on {self._on(best)}"]
         fit = self._fits.get(name)
@@ -547,6 +563,8 @@ class Report:
             parts.append("no gain from more workers")
         if best.startup >= 1e-3:
             parts.append(f"{_seconds(best.startup)} {_to_start(name)}")
+        if released is not None:
+            parts.append(f"the GIL released {released}")
         return ", ".join(parts)
 
     def _on(self, row: Row) -> str:
