@@ -349,8 +349,9 @@ def test_ctrl_c_stops_the_fetches_in_flight_and_raises_with_what_was_fetched(hos
     took = time.perf_counter() - interrupted_at[0]
     timer.join(timeout=5)
     # Within a fraction of a second of the interrupt: not at SLOW, nor at the
-    # timeout. (Worker processes are given GRACE = 0.5 s, then ended.)
-    assert took < (1.0 if backend == "multiprocessing" else 0.5), took
+    # timeout. (Worker processes are given GRACE = 0.5 s, then ended: 1.03 s was
+    # seen under ASan on a loaded machine.)
+    assert took < (1.5 if backend == "multiprocessing" else 0.5), took
     result = caught.value.result
     assert result.interrupted and start in result
     assert set(result.urls()) <= {start, a}  # none of the /slow pages
