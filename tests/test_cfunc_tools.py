@@ -1,4 +1,4 @@
-"""Functions compiled by Numba and cffi, and capsules, as kernels (Kernel.from_cfunc).
+"""Functions compiled by Numba, cffi and Cython as kernels (Kernel.from_cfunc).
 
 A Numba ``@cfunc``, a cffi function pointer and a PyCapsule named by its C
 declaration (as Cython's ``__pyx_capi__`` exports a ``cdef api`` function) each carry their
@@ -18,9 +18,11 @@ from __future__ import annotations
 import array
 import ctypes
 import functools
+import importlib.util
 import math
 import random
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -258,6 +260,9 @@ def test_a_numba_cfunc_checks_a_given_signature():
         ("void(float64)", "returns nothing"),
         ("int32(int32)", "c_int"),
         ("float32(float32)", "c_float"),
+        ("float64()", "takes 0 arguments"),
+        ("float64(float64, float64, float64, float64)", "takes 4 arguments"),
+        ("float64(" + ", ".join(["float64"] * 40) + ")", "takes 40 arguments"),
     ],
 )
 def test_a_numba_cfunc_of_another_signature_is_refused(signature, match):
@@ -330,6 +335,13 @@ def cffi_abi():
     return ffi, ffi.dlopen(str(_clib.library()))
 
 
+def load_extension(name: str, path) -> object:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def clib_check(kernel: parpy.Kernel, name: str) -> None:
     """check_kernel for the function ``name`` of tests/c/userfuncs.c."""
     signature, reference = _clib.FUNCTIONS[name]
@@ -373,6 +385,25 @@ def test_a_cffi_callback_runs_as_a_kernel():
     assert parpy.map(kernel, xs, workers=2) == [2.0 * x for x in xs]
 
 
+def test_a_cffi_function_of_other_types_is_refused_even_with_a_signature():
+    ffi = cffi.FFI()
+    ffi.cdef("int abs(int); double ldexp(double, int); double cos(double);")
+    libm = ffi.dlopen("libm.so.6")
+    libc = ffi.dlopen(None)
+    for fn, what in [(libc.abs, "int is not"), (libm.ldexp, "int is not")]:
+        with pytest.raises(ValueError, match=f"cannot be a kernel: {what}"):
+            parpy.Kernel.from_cfunc(fn)
+        with pytest.raises(ValueError, match="cannot be a kernel"):
+            parpy.Kernel.from_cfunc(fn, "int64(int64)")
+    assert parpy.Kernel.from_cfunc(libm.cos)(0.0) == 1.0
+    variadic = ffi.cast("double(*)(double, ...)", libm.cos)
+    with pytest.raises(ValueError, match="cannot be a kernel"):
+        parpy.Kernel.from_cfunc(variadic)
+    no_arguments = ffi.cast("double(*)(void)", libm.cos)
+    with pytest.raises(ValueError, match="takes no arguments"):
+        parpy.Kernel.from_cfunc(no_arguments)
+
+
 # ---- PyCapsules named by their C declaration ----------------------------------------
 
 _PyCapsule_New = ctypes.PYFUNCTYPE(
@@ -388,12 +419,20 @@ def capsule(symbol: str, name: bytes | None):
     return _PyCapsule_New(address, name, None)
 
 
+# A plain name of each function first; then names as Cython writes them (a const after the
+# type, PY_LONG_LONG) and as a person might (with parameters' names).
 CAPSULES = [
     ("square_plus_one", b"double (double)"),
     ("identity_i64", b"long (long int)"),
     ("identity_u64", b"uint64_t (uint64_t)"),
     ("add_i64", b"int64_t (int64_t, int64_t)"),
     ("mix", b"double (uint64_t, double, int64_t)"),
+    ("square_plus_one", b"const double (const double x)"),
+    ("identity_u64", b"unsigned PY_LONG_LONG (unsigned PY_LONG_LONG)"),
+    ("identity_u64", b"uint64_t(uint64_t n)"),
+    ("add_i64", b"int64_t (int64_t, int64_t const )"),
+    ("add_i64", b"int64_t (int64_t a, const int64_t b)"),
+    ("mix", b"double (unsigned long a, double b, long long c)"),
 ]
 PLAIN = dict(CAPSULES[:5])
 
@@ -411,11 +450,50 @@ def test_a_capsule_checks_a_given_signature():
     )
 
 
+@pytest.mark.parametrize(
+    "name", [b"real (real)", b"float64_t (float64_t x)", b"double (npy_float64)", b"nonsense"]
+)
+def test_a_capsule_name_parpy_cannot_read_asks_for_the_signature(name):
+    fn = capsule("square_plus_one", name)
+    with pytest.raises(ValueError, match="give signature="):
+        parpy.Kernel.from_cfunc(fn)
+    # The given signature is then the caller's word, as for an address.
+    kernel = parpy.Kernel.from_cfunc(fn, "float64(float64)")
+    assert kernel.signature == "float64(float64)"
+    assert kernel(3.0) == 10.0
+
+
 def test_an_unnamed_capsule_needs_the_signature():
     fn = capsule("square_plus_one", None)
     with pytest.raises(TypeError, match="give signature="):
         parpy.Kernel.from_cfunc(fn)
     assert parpy.Kernel.from_cfunc(fn, "float64(float64)")(3.0) == 10.0
+
+
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [
+        (b"int (int)", "int is not int64"),
+        (b"double (double, int __pyx_skip_dispatch)", "int __pyx_skip_dispatch is not int64"),
+        (b"double *(double *)", "double \\* is not int64"),
+        (b"long double (long double)", "long double is not int64"),
+        (b"float (float)", "float is not int64"),
+        (b"int32_t (int32_t)", "int32_t is not int64"),
+        (b"struct point (double)", "struct point is not int64"),
+        (b"double (double, ...)", "\\.\\.\\. is not int64"),
+        (b"double (void)", "takes no arguments"),
+        (b"double ()", "takes no arguments"),
+        (b"double (double, double, double, double)", "takes more than 3 arguments"),
+        (b"double (" + b", ".join([b"double"] * 400) + b")", "takes more than 3 arguments"),
+    ],
+)
+def test_a_capsule_of_a_function_of_other_types_is_refused(name, match):
+    fn = capsule("square_plus_one", name)
+    with pytest.raises(ValueError, match=match):
+        parpy.Kernel.from_cfunc(fn)
+    # Its declaration is known to disagree: a given signature does not override it.
+    with pytest.raises(ValueError, match=match):
+        parpy.Kernel.from_cfunc(fn, "float64(float64)")
 
 
 @NUMPY
@@ -428,6 +506,69 @@ def test_parpy_map_over_numpy_arrays(kind, name):
     else:
         fn = capsule(name, PLAIN[name])
     check_numpy(parpy.Kernel.from_cfunc(fn), signature, reference)
+
+
+def test_a_ctypes_function_of_too_many_arguments_is_refused():
+    prototype = ctypes.CFUNCTYPE(ctypes.c_double, *[ctypes.c_double] * 400)
+    fn = prototype(("square_plus_one", _clib.cdll()))
+    with pytest.raises(ValueError, match="takes 400 arguments"):
+        parpy.Kernel.from_cfunc(fn)
+
+
+# ---- Cython: cdef api functions, exported in __pyx_capi__ ------------------------------
+
+CYTHON_SOURCE = """\
+# cython: language_level=3, cdivision=True
+from libc.stdint cimport int64_t, uint64_t
+
+cdef api double square_plus_one(double x) noexcept nogil:
+    return x * x + 1.0
+
+cdef api int64_t add_i64(int64_t a, const int64_t b) noexcept nogil:
+    return <int64_t>(<uint64_t>a + <uint64_t>b)
+
+cdef api unsigned long long identity_u64(unsigned long long x) noexcept nogil:
+    return x
+
+cdef api double mix(uint64_t a, double b, int64_t c) noexcept nogil:
+    return <double>(a % 1000) * b - <double>c
+
+cdef api double no_arguments() noexcept nogil:
+    return 1.0
+
+cpdef api double dispatching(double x) noexcept nogil:
+    return x
+"""
+
+
+@pytest.fixture(scope="module")
+def cython_capi(tmp_path_factory):
+    """The __pyx_capi__ of CYTHON_SOURCE, compiled by cythonize."""
+    folder = tmp_path_factory.mktemp("cython")
+    (folder / "_parpy_cyfuncs.pyx").write_text(CYTHON_SOURCE)
+    subprocess.run(
+        [sys.executable, "-m", "Cython.Build.Cythonize", "-i", "-q", "_parpy_cyfuncs.pyx"],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env=_clib.compiler_env(),
+    )
+    (path,) = folder.glob("_parpy_cyfuncs*.so")
+    return load_extension("_parpy_cyfuncs", path).__pyx_capi__
+
+
+@pytest.mark.parametrize("name", ["square_plus_one", "add_i64", "identity_u64", "mix"])
+def test_a_cython_cdef_api_function_computes_its_reference(cython_capi, name):
+    clib_check(parpy.Kernel.from_cfunc(cython_capi[name], name=name), name)
+
+
+def test_a_cython_function_that_cannot_be_a_kernel_is_refused(cython_capi):
+    with pytest.raises(ValueError, match="takes no arguments"):
+        parpy.Kernel.from_cfunc(cython_capi["no_arguments"])
+    # A cpdef function's C form takes a flag after its arguments.
+    with pytest.raises(ValueError, match="int __pyx_skip_dispatch is not int64"):
+        parpy.Kernel.from_cfunc(cython_capi["dispatching"])
 
 
 # ---- the GIL ------------------------------------------------------------------------------
