@@ -1,7 +1,8 @@
 """Functions compiled by Numba, cffi and Cython as kernels (Kernel.from_cfunc).
 
-A Numba ``@cfunc``, a cffi function pointer and a PyCapsule named by its C
-declaration (as Cython's ``__pyx_capi__`` exports a ``cdef api`` function) each carry their
+A Numba ``@cfunc``, a cffi function (a pointer in ABI mode, a lib's function
+in API mode) and a PyCapsule named by its C declaration (as Cython's
+``__pyx_capi__`` exports a ``cdef api`` function) each carry their
 signature: the kernel reads it, checks a given one against it, computes what
 a Python reference does on edge and random inputs, one call at a time and
 through ``parpy.map`` over lists and buffers, runs in parpy's pools, and
@@ -9,8 +10,9 @@ releases the GIL while a batch runs. The C functions are those of
 tests/c/userfuncs.c (tests/_clib.py), but for Numba's, defined here.
 
 NumPy, and Numba, which imports it, are imported only by the tests that use
-them (marked NUMPY): importing NumPy leaves objects that it never frees at
-exit, which the ASan job's LeakSanitizer reports, so those tests do not run there.
+them (marked NUMPY): importing NumPy, like a cffi API-mode module (CFFI_API),
+leaves objects that it never frees at exit, which the ASan job's
+LeakSanitizer reports, so those tests do not run there.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ EDGES = {
 }
 FORMATS = {"int64": "q", "uint64": "Q", "float64": "d"}  # array.array's and memoryview's
 
+CFFI_API = pytest.mark.unsafe_under(
+    "address",
+    reason="a cffi API-mode module leaves objects that it never frees at exit, which "
+    "LeakSanitizer reports",
+)
 NUMPY = pytest.mark.unsafe_under(
     "address",
     reason="importing NumPy (which Numba imports) leaves objects that it never frees at exit, "
@@ -335,11 +342,37 @@ def cffi_abi():
     return ffi, ffi.dlopen(str(_clib.library()))
 
 
+# Builds CFFI_CDEF's functions in API mode: argv[1], the folder; argv[2], the C source.
+CFFI_BUILD = """
+import sys, cffi
+ffi = cffi.FFI()
+ffi.cdef(sys.stdin.read())
+ffi.set_source("_parpy_userfuncs_cffi", open(sys.argv[2]).read())
+print(ffi.compile(tmpdir=sys.argv[1]))
+"""
+
+
 def load_extension(name: str, path) -> object:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def cffi_api(tmp_path_factory):
+    """tests/c/userfuncs.c compiled by cffi in API mode: the module (ffi, lib)."""
+    folder = tmp_path_factory.mktemp("cffi-api")
+    built = subprocess.run(
+        [sys.executable, "-c", CFFI_BUILD, str(folder), str(_clib.SOURCE)],
+        input=CFFI_CDEF,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        env=_clib.compiler_env(),
+    )
+    return load_extension("_parpy_userfuncs_cffi", built.stdout.strip().splitlines()[-1])
 
 
 def clib_check(kernel: parpy.Kernel, name: str) -> None:
@@ -367,12 +400,36 @@ def test_a_cffi_addressof_pointer_computes_its_reference(name):
     clib_check(parpy.Kernel.from_cfunc(ffi.addressof(lib, name), name=name), name)
 
 
+@CFFI_API
+@pytest.mark.parametrize("name", list(_clib.FUNCTIONS))
+def test_a_cffi_api_mode_function_computes_its_reference(cffi_api, name):
+    # In API mode a lib's function is a built-in function, not a cdata pointer.
+    function = getattr(cffi_api.lib, name)
+    assert type(function).__name__ == "builtin_function_or_method"
+    kernel = parpy.Kernel.from_cfunc(function)
+    assert kernel.__name__ == name
+    clib_check(kernel, name)
+    pointer = cffi_api.ffi.addressof(cffi_api.lib, name)
+    assert parpy.Kernel.from_cfunc(pointer).signature == kernel.signature
+
+
 def test_a_cffi_function_checks_a_given_signature():
     ffi, lib = cffi_abi()
     check_signature_checks(
         lib.mix, "float64(uint64, float64, int64)", "float64(uint64, float64, uint64)"
     )
     check_signature_checks(lib.identity_i64, "int64(int64)", "uint64(uint64)")
+
+
+@CFFI_API
+def test_a_cffi_api_mode_function_checks_a_given_signature(cffi_api):
+    check_signature_checks(
+        cffi_api.lib.add_i64, "int64(int64, int64)", "int64(int64, int64, int64)"
+    )
+    # Nor is a lib, or its ffi, a function.
+    for other in (cffi_api.lib, cffi_api.ffi):
+        with pytest.raises(TypeError, match="from_cfunc\\(\\) takes"):
+            parpy.Kernel.from_cfunc(other)
 
 
 def test_a_cffi_callback_runs_as_a_kernel():
@@ -383,6 +440,19 @@ def test_a_cffi_callback_runs_as_a_kernel():
     assert kernel.signature == "float64(float64)"
     xs = [float(i) for i in range(200)]
     assert parpy.map(kernel, xs, workers=2) == [2.0 * x for x in xs]
+
+
+def test_cffi_objects_that_are_not_functions_are_refused():
+    ffi, lib = cffi_abi()
+    with pytest.raises(TypeError, match="'double \\*', not a function pointer"):
+        parpy.Kernel.from_cfunc(ffi.new("double *"))
+    with pytest.raises(TypeError, match="'void \\*', not a function pointer"):
+        parpy.Kernel.from_cfunc(ffi.cast("void *", lib.square_plus_one))
+    with pytest.raises(ValueError, match="NULL"):
+        parpy.Kernel.from_cfunc(ffi.cast("double(*)(double)", 0))
+    for other in (lib, ffi, ffi.typeof("int"), len):
+        with pytest.raises(TypeError, match="from_cfunc\\(\\) takes"):
+            parpy.Kernel.from_cfunc(other)
 
 
 def test_a_cffi_function_of_other_types_is_refused_even_with_a_signature():

@@ -363,7 +363,8 @@ read_declaration(const char *decl, int given, char *out, size_t len)
     return rc == 0 ? 0 : -1;
 }
 
-/* The signature of a cffi function pointer, from ffi.typeof(fn). */
+/* The signature of a cffi function pointer or API-mode function, from
+   ffi.typeof(fn). */
 static int
 signature_of_cffi(PyObject *ffi, PyObject *fn, int given, char *out, size_t len)
 {
@@ -376,7 +377,8 @@ signature_of_cffi(PyObject *ffi, PyObject *fn, int given, char *out, size_t len)
         char text[256];
         const char *star = strstr(decl, "(*)");
         if (star == NULL) {
-            PyErr_Format(PyExc_TypeError, "the cffi object is a %s, not a function pointer", decl);
+            PyErr_Format(PyExc_TypeError, "the cffi object is a '%s', not a function pointer",
+                         decl);
         }
         else {
             snprintf(text, sizeof(text), "%.*s%s", (int)(star - decl), decl, star + 3);
@@ -399,6 +401,27 @@ address_of(PyObject *obj)
         PyErr_SetString(PyExc_ValueError, "the function's address is NULL");
     }
     return address;
+}
+
+/* Whether fn is a cffi cdata (a function pointer, if typeof says so) or a
+   function of an API-mode lib (a built-in function). 1, 0, or -1 with an
+   exception set. */
+static int
+is_cffi_function(PyObject *fn)
+{
+    if (PyCFunction_Check(fn)) {
+        PyObject *lib = PyCFunction_GET_SELF(fn);
+        return lib != NULL && strcmp(Py_TYPE(lib)->tp_name, "_cffi_backend.Lib") == 0;
+    }
+    if (strncmp(Py_TYPE(fn)->tp_name, "_cffi_backend.", 14) != 0) {
+        return 0;
+    }
+    PyObject *backend = PyImport_ImportModule("_cffi_backend");
+    PyObject *cdata = backend ? PyObject_GetAttrString(backend, "_CDataBase") : NULL;
+    int rc = cdata ? PyObject_IsInstance(fn, cdata) : -1;
+    Py_XDECREF(backend);
+    Py_XDECREF(cdata);
+    return rc;
 }
 
 /* What from_cfunc reads from fn: its address, its signature (empty when fn
@@ -429,11 +452,11 @@ resolve(PyObject *fn, int given, void **address, char *signature, size_t len, Py
     int rc = -1;
     PyObject *ctypes = PyImport_ImportModule("ctypes");
     PyObject *funcptr = ctypes ? PyObject_GetAttrString(ctypes, "_CFuncPtr") : NULL;
-    PyObject *numba_ctypes = NULL, *addr = NULL, *cffi = NULL, *ffi = NULL;
+    PyObject *numba_ctypes = NULL, *addr = NULL, *backend = NULL, *ffi = NULL;
+    int cffi = 0;
     if (funcptr == NULL) {
         goto done;
     }
-    const char *module = Py_TYPE(fn)->tp_name;
     if (PyObject_HasAttrString(fn, "address") && PyObject_HasAttrString(fn, "ctypes")) {
         /* a Numba cfunc: its address, and its ctypes function's signature */
         addr = PyObject_GetAttrString(fn, "address");
@@ -461,21 +484,27 @@ resolve(PyObject *fn, int given, void **address, char *signature, size_t len, Py
             rc = 0;
         }
     }
-    else if (strncmp(module, "_cffi_backend.", 14) == 0) {
-        cffi = PyImport_ImportModule("cffi");
-        ffi = cffi ? PyObject_CallMethod(cffi, "FFI", NULL) : NULL;
+    else if ((cffi = is_cffi_function(fn)) > 0) {
+        /* cffi's own FFI: unlike cffi.FFI's, its typeof and cast take a lib's functions */
+        backend = PyImport_ImportModule("_cffi_backend");
+        ffi = backend ? PyObject_CallMethod(backend, "FFI", NULL) : NULL;
         addr = ffi ? PyObject_CallMethod(ffi, "cast", "sO", "uintptr_t", fn) : NULL;
         PyObject *value = addr ? PyNumber_Long(addr) : NULL;
         if (value != NULL && (*address = address_of(value)) != NULL &&
             signature_of_cffi(ffi, fn, given, signature, len) == 0) {
+            if (PyCFunction_Check(fn)) {
+                *name = PyObject_GetAttrString(fn, "__name__");
+                PyErr_Clear();
+            }
             rc = 0;
         }
         Py_XDECREF(value);
     }
-    else {
+    else if (cffi == 0) {
         PyErr_Format(PyExc_TypeError,
                      "from_cfunc() takes a ctypes function, a Numba cfunc, a cffi function "
-                     "pointer, a PyCapsule or an int address, not %.200s",
+                     "(a pointer, or a function of an API-mode lib), a PyCapsule or an int "
+                     "address, not %.200s",
                      Py_TYPE(fn)->tp_name);
     }
 done:
@@ -483,7 +512,7 @@ done:
     Py_XDECREF(funcptr);
     Py_XDECREF(numba_ctypes);
     Py_XDECREF(addr);
-    Py_XDECREF(cffi);
+    Py_XDECREF(backend);
     Py_XDECREF(ffi);
     return rc;
 }
