@@ -12,6 +12,7 @@
 #include "engine/call.h"
 #include "kernels/cfunc.h"
 
+#include <ctype.h>
 #include <dlfcn.h>
 #include <limits.h>
 #include <stdio.h>
@@ -110,10 +111,44 @@ user_kernel_new(PyTypeObject *type, const parpy_cfunc *fn, const char *name, voi
 
 /* ---- signatures from C declarations, ctypes and cffi ------------------------ */
 
-/* The parpy type name of a C type name ("double", "int64_t", "unsigned
-   long", ...), or NULL. */
+/* Whether [word, word + len) is one of C's own type words or a <stdint.h>
+   name: a C type, not a typedef of the user's. */
+static int
+is_c_type_word(const char *word, size_t len)
+{
+    static const char *const words[] = {
+        "void",     "char",  "short", "int",  "long",     "float",  "double", "signed",
+        "unsigned", "const", "_Bool", "bool", "_Complex", "struct", "union",  "enum",
+    };
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        if (strlen(words[i]) == len && strncmp(word, words[i], len) == 0) {
+            return 1;
+        }
+    }
+    return len > 2 && strncmp(word + len - 2, "_t", 2) == 0 &&
+           (strncmp(word, "int", 3) == 0 || strncmp(word, "uint", 4) == 0);
+}
+
+static int
+is_identifier(const char *text, size_t len)
+{
+    if (len == 0 || !(isalpha((unsigned char)text[0]) || text[0] == '_')) {
+        return 0;
+    }
+    for (size_t i = 1; i < len; i++) {
+        if (!(isalnum((unsigned char)text[i]) || text[i] == '_')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The parpy type name of a C type name ("double", "const int64_t", "int64_t
+   const", "unsigned long n" with a parameter's name), or NULL; then *unknown
+   says whether the type is a name parpy does not know (a typedef) rather
+   than a C type it does not take (int, float, a pointer...). */
 static const char *
-type_of_c_name(const char *name, size_t len)
+type_of_c_name(const char *name, size_t len, int *unknown)
 {
     static const char *const names[][2] = {
         {"double", "float64"},
@@ -123,6 +158,7 @@ type_of_c_name(const char *name, size_t len)
         {"long long", "int64"},
         {"long long int", "int64"},
         {"signed long", "int64"},
+        {"PY_LONG_LONG", "int64"},
         {"ssize_t", "int64"},
         {"Py_ssize_t", "int64"},
         {"intptr_t", "int64"},
@@ -130,57 +166,118 @@ type_of_c_name(const char *name, size_t len)
         {"unsigned long", "uint64"},
         {"unsigned long int", "uint64"},
         {"unsigned long long", "uint64"},
+        {"unsigned PY_LONG_LONG", "uint64"},
         {"size_t", "uint64"},
         {"uintptr_t", "uint64"},
     };
-    while (len > 0 && (*name == ' ')) {
-        name++, len--;
-    }
-    while (len > 0 && name[len - 1] == ' ') {
-        len--;
-    }
-    if (len > 6 && strncmp(name, "const ", 6) == 0) {
-        name += 6, len -= 6;
+    for (;;) {
+        while (len > 0 && *name == ' ') {
+            name++, len--;
+        }
+        while (len > 0 && name[len - 1] == ' ') {
+            len--;
+        }
+        if (len > 6 && strncmp(name, "const ", 6) == 0) {
+            name += 6, len -= 6;
+        }
+        else if (len > 6 && strncmp(name + len - 6, " const", 6) == 0) {
+            len -= 6;
+        }
+        else {
+            break;
+        }
     }
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (strlen(names[i][0]) == len && strncmp(name, names[i][0], len) == 0) {
             return names[i][1];
         }
     }
+    /* a parameter's name after the type */
+    const char *last = name + len;
+    while (last > name && last[-1] != ' ') {
+        last--;
+    }
+    size_t last_len = (size_t)(name + len - last);
+    if (last > name && is_identifier(last, last_len) && !is_c_type_word(last, last_len)) {
+        return type_of_c_name(name, (size_t)(last - name), unknown);
+    }
+    *unknown = is_identifier(name, len) && !is_c_type_word(name, len);
     return NULL;
 }
 
-/* "double (double, long)" (a C declaration without names) as a parpy
-   signature in out. Returns 0, or -1 with ValueError set. */
+/* "double (double, long)", a C declaration, as a parpy signature in out.
+   Returns 0; -1 with ValueError set when the function cannot be a kernel; 1
+   with ValueError set when the declaration names a type parpy does not know
+   (then the signature must be given). */
 static int
 signature_of_declaration(const char *decl, char *out, size_t len)
 {
     const char *open = strchr(decl, '('), *close = strrchr(decl, ')');
-    const char *result = open != NULL ? type_of_c_name(decl, (size_t)(open - decl)) : NULL;
-    if (result == NULL || close == NULL || close < open) {
+    const char *types[PARPY_CF_MAX_ARGS + 1]; /* the result's, then the arguments' */
+    int nargs = 0, unknown = 0;
+    if (open == NULL || close == NULL || close < open) {
         PyErr_Format(
             PyExc_ValueError,
             "cannot read a signature from the C declaration %.200s: give signature=", decl);
+        return 1;
+    }
+    const char *part = decl, *end = open;
+    types[0] = type_of_c_name(part, (size_t)(end - part), &unknown);
+    if (types[0] == NULL) {
+        goto bad_type;
+    }
+    const char *args = open + 1;
+    while (args < close && *args == ' ') {
+        args++;
+    }
+    if (args == close || (close - args == 4 && strncmp(args, "void", 4) == 0)) {
+        PyErr_Format(PyExc_ValueError,
+                     "the C function %.200s takes no arguments: a kernel's takes one to three",
+                     decl);
         return -1;
     }
-    int n = snprintf(out, len, "%s(", result);
-    const char *p = open + 1;
-    for (int i = 0; p < close; i++) {
-        const char *end = memchr(p, ',', (size_t)(close - p));
+    for (part = args; part < close; part = end + 1) {
+        end = memchr(part, ',', (size_t)(close - part));
         end = end != NULL ? end : close;
-        const char *arg = type_of_c_name(p, (size_t)(end - p));
-        if (arg == NULL) {
+        if (nargs == PARPY_CF_MAX_ARGS) {
             PyErr_Format(PyExc_ValueError,
-                         "cannot read a signature from the C declaration %.200s: argument %d is "
-                         "not double, int64_t or uint64_t (or their C names); give signature=",
-                         decl, i + 1);
+                         "the C function %.200s takes more than %d arguments: a kernel's takes "
+                         "one to three",
+                         decl, PARPY_CF_MAX_ARGS);
             return -1;
         }
-        n += snprintf(out + n, len - (size_t)n, "%s%s", i ? ", " : "", arg);
-        p = end + 1;
+        types[++nargs] = type_of_c_name(part, (size_t)(end - part), &unknown);
+        if (types[nargs] == NULL) {
+            goto bad_type;
+        }
+    }
+    int n = snprintf(out, len, "%s(", types[0]);
+    for (int i = 1; i <= nargs; i++) {
+        n += snprintf(out + n, len - (size_t)n, "%s%s", i > 1 ? ", " : "", types[i]);
     }
     snprintf(out + n, len - (size_t)n, ")");
     return 0;
+bad_type:
+    while (part < end && *part == ' ') {
+        part++;
+    }
+    while (end > part && end[-1] == ' ') {
+        end--;
+    }
+    char type[64]; /* PyErr_Format has no %.*s */
+    snprintf(type, sizeof(type), "%.*s", (int)(end - part), part);
+    if (unknown) {
+        PyErr_Format(PyExc_ValueError,
+                     "cannot read a signature from the C declaration %.200s: parpy does not "
+                     "know the type %s; give signature=, e.g. \"float64(float64)\"",
+                     decl, type);
+        return 1;
+    }
+    PyErr_Format(PyExc_ValueError,
+                 "the C function %.200s cannot be a kernel: %s is not int64, uint64 or float64 "
+                 "(int64_t, uint64_t, double and their C names)",
+                 decl, type);
+    return -1;
 }
 
 /* The parpy type name of a ctypes type, or NULL with ValueError set. */
@@ -234,8 +331,13 @@ signature_of_ctypes(PyObject *ctypes, PyObject *fn, char *out, size_t len)
     if (result == NULL) {
         goto done;
     }
-    int n = snprintf(out, len, "%s(", result);
     Py_ssize_t nargs = PySequence_Size(argtypes);
+    if (nargs == 0 || nargs > PARPY_CF_MAX_ARGS) {
+        PyErr_Format(PyExc_ValueError,
+                     "the function takes %zd arguments: a kernel's takes one to three", nargs);
+        goto done;
+    }
+    int n = snprintf(out, len, "%s(", result);
     for (Py_ssize_t i = 0; i < nargs; i++) {
         PyObject *t = PySequence_GetItem(argtypes, i);
         const char *arg = t ? type_of_ctypes(ctypes, t) : NULL;
@@ -253,9 +355,24 @@ done:
     return rc;
 }
 
-/* The signature of a cffi function pointer, from ffi.typeof(fn). */
+/* signature_of_declaration, but a declaration with types parpy does not know
+   is left to the given signature, if any (out empty). */
 static int
-signature_of_cffi(PyObject *ffi, PyObject *fn, char *out, size_t len)
+read_declaration(const char *decl, int given, char *out, size_t len)
+{
+    int rc = signature_of_declaration(decl, out, len);
+    if (rc > 0 && given) {
+        PyErr_Clear();
+        out[0] = '\0';
+        rc = 0;
+    }
+    return rc == 0 ? 0 : -1;
+}
+
+/* The signature of a cffi function pointer or API-mode function, from
+   ffi.typeof(fn). */
+static int
+signature_of_cffi(PyObject *ffi, PyObject *fn, int given, char *out, size_t len)
 {
     PyObject *t = PyObject_CallMethod(ffi, "typeof", "O", fn);
     PyObject *cname = t ? PyObject_GetAttrString(t, "cname") : NULL;
@@ -266,11 +383,12 @@ signature_of_cffi(PyObject *ffi, PyObject *fn, char *out, size_t len)
         char text[256];
         const char *star = strstr(decl, "(*)");
         if (star == NULL) {
-            PyErr_Format(PyExc_TypeError, "the cffi object is a %s, not a function pointer", decl);
+            PyErr_Format(PyExc_TypeError, "the cffi object is a '%s', not a function pointer",
+                         decl);
         }
         else {
             snprintf(text, sizeof(text), "%.*s%s", (int)(star - decl), decl, star + 3);
-            rc = signature_of_declaration(text, out, len);
+            rc = read_declaration(text, given, out, len);
         }
     }
     Py_XDECREF(t);
@@ -295,10 +413,33 @@ address_of(PyObject *obj)
     return address;
 }
 
-/* What from_cfunc reads from fn: its address, its signature (empty when fn
-   has none), a default name. Returns 0, or -1 with an exception set. */
+/* Whether fn is a cffi cdata (a function pointer, if typeof says so) or a
+   function of an API-mode lib (a built-in function). 1, 0, or -1 with an
+   exception set. */
 static int
-resolve(PyObject *fn, void **address, char *signature, size_t len, PyObject **name)
+is_cffi_function(PyObject *fn)
+{
+    if (PyCFunction_Check(fn)) {
+        PyObject *lib = PyCFunction_GET_SELF(fn);
+        return lib != NULL && strcmp(Py_TYPE(lib)->tp_name, "_cffi_backend.Lib") == 0;
+    }
+    if (strncmp(Py_TYPE(fn)->tp_name, "_cffi_backend.", 14) != 0) {
+        return 0;
+    }
+    PyObject *backend = PyImport_ImportModule("_cffi_backend");
+    PyObject *cdata = backend ? PyObject_GetAttrString(backend, "_CDataBase") : NULL;
+    int rc = cdata ? PyObject_IsInstance(fn, cdata) : -1;
+    Py_XDECREF(backend);
+    Py_XDECREF(cdata);
+    return rc;
+}
+
+/* What from_cfunc reads from fn: its address, its signature (empty when fn
+   has none, or, with a signature given, when its declaration names types
+   parpy does not know), a default name. Returns 0, or -1 with an exception
+   set. */
+static int
+resolve(PyObject *fn, int given, void **address, char *signature, size_t len, PyObject **name)
 {
     signature[0] = '\0';
     *name = NULL;
@@ -316,16 +457,16 @@ resolve(PyObject *fn, void **address, char *signature, size_t len, PyObject **na
         if (*address == NULL) {
             return -1;
         }
-        return decl != NULL ? signature_of_declaration(decl, signature, len) : 0;
+        return decl != NULL ? read_declaration(decl, given, signature, len) : 0;
     }
     int rc = -1;
     PyObject *ctypes = PyImport_ImportModule("ctypes");
     PyObject *funcptr = ctypes ? PyObject_GetAttrString(ctypes, "_CFuncPtr") : NULL;
-    PyObject *numba_ctypes = NULL, *addr = NULL, *cffi = NULL, *ffi = NULL;
+    PyObject *numba_ctypes = NULL, *addr = NULL, *backend = NULL, *ffi = NULL;
+    int cffi = 0;
     if (funcptr == NULL) {
         goto done;
     }
-    const char *module = Py_TYPE(fn)->tp_name;
     if (PyObject_HasAttrString(fn, "address") && PyObject_HasAttrString(fn, "ctypes")) {
         /* a Numba cfunc: its address, and its ctypes function's signature */
         addr = PyObject_GetAttrString(fn, "address");
@@ -353,21 +494,27 @@ resolve(PyObject *fn, void **address, char *signature, size_t len, PyObject **na
             rc = 0;
         }
     }
-    else if (strncmp(module, "_cffi_backend.", 14) == 0) {
-        cffi = PyImport_ImportModule("cffi");
-        ffi = cffi ? PyObject_CallMethod(cffi, "FFI", NULL) : NULL;
+    else if ((cffi = is_cffi_function(fn)) > 0) {
+        /* cffi's own FFI: unlike cffi.FFI's, its typeof and cast take a lib's functions */
+        backend = PyImport_ImportModule("_cffi_backend");
+        ffi = backend ? PyObject_CallMethod(backend, "FFI", NULL) : NULL;
         addr = ffi ? PyObject_CallMethod(ffi, "cast", "sO", "uintptr_t", fn) : NULL;
         PyObject *value = addr ? PyNumber_Long(addr) : NULL;
         if (value != NULL && (*address = address_of(value)) != NULL &&
-            signature_of_cffi(ffi, fn, signature, len) == 0) {
+            signature_of_cffi(ffi, fn, given, signature, len) == 0) {
+            if (PyCFunction_Check(fn)) {
+                *name = PyObject_GetAttrString(fn, "__name__");
+                PyErr_Clear();
+            }
             rc = 0;
         }
         Py_XDECREF(value);
     }
-    else {
+    else if (cffi == 0) {
         PyErr_Format(PyExc_TypeError,
                      "from_cfunc() takes a ctypes function, a Numba cfunc, a cffi function "
-                     "pointer, a PyCapsule or an int address, not %.200s",
+                     "(a pointer, or a function of an API-mode lib), a PyCapsule or an int "
+                     "address, not %.200s",
                      Py_TYPE(fn)->tp_name);
     }
 done:
@@ -375,7 +522,7 @@ done:
     Py_XDECREF(funcptr);
     Py_XDECREF(numba_ctypes);
     Py_XDECREF(addr);
-    Py_XDECREF(cffi);
+    Py_XDECREF(backend);
     Py_XDECREF(ffi);
     return rc;
 }
@@ -453,7 +600,8 @@ parpy_kernel_from_cfunc(PyObject *cls, PyObject *args, PyObject *kwargs)
     char read[160];
     parpy_cfunc cfunc = {0};
     PyObject *result = NULL;
-    if (resolve(fn, &cfunc.address, read, sizeof(read), &found_name) == 0 &&
+    int has_signature = given != NULL && given != Py_None;
+    if (resolve(fn, has_signature, &cfunc.address, read, sizeof(read), &found_name) == 0 &&
         choose_signature(given, read, &cfunc) == 0) {
         const char *name = name_of(name_arg, found_name, "cfunc");
         if (name != NULL) {
