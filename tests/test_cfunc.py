@@ -21,7 +21,7 @@ import time
 
 import pytest
 from _clib import FUNCTIONS, ctypes_function, library
-from _util import finish, interactive, interrupt_rounds
+from _util import finish, interactive, interrupt_rounds, run_python
 
 import parpy
 
@@ -481,3 +481,31 @@ def test_ctrl_c_stops_a_batch_between_items(how):
         assert out.expect("NEXT", timeout=60).split() == ["NEXT", "True"]
         returncode, _, stderr = finish(proc, timeout=60)
         assert returncode == 0, stderr
+
+
+FORK_CHILD = """
+import array, os, parpy
+k = parpy.Kernel.from_library(LIBRARY, "square_plus_one", "float64(float64)")
+x = array.array("d", range(10000))
+expected = [v * v + 1 for v in range(10000)]
+assert parpy.map(k, x, workers=2).tolist() == expected  # parpy's threads exist now
+pid = os.fork()
+if pid == 0:  # the child: fresh threads, the same kernel
+    ok = parpy.map(k, x, workers=2).tolist() == expected and k(3.0) == 10.0
+    ok = ok and parpy.map(k, list(x), workers=2) == expected
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+print("CHILD", os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.unsafe_under(
+    "address",
+    "thread",
+    reason="a fork while other threads run: GCC's ASan allocator is not fork-safe, and GCC's "
+    "TSan does not support threads in a child forked from a threaded parent",
+)
+def test_a_forked_child_runs_user_kernels():
+    child = run_python(f"LIBRARY = {str(library())!r}\n" + FORK_CHILD, timeout=120)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["CHILD", "0"]
