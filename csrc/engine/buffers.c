@@ -20,13 +20,6 @@
 #define ELEMENT_NS    20.0      /* a guess at an element's cost, for where to run */
 #define INLINE_GIL_NS 2.0e4     /* below this the GIL is kept */
 
-int
-parpy_is_user_kernel(PyObject *kernel)
-{
-    parpy_KernelObject *ko = (parpy_KernelObject *)kernel;
-    return ko->owned != NULL || (ko->bound != NULL && ko->keep != NULL);
-}
-
 typedef struct {
     const parpy_cf_kernel *kernel;
     const parpy_cf_scalar *in;

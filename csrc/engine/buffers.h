@@ -7,10 +7,6 @@
 #include "parpy.h"
 #include "parpy_state.h"
 
-/* Whether kernel, a Kernel object, calls a user's C function
-   (Kernel.from_cfunc, from_library, or one bound from those). */
-int parpy_is_user_kernel(PyObject *kernel);
-
 /* out[i] = kernel(items[i]) for every element of items, a C-contiguous
    buffer of the kernel's argument type; into out (a writable buffer of its
    result type and as many elements) if not NULL, else into a new container

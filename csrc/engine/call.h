@@ -26,6 +26,15 @@ typedef struct {
     PyObject *origin; /* from_library's (path, symbol, signature, name), for pickles */
 } parpy_KernelObject;
 
+/* Whether kernel, a Kernel object, calls a user's C function (from_cfunc,
+   from_library, or one bound from those). */
+static inline int
+parpy_is_user_kernel(PyObject *kernel)
+{
+    parpy_KernelObject *ko = (parpy_KernelObject *)kernel;
+    return ko->owned != NULL || (ko->bound != NULL && ko->keep != NULL);
+}
+
 /* Parses one call's arguments (vectorcall convention) into item, zeroed by
    the caller: those of kernel, a Kernel object, followed by its bound ones.
    The item starts as the kernel's template. Returns 0, or -1 with an

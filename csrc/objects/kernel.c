@@ -83,13 +83,6 @@ kernel_repr(PyObject *self)
     return r;
 }
 
-/* A user function's kernel, bound or not. */
-static int
-is_user_kernel(parpy_KernelObject *ko)
-{
-    return ko->owned != NULL || (ko->bound != NULL && ko->keep != NULL);
-}
-
 /* Pickled by name, as functions are: parpy.<name>; a user function's kernel
    as from_library made it, bound kernels as their kernel and arguments. */
 static PyObject *
@@ -121,8 +114,8 @@ kernel_reduce(PyObject *self, PyObject *Py_UNUSED(ignored))
     PyObject *rebind = core ? PyObject_GetAttrString(core, "_bind") : NULL;
     PyObject *base = NULL;
     if (rebind != NULL) {
-        base = is_user_kernel(ko) ? Py_NewRef(ko->keep)
-                                  : PyObject_GetAttrString(core, ko->kernel->name);
+        base = parpy_is_user_kernel(self) ? Py_NewRef(ko->keep)
+                                          : PyObject_GetAttrString(core, ko->kernel->name);
     }
     PyObject *r = base ? Py_BuildValue("O(OO)", rebind, base, ko->bound) : NULL;
     Py_XDECREF(base);
@@ -322,7 +315,7 @@ static PyObject *
 kernel_get_signature_text(PyObject *self, void *Py_UNUSED(closure))
 {
     parpy_KernelObject *ko = (parpy_KernelObject *)self;
-    if (!is_user_kernel(ko)) {
+    if (!parpy_is_user_kernel(self)) {
         Py_RETURN_NONE;
     }
     char buf[96];
@@ -334,7 +327,7 @@ static PyObject *
 kernel_get_address(PyObject *self, void *Py_UNUSED(closure))
 {
     parpy_KernelObject *ko = (parpy_KernelObject *)self;
-    if (!is_user_kernel(ko)) {
+    if (!parpy_is_user_kernel(self)) {
         Py_RETURN_NONE;
     }
     return PyLong_FromVoidPtr(parpy_user_kernel_address(ko->kernel));
