@@ -14,6 +14,7 @@ typedef struct {
     PyTypeObject *queue_type;
     PyTypeObject *pipeline_type;
     PyObject *cancelled_error; /* parpy._core.Cancelled, a RuntimeError */
+    PyObject *status_error;    /* parpy._core.StatusError, a RuntimeError */
     PyObject *empty_error;     /* queue.Empty */
     PyObject *full_error;      /* queue.Full */
     PyObject *shutdown_error;  /* queue.ShutDown (3.13+), else parpy's own */

@@ -34,7 +34,7 @@ _load_core()
 
 from parpy import _core, lab, reference  # noqa: E402
 from parpy._core import *  # noqa: E402, F403 - the kernels (parpy._core.__all__)
-from parpy._core import Kernel, Queue, ShutDown, gmp_version  # noqa: E402, F401
+from parpy._core import Kernel, Queue, ShutDown, StatusError, gmp_version  # noqa: E402, F401
 from parpy._version import __version__  # noqa: E402, F401
 from parpy.batch import fib_batch, get_num_threads, map, set_num_threads  # noqa: E402
 from parpy.comparison import MismatchError, Report, compare  # noqa: E402
@@ -54,6 +54,7 @@ __all__ = [
     "Report",
     "ShutDown",
     "Stage",
+    "StatusError",
     "ThreadPoolExecutor",
     "compare",
     "crawl",

@@ -108,6 +108,9 @@ class Kernel(Generic[_F_co]):
 
 class Cancelled(RuntimeError): ...
 
+class StatusError(RuntimeError):
+    status: int
+
 fib: Final[Kernel[_Fib]]
 fib_iterative: Final[Kernel[_Fib]]
 fib_recursive: Final[Kernel[_Fib]]

@@ -20,7 +20,7 @@ import threading
 import time
 
 import pytest
-from _clib import FUNCTIONS, ctypes_function, library
+from _clib import DASK, FUNCTIONS, NUMPY, ctypes_function, kernel, library
 from _util import finish, interactive, interrupt_rounds, run_python
 
 import parpy
@@ -32,25 +32,10 @@ EDGES = {
     "uint64": [0, 1, U64_MAX, 2**63, 12345678901234],
 }
 TYPECODES = {"float64": "d", "int64": "q", "uint64": "Q"}
-NUMPY = pytest.mark.unsafe_under(
-    "address",
-    reason="importing NumPy leaves objects that it never frees at exit, which LeakSanitizer "
-    "reports",
-)
 
 
 def doubles(values) -> array.array:
     return array.array("d", values)
-
-
-def kernel(name: str, how: str = "library") -> parpy.Kernel:
-    signature = FUNCTIONS[name][0]
-    if how == "library":
-        return parpy.Kernel.from_library(library(), name, signature)
-    if how == "ctypes":
-        return parpy.Kernel.from_cfunc(ctypes_function(name))
-    address = ctypes.cast(ctypes_function(name), ctypes.c_void_p).value
-    return parpy.Kernel.from_cfunc(address, signature, name=name)
 
 
 def types_of(name: str) -> tuple[str, list[str]]:
@@ -410,11 +395,7 @@ def test_process_pools_unpickle_library_kernels():
         assert executor.submit(parpy.map, k, [27]).result(60) == [111]
 
 
-@pytest.mark.unsafe_under(
-    "address",
-    reason="importing Dask starts threads that still hold CPython objects at exit, which "
-    "LeakSanitizer reports (as for the Dask test modules)",
-)
+@DASK
 def test_a_dask_cluster_runs_library_kernels():
     distributed = pytest.importorskip("distributed")
     from _util import local_cluster

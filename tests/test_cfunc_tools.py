@@ -68,11 +68,7 @@ CFFI_API = pytest.mark.unsafe_under(
     reason="a cffi API-mode module leaves objects that it never frees at exit, which "
     "LeakSanitizer reports",
 )
-NUMPY = pytest.mark.unsafe_under(
-    "address",
-    reason="importing NumPy (which Numba imports) leaves objects that it never frees at exit, "
-    "which LeakSanitizer reports",
-)
+NUMPY = _clib.NUMPY
 
 
 def random_values(kind: str, n: int, rng: random.Random) -> list:
@@ -476,17 +472,7 @@ def test_a_cffi_function_of_other_types_is_refused_even_with_a_signature():
 
 # ---- PyCapsules named by their C declaration ----------------------------------------
 
-_PyCapsule_New = ctypes.PYFUNCTYPE(
-    ctypes.py_object, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p
-)(("PyCapsule_New", ctypes.pythonapi))
-_NAMES: list[bytes | None] = []  # a capsule points at its name: they must outlive it
-
-
-def capsule(symbol: str, name: bytes | None):
-    """A capsule of the library's function ``symbol``, named ``name``."""
-    _NAMES.append(name)
-    address = ctypes.cast(getattr(_clib.cdll(), symbol), ctypes.c_void_p).value
-    return _PyCapsule_New(address, name, None)
+capsule = _clib.capsule
 
 
 # A plain name of each function first; then names as Cython writes them (a const after the

@@ -120,5 +120,7 @@ def test_the_notebook_runs_and_renders_its_reports_and_plots(kernel_name, tmp_pa
     assert "which worker processes cannot import" in html
     assert "no gain" in html and "the GIL" in html
     assert html.count("bottleneck:") >= 5
+    # The user's own C function: ctypes releases the GIL during each call on the Python backends.
+    assert "the GIL is released by ctypes during each call of work" in html
     for backend in ("native", "threading", "multiprocessing"):
         assert f"{backend} pipeline, finished: 2000 items out" in html

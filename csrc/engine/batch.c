@@ -354,8 +354,8 @@ item_outcome(parpy_batch *b, Py_ssize_t i)
     }
     int code = b->codes[i] == NOT_RUN ? PARPY_CANCELLED : b->codes[i];
     if (code != PARPY_OK) {
+        parpy_raise_code(b->st, b->kernel, ITEM(b, i), code);
         release_item(b, i);
-        parpy_raise_code(b->st, b->kernel, code);
         note_position(b, i);
         return NULL;
     }

@@ -3,7 +3,9 @@
  * looks at the cancel flags between blocks. A block's size adapts to the
  * function's speed, so that one takes about a millisecond: Ctrl-C stops the
  * batch that soon after (plus one call), and the cursor and clock cost next
- * to nothing. */
+ * to nothing. A function with a status stops the batch at its first
+ * failing element: blocks before it finish, blocks after it are not
+ * started, so the element reported is the first that fails. */
 #include "engine/buffers.h"
 
 #include "engine/call.h"
@@ -12,6 +14,7 @@
 #include "runtime/clock.h"
 #include "runtime/errors.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #define FIRST_BLOCK   16        /* elements of a thread's first block */
@@ -31,7 +34,23 @@ typedef struct {
     atomic_int cancel;    /* the job's: set when the wait is interrupted */
     parpy_control *control;
     atomic_int stopped;
+    atomic_size_t failed_at; /* the first element known to fail, or n */
+    pthread_mutex_t lock;    /* guards status, with failed_at */
+    int status;              /* failed_at's */
 } buffer_run;
+
+/* Element at failed with status: the first to fail, unless one before it
+   did. */
+static void
+record_failure(buffer_run *r, size_t at, int status)
+{
+    pthread_mutex_lock(&r->lock);
+    if (at < atomic_load_explicit(&r->failed_at, memory_order_relaxed)) {
+        atomic_store_explicit(&r->failed_at, at, memory_order_relaxed);
+        r->status = status;
+    }
+    pthread_mutex_unlock(&r->lock);
+}
 
 static void
 buffer_body(void *arg, int Py_UNUSED(team))
@@ -45,14 +64,20 @@ buffer_body(void *arg, int Py_UNUSED(team))
             return;
         }
         size_t start = atomic_fetch_add_explicit(&r->cursor, size, memory_order_relaxed);
-        if (start >= r->n) {
+        if (start >= r->n || start > atomic_load_explicit(&r->failed_at, memory_order_relaxed)) {
             return;
         }
         size_t count = r->n - start < size ? r->n - start : size;
         int64_t began = r->fixed > 0 ? 0 : parpy_now_ns();
-        parpy_cf_loop(&r->kernel->fn, r->in + start, r->out + start, r->bound, count);
+        int status = 0;
+        size_t done =
+            parpy_cf_loop(&r->kernel->fn, r->in + start, r->out + start, r->bound, count, &status);
         if (r->control != NULL) {
-            atomic_fetch_add_explicit(&r->control->done, count, memory_order_relaxed);
+            atomic_fetch_add_explicit(&r->control->done, done, memory_order_relaxed);
+        }
+        if (done < count) {
+            record_failure(r, start + done, status);
+            return;
         }
         if (r->fixed == 0) {
             int64_t took = parpy_now_ns() - began;
@@ -209,6 +234,8 @@ parpy_map_buffer(parpy_state *st, PyObject *kernel, PyObject *items, PyObject *o
     atomic_init(&r.cursor, 0);
     atomic_init(&r.cancel, 0);
     atomic_init(&r.stopped, 0);
+    atomic_init(&r.failed_at, (size_t)n);
+    pthread_mutex_init(&r.lock, NULL);
     Py_ssize_t threads = workers > 0 ? workers : parpy_default_threads();
     parpy_team_job job = {
         .body = buffer_body,
@@ -216,8 +243,16 @@ parpy_map_buffer(parpy_state *st, PyObject *kernel, PyObject *items, PyObject *o
         .nthreads = (int)(n < threads ? (n > 0 ? n : 1) : threads),
         .cancel = &r.cancel,
     };
-    if (n > 0 && parpy_team_run(&job, (double)n * ELEMENT_NS, INLINE_GIL_NS) < 0) {
-        goto fail; /* interrupted: the handlers' exception */
+    int interrupted = n > 0 && parpy_team_run(&job, (double)n * ELEMENT_NS, INLINE_GIL_NS) < 0;
+    pthread_mutex_destroy(&r.lock);
+    if (interrupted) {
+        goto fail; /* the handlers' exception */
+    }
+    size_t failed_at = atomic_load(&r.failed_at);
+    if (failed_at < (size_t)n) {
+        parpy_raise_status(st, name, r.status);
+        parpy_add_note(st, "parpy.%s: items[%zu]", name, failed_at);
+        goto fail;
     }
     if (atomic_load(&r.stopped)) {
         PyErr_Format(st->cancelled_error, "%s: cancelled", name);

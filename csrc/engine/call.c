@@ -3,6 +3,7 @@
 #include "engine/call.h"
 
 #include "engine/teams.h"
+#include "kernels/cfunc.h"
 #include "runtime/errors.h"
 
 #include <stdarg.h>
@@ -13,10 +14,27 @@
 /* ---- errors ------------------------------------------------------------- */
 
 void
-parpy_raise_code(parpy_state *st, const parpy_kernel *kernel, int code)
+parpy_raise_status(parpy_state *st, const char *name, int status)
+{
+    PyObject *exc = PyObject_CallFunction(
+        st->status_error, "N", PyUnicode_FromFormat("%s: returned status %d", name, status));
+    PyObject *value = exc != NULL ? PyLong_FromLong(status) : NULL;
+    if (value != NULL && PyObject_SetAttrString(exc, "status", value) == 0) {
+        PyErr_SetObject(st->status_error, exc);
+    }
+    Py_XDECREF(value);
+    Py_XDECREF(exc);
+}
+
+void
+parpy_raise_code(parpy_state *st, const parpy_kernel *kernel, const void *item, int code)
 {
     if (code == PARPY_CANCELLED) {
         PyErr_Format(st->cancelled_error, "%s: cancelled", kernel->name);
+        return;
+    }
+    if (code == PARPY_CF_FAILED && item != NULL && parpy_cf_is_kernel(kernel)) {
+        parpy_raise_status(st, kernel->name, ((const parpy_cf_item *)item)->status);
         return;
     }
     for (const parpy_error *e = kernel->errors; e != NULL && e->code != 0; e++) {
@@ -157,7 +175,7 @@ parpy_run_one(parpy_state *st, const parpy_kernel *kernel, void *item)
     int interrupted = parpy_team_run(&job, kernel->cost(item), PARPY_CALL_RELEASE_NS) < 0;
     if (interrupted || c.code != PARPY_OK) {
         if (!interrupted) {
-            parpy_raise_code(st, kernel, c.code);
+            parpy_raise_code(st, kernel, item, c.code);
         }
         if (kernel->release != NULL) {
             kernel->release(item);

@@ -56,9 +56,12 @@ int parpy_kernel_takes(PyObject *kernel, const parpy_value_type *output);
    consumed either way. */
 PyObject *parpy_run_one(parpy_state *st, const parpy_kernel *kernel, void *item);
 
-/* Raises the exception of a code compute returned (kernel-defined, or
-   Cancelled for PARPY_CANCELLED). */
-void parpy_raise_code(parpy_state *st, const parpy_kernel *kernel, int code);
+/* Raises the exception of a code compute returned for item (kernel-defined,
+   Cancelled for PARPY_CANCELLED, StatusError for a user function's status),
+   or that take returned (item NULL). */
+void parpy_raise_code(parpy_state *st, const parpy_kernel *kernel, const void *item, int code);
+/* Raises parpy.StatusError: the user function name returned status. */
+void parpy_raise_status(parpy_state *st, const char *name, int status);
 
 /* Adds a note to the raised exception (which stays raised). */
 void parpy_add_note(parpy_state *st, const char *format, ...);

@@ -328,7 +328,7 @@ native_step(run_object *r, int k, chunk *c, PyThreadState **save)
         if (code != PARPY_OK) {
             PyEval_RestoreThread(*save);
             if (!(code == PARPY_CANCELLED && atomic_load(&r->stop))) {
-                parpy_raise_code(parpy_state_of(Py_TYPE(r)), kern, code);
+                parpy_raise_code(parpy_state_of(Py_TYPE(r)), kern, slot_at(r, c, i), code);
                 fail(r, k, c->first + i);
             }
             chunk_free(r, c);
@@ -383,7 +383,7 @@ native_step(run_object *r, int k, chunk *c, PyThreadState **save)
     }
     if (code != PARPY_OK) {
         PyEval_RestoreThread(*save);
-        parpy_raise_code(parpy_state_of(Py_TYPE(r)), t->kernel, code);
+        parpy_raise_code(parpy_state_of(Py_TYPE(r)), t->kernel, NULL, code);
         fail(r, k + 1, c->first + i);
         release_slots(r, c, i + 1, c->n); /* computed, not given */
         for (Py_ssize_t j = 0; t->kernel->release != NULL && j < i; j++) {

@@ -1,7 +1,7 @@
 /* A user's C function as a kernel (see cfunc.h). Each signature is called
  * through a function pointer of exactly its C type: the calls below are
  * generated for every combination of the three types, one to three
- * arguments. */
+ * arguments, with and without a status. */
 #include "kernels/cfunc.h"
 
 #include <ctype.h>
@@ -21,68 +21,85 @@
 #define CF_C(X, ...) \
     X(i64, int64_t, __VA_ARGS__) X(u64, uint64_t, __VA_ARGS__) X(f64, double, __VA_ARGS__)
 
-/* One argument: call1_<r>_<a>. */
+/* One argument: call1_<r>_<a>, and scall1_<r>_<a> for "int(a, r*)". */
 #define CALL1(a, A, r, R)                                                                 \
-    static void call1_##r##_##a(void *fn, const parpy_cf_scalar *x, parpy_cf_scalar *out) \
+    static int call1_##r##_##a(void *fn, const parpy_cf_scalar *x, parpy_cf_scalar *out)  \
     {                                                                                     \
         out->r = ((R (*)(A))fn)(x[0].a);                                                  \
+        return 0;                                                                         \
+    }                                                                                     \
+    static int scall1_##r##_##a(void *fn, const parpy_cf_scalar *x, parpy_cf_scalar *out) \
+    {                                                                                     \
+        return ((int (*)(A, R *))fn)(x[0].a, &out->r);                                    \
     }
 #define CALL1_R(r, R, _) CF_A(CALL1, r, R)
 CF_R(CALL1_R, _)
 
-/* Two: call2_<r>_<a>_<b>. */
+/* Two: call2_<r>_<a>_<b>, scall2_<r>_<a>_<b>. */
 #define CALL2(b, B, r, R, a, A)                                                                 \
-    static void call2_##r##_##a##_##b(void *fn, const parpy_cf_scalar *x, parpy_cf_scalar *out) \
+    static int call2_##r##_##a##_##b(void *fn, const parpy_cf_scalar *x, parpy_cf_scalar *out)  \
     {                                                                                           \
         out->r = ((R (*)(A, B))fn)(x[0].a, x[1].b);                                             \
+        return 0;                                                                               \
+    }                                                                                           \
+    static int scall2_##r##_##a##_##b(void *fn, const parpy_cf_scalar *x, parpy_cf_scalar *out) \
+    {                                                                                           \
+        return ((int (*)(A, B, R *))fn)(x[0].a, x[1].b, &out->r);                               \
     }
 #define CALL2_A(a, A, r, R) CF_B(CALL2, r, R, a, A)
 #define CALL2_R(r, R, _)    CF_A(CALL2_A, r, R)
 CF_R(CALL2_R, _)
 
-/* Three: call3_<r>_<a>_<b>_<c>. */
+/* Three: call3_<r>_<a>_<b>_<c>, scall3_<r>_<a>_<b>_<c>. */
 #define CALL3(c, C, r, R, a, A, b, B)                                           \
-    static void call3_##r##_##a##_##b##_##c(void *fn, const parpy_cf_scalar *x, \
-                                            parpy_cf_scalar *out)               \
+    static int call3_##r##_##a##_##b##_##c(void *fn, const parpy_cf_scalar *x,  \
+                                           parpy_cf_scalar *out)                \
     {                                                                           \
         out->r = ((R (*)(A, B, C))fn)(x[0].a, x[1].b, x[2].c);                  \
+        return 0;                                                               \
+    }                                                                           \
+    static int scall3_##r##_##a##_##b##_##c(void *fn, const parpy_cf_scalar *x, \
+                                            parpy_cf_scalar *out)               \
+    {                                                                           \
+        return ((int (*)(A, B, C, R *))fn)(x[0].a, x[1].b, x[2].c, &out->r);    \
     }
 #define CALL3_B(b, B, r, R, a, A) CF_C(CALL3, r, R, a, A, b, B)
 #define CALL3_A(a, A, r, R)       CF_B(CALL3_B, r, R, a, A)
 #define CALL3_R(r, R, _)          CF_A(CALL3_A, r, R)
 CF_R(CALL3_R, _)
 
-/* The tables, indexed by the types: calls1[r][a], calls2[r][a][b], ... */
-#define ENTRY1(a, A, r) call1_##r##_##a,
-#define ROW1(r, R, _)   {CF_A(ENTRY1, r)},
-static const parpy_cf_call calls1[PARPY_CF_NTYPES][PARPY_CF_NTYPES] = {CF_R(ROW1, _)};
+/* The tables, indexed by status and the types: calls1[s][r][a],
+   calls2[s][r][a][b], ... */
+#define NT                 PARPY_CF_NTYPES
+#define ENTRY1(a, A, r, p) p##1_##r##_##a,
+#define ROW1(r, R, p)      {CF_A(ENTRY1, r, p)},
+static const parpy_cf_call calls1[2][NT][NT] = {{CF_R(ROW1, call)}, {CF_R(ROW1, scall)}};
 
-#define ENTRY2(b, B, r, a) call2_##r##_##a##_##b,
-#define ROW2_A(a, A, r)    {CF_B(ENTRY2, r, a)},
-#define ROW2(r, R, _)      {CF_A(ROW2_A, r)},
-static const parpy_cf_call calls2[PARPY_CF_NTYPES][PARPY_CF_NTYPES][PARPY_CF_NTYPES] = {
-    CF_R(ROW2, _)};
+#define ENTRY2(b, B, r, a, p) p##2_##r##_##a##_##b,
+#define ROW2_A(a, A, r, p)    {CF_B(ENTRY2, r, a, p)},
+#define ROW2(r, R, p)         {CF_A(ROW2_A, r, p)},
+static const parpy_cf_call calls2[2][NT][NT][NT] = {{CF_R(ROW2, call)}, {CF_R(ROW2, scall)}};
 
-#define ENTRY3(c, C, r, a, b) call3_##r##_##a##_##b##_##c,
-#define ROW3_B(b, B, r, a)    {CF_C(ENTRY3, r, a, b)},
-#define ROW3_A(a, A, r)       {CF_B(ROW3_B, r, a)},
-#define ROW3(r, R, _)         {CF_A(ROW3_A, r)},
-static const parpy_cf_call calls3[PARPY_CF_NTYPES][PARPY_CF_NTYPES][PARPY_CF_NTYPES]
-                                 [PARPY_CF_NTYPES] = {CF_R(ROW3, _)};
+#define ENTRY3(c, C, r, a, b, p) p##3_##r##_##a##_##b##_##c,
+#define ROW3_B(b, B, r, a, p)    {CF_C(ENTRY3, r, a, b, p)},
+#define ROW3_A(a, A, r, p)       {CF_B(ROW3_B, r, a, p)},
+#define ROW3(r, R, p)            {CF_A(ROW3_A, r, p)},
+static const parpy_cf_call calls3[2][NT][NT][NT][NT] = {{CF_R(ROW3, call)}, {CF_R(ROW3, scall)}};
 
 void
 parpy_cf_set_call(parpy_cfunc *fn)
 {
     const parpy_cf_type *a = fn->args;
+    int s = fn->status != 0;
     switch (fn->nargs) {
     case 1:
-        fn->call = calls1[fn->result][a[0]];
+        fn->call = calls1[s][fn->result][a[0]];
         break;
     case 2:
-        fn->call = calls2[fn->result][a[0]][a[1]];
+        fn->call = calls2[s][fn->result][a[0]][a[1]];
         break;
     default:
-        fn->call = calls3[fn->result][a[0]][a[1]][a[2]];
+        fn->call = calls3[s][fn->result][a[0]][a[1]][a[2]];
         break;
     }
 }
@@ -107,20 +124,25 @@ typedef void (*loop1_fn)(void *fn, const parpy_cf_scalar *in, parpy_cf_scalar *o
 #define LROW1(r, R, _)   {CF_A(LENTRY1, r)},
 static const loop1_fn loops1[PARPY_CF_NTYPES][PARPY_CF_NTYPES] = {CF_R(LROW1, _)};
 
-void
+size_t
 parpy_cf_loop(const parpy_cfunc *fn, const parpy_cf_scalar *in, parpy_cf_scalar *out,
-              const parpy_cf_scalar *bound, size_t n)
+              const parpy_cf_scalar *bound, size_t n, int *status)
 {
-    if (fn->nargs == 1) {
+    if (fn->nargs == 1 && !fn->status) {
         loops1[fn->result][fn->args[0]](fn->address, in, out, n);
-        return;
+        return n;
     }
     parpy_cf_scalar args[PARPY_CF_MAX_ARGS];
     memcpy(args, bound, sizeof(args));
     for (size_t i = 0; i < n; i++) {
         args[0] = in[i];
-        fn->call(fn->address, args, &out[i]);
+        int s = fn->call(fn->address, args, &out[i]);
+        if (s != 0) {
+            *status = s;
+            return i;
+        }
     }
+    return n;
 }
 
 /* ---- signatures ------------------------------------------------------------ */
@@ -166,13 +188,29 @@ read_type(const char **p)
     return -1;
 }
 
+/* Whether the word at *p is word; then *p moves past it. */
+static int
+read_word(const char **p, const char *word)
+{
+    const char *s = skip_spaces(*p);
+    size_t len = strlen(word);
+    if (strncmp(s, word, len) != 0 || isalnum((unsigned char)s[len]) || s[len] == '_') {
+        return 0;
+    }
+    *p = s + len;
+    return 1;
+}
+
 int
 parpy_cf_parse_signature(const char *text, parpy_cfunc *fn, char *err, size_t errlen)
 {
     const char *p = text;
-    int t = read_type(&p);
+    fn->status = read_word(&p, "int");
+    int t = fn->status ? 0 : read_type(&p);
     if (t < 0) {
-        snprintf(err, errlen, "signature %.100s: the result type must be int64, uint64 or float64",
+        snprintf(err, errlen,
+                 "signature %.100s: the result type must be int64, uint64 or float64 (or int, a "
+                 "status, with the result's pointer last)",
                  text);
         return -1;
     }
@@ -184,32 +222,59 @@ parpy_cf_parse_signature(const char *text, parpy_cfunc *fn, char *err, size_t er
     }
     p++;
     fn->nargs = 0;
+    int pointer = 0; /* the last argument read was a pointer */
     for (;;) {
         t = read_type(&p);
+        if (pointer) {
+            snprintf(err, errlen,
+                     "signature %.100s: the result's pointer must be the last argument", text);
+            return -1;
+        }
         if (t < 0) {
             snprintf(err, errlen, "signature %.100s: argument %d must be int64, uint64 or float64",
                      text, fn->nargs + 1);
             return -1;
         }
-        if (fn->nargs == PARPY_CF_MAX_ARGS) {
+        p = skip_spaces(p);
+        pointer = *p == '*';
+        if (pointer) {
+            if (!fn->status) {
+                snprintf(err, errlen,
+                         "signature %.100s: a pointer argument is the result's, after a status: "
+                         "int(..., %s*)",
+                         text, type_names[t]);
+                return -1;
+            }
+            fn->result = (parpy_cf_type)t;
+            p = skip_spaces(p + 1);
+        }
+        else if (fn->nargs == PARPY_CF_MAX_ARGS) {
             snprintf(err, errlen, "signature %.100s: at most %d arguments", text,
                      PARPY_CF_MAX_ARGS);
             return -1;
         }
-        fn->args[fn->nargs++] = (parpy_cf_type)t;
-        p = skip_spaces(p);
+        else {
+            fn->args[fn->nargs++] = (parpy_cf_type)t;
+        }
         if (*p == ')') {
             break;
         }
         if (*p != ',') {
             snprintf(err, errlen, "signature %.100s: expected ',' or ')' after argument %d", text,
-                     fn->nargs);
+                     fn->nargs + pointer);
             return -1;
         }
         p++;
     }
     if (*skip_spaces(p + 1) != '\0') {
         snprintf(err, errlen, "signature %.100s: unexpected text after ')'", text);
+        return -1;
+    }
+    if (fn->status && (!pointer || fn->nargs == 0)) {
+        snprintf(err, errlen,
+                 "signature %.100s: a function returning a status (int) takes one to three "
+                 "arguments and then its result's pointer, e.g. int(float64, float64*)",
+                 text);
         return -1;
     }
     parpy_cf_set_call(fn);
@@ -219,9 +284,12 @@ parpy_cf_parse_signature(const char *text, parpy_cfunc *fn, char *err, size_t er
 void
 parpy_cf_format_signature(const parpy_cfunc *fn, char *buf, size_t len)
 {
-    int n = snprintf(buf, len, "%s(", type_names[fn->result]);
+    int n = snprintf(buf, len, "%s(", fn->status ? "int" : type_names[fn->result]);
     for (int i = 0; i < fn->nargs && n >= 0 && (size_t)n < len; i++) {
         n += snprintf(buf + n, len - (size_t)n, "%s%s", i ? ", " : "", type_names[fn->args[i]]);
+    }
+    if (n >= 0 && (size_t)n < len && fn->status) {
+        n += snprintf(buf + n, len - (size_t)n, ", %s*", type_names[fn->result]);
     }
     if (n >= 0 && (size_t)n < len) {
         snprintf(buf + n, len - (size_t)n, ")");
@@ -330,8 +398,8 @@ static int
 cf_compute(void *item, const parpy_ctx *Py_UNUSED(ctx))
 {
     parpy_cf_item *it = item;
-    it->kernel->fn.call(it->kernel->fn.address, it->args, &it->result);
-    return PARPY_OK;
+    it->status = it->kernel->fn.call(it->kernel->fn.address, it->args, &it->result);
+    return it->status == 0 ? PARPY_OK : PARPY_CF_FAILED;
 }
 
 static PyObject *
@@ -385,4 +453,10 @@ parpy_cf_kernel_init(parpy_cf_kernel *k, const char *name, const char *doc)
         .give = cf_give,
         .output = value_types[k->fn.result],
     };
+}
+
+int
+parpy_cf_is_kernel(const parpy_kernel *kernel)
+{
+    return kernel->compute == cf_compute;
 }

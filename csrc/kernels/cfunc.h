@@ -26,20 +26,25 @@ typedef union {
 
 #define PARPY_CF_MAX_ARGS 3
 
-/* Calls fn with args (as many as its signature takes), storing its result. */
-typedef void (*parpy_cf_call)(void *fn, const parpy_cf_scalar *args, parpy_cf_scalar *result);
+/* Calls fn with args (as many as its signature takes), storing its result.
+   Returns the function's status: 0 for a function without one. */
+typedef int (*parpy_cf_call)(void *fn, const parpy_cf_scalar *args, parpy_cf_scalar *result);
 
 typedef struct {
     void *address;
-    int nargs; /* 1 to PARPY_CF_MAX_ARGS */
+    int nargs; /* 1 to PARPY_CF_MAX_ARGS: the arguments items give */
     parpy_cf_type args[PARPY_CF_MAX_ARGS];
     parpy_cf_type result;
+    /* 1: the function returns a C int status (0: success) and writes its
+       result through one more, last, argument: a pointer to the result. */
+    int status;
     parpy_cf_call call; /* set by parpy_cf_parse_signature */
 } parpy_cfunc;
 
-/* Reads a signature, "float64(float64, int64)", into fn (all but address).
-   Types: int64, uint64, float64; one to three arguments. Returns 0, or -1
-   with the reason in err. Plain C. */
+/* Reads a signature into fn (all but address): "float64(float64, int64)",
+   or with a status, "int(float64, int64, float64*)". Types: int64, uint64,
+   float64; one to three arguments (and the result's pointer). Returns 0, or
+   -1 with the reason in err. Plain C. */
 int parpy_cf_parse_signature(const char *text, parpy_cfunc *fn, char *err, size_t errlen);
 /* Sets fn->call for the types in fn. */
 void parpy_cf_set_call(parpy_cfunc *fn);
@@ -51,9 +56,11 @@ char parpy_cf_type_format(parpy_cf_type type);
 
 /* out[i] = fn(in[i], bound[1], ...) for i in [0, n): elements of fn's first
    argument type in, of its result type out; bound holds the trailing
-   arguments. No GIL. */
-void parpy_cf_loop(const parpy_cfunc *fn, const parpy_cf_scalar *in, parpy_cf_scalar *out,
-                   const parpy_cf_scalar *bound, size_t n);
+   arguments. Stops at the first element whose status is not 0. Returns the
+   elements done: n, or the position of that element, its status in
+   *status. No GIL. */
+size_t parpy_cf_loop(const parpy_cfunc *fn, const parpy_cf_scalar *in, parpy_cf_scalar *out,
+                     const parpy_cf_scalar *bound, size_t n, int *status);
 
 /* A user function's kernel: its table, made by parpy_cf_kernel_init, and the
    function. A parpy_cf_kernel * is a parpy_kernel *. */
@@ -68,10 +75,17 @@ typedef struct {
     const parpy_cf_kernel *kernel;
     parpy_cf_scalar args[PARPY_CF_MAX_ARGS];
     parpy_cf_scalar result;
+    int status; /* the function's, when compute returned PARPY_CF_FAILED */
 } parpy_cf_item;
+
+/* What compute returns for a status other than 0: the engine raises
+   parpy.StatusError with the item's status. */
+#define PARPY_CF_FAILED PARPY_CODE_FIRST
 
 /* Fills k->table for k->fn, named name with doc (both outlive it). */
 void parpy_cf_kernel_init(parpy_cf_kernel *k, const char *name, const char *doc);
+/* Whether kernel is a user function's (its items are parpy_cf_items). */
+int parpy_cf_is_kernel(const parpy_kernel *kernel);
 
 /* The C values of the three types, handed from one kernel to the next. */
 extern const parpy_value_type parpy_value_int64;

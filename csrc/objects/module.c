@@ -130,14 +130,19 @@ chain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             free(item);
             return PyErr_NoMemory();
         }
+        void *failed_item = item; /* compute's; take's fails with an empty item */
         Py_BEGIN_ALLOW_THREADS
             code = k->compute(item, &ctx);
             if (code == PARPY_OK) {
                 k->give(item, &value);
                 code = parpy_take(PyTuple_GET_ITEM(args[0], i + 1), next, &value);
                 failed = ks[i + 1];
+                failed_item = NULL;
             }
         Py_END_ALLOW_THREADS
+        if (code != PARPY_OK) {
+            parpy_raise_code(st, failed, failed_item, code);
+        }
         if (k->release != NULL) {
             k->release(item);
         }
@@ -145,7 +150,6 @@ chain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         item = next;
         if (code != PARPY_OK) {
             free(item);
-            parpy_raise_code(st, failed, code);
             return NULL;
         }
     }
@@ -260,6 +264,15 @@ module_exec(PyObject *module)
         PyModule_AddObjectRef(module, "Cancelled", st->cancelled_error) < 0) {
         return -1;
     }
+    st->status_error = PyErr_NewExceptionWithDoc(
+        "parpy._core.StatusError",
+        "A user's C function returned a status other than 0 (signature \"int(..., T*)\").\n\n"
+        "Attributes\n----------\nstatus : int\n    The function's status.",
+        PyExc_RuntimeError, NULL);
+    if (st->status_error == NULL ||
+        PyModule_AddObjectRef(module, "StatusError", st->status_error) < 0) {
+        return -1;
+    }
     st->str_set = PyUnicode_InternFromString("_set");
     st->str_add_note = PyUnicode_InternFromString("add_note");
     if (st->str_set == NULL || st->str_add_note == NULL) {
@@ -301,6 +314,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->queue_type);
     Py_VISIT(st->pipeline_type);
     Py_VISIT(st->cancelled_error);
+    Py_VISIT(st->status_error);
     Py_VISIT(st->empty_error);
     Py_VISIT(st->full_error);
     Py_VISIT(st->shutdown_error);
@@ -318,6 +332,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->queue_type);
     Py_CLEAR(st->pipeline_type);
     Py_CLEAR(st->cancelled_error);
+    Py_CLEAR(st->status_error);
     Py_CLEAR(st->empty_error);
     Py_CLEAR(st->full_error);
     Py_CLEAR(st->shutdown_error);

@@ -79,8 +79,9 @@ user_kernel_new(PyTypeObject *type, const parpy_cfunc *fn, const char *name, voi
         snprintf(doc, sizeof(doc),
                  "%s%s\n--\n\n"
                  "The C function %s, %s at %p, as a parpy kernel: called with the GIL\n"
-                 "released, natively by every parpy executor.",
-                 name, params[fn->nargs - 1], name, signature, fn->address);
+                 "released, natively by every parpy executor.%s",
+                 name, params[fn->nargs - 1], name, signature, fn->address,
+                 fn->status ? "\n\nA status other than 0 raises parpy.StatusError." : "");
         uk->name = copy_string(name);
         uk->doc = copy_string(doc);
     }
@@ -205,7 +206,27 @@ type_of_c_name(const char *name, size_t len, int *unknown)
     return NULL;
 }
 
-/* "double (double, long)", a C declaration, as a parpy signature in out.
+/* Whether [text, text + len) names C's int (a status), spaces around. */
+static int
+is_int_type(const char *text, size_t len)
+{
+    static const char *const names[] = {"int", "signed", "signed int", "int32_t"};
+    while (len > 0 && *text == ' ') {
+        text++, len--;
+    }
+    while (len > 0 && text[len - 1] == ' ') {
+        len--;
+    }
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strlen(names[i]) == len && strncmp(text, names[i], len) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* "double (double, long)", a C declaration, as a parpy signature in out;
+   "int (double, double *)" is a status and the result's pointer.
    Returns 0; -1 with ValueError set when the function cannot be a kernel; 1
    with ValueError set when the declaration names a type parpy does not know
    (then the signature must be given). */
@@ -213,8 +234,8 @@ static int
 signature_of_declaration(const char *decl, char *out, size_t len)
 {
     const char *open = strchr(decl, '('), *close = strrchr(decl, ')');
-    const char *types[PARPY_CF_MAX_ARGS + 1]; /* the result's, then the arguments' */
-    int nargs = 0, unknown = 0;
+    const char *types[PARPY_CF_MAX_ARGS + 2]; /* the result's, then the arguments' */
+    int nargs = 0, unknown = 0, status = 0;
     if (open == NULL || close == NULL || close < open) {
         PyErr_Format(
             PyExc_ValueError,
@@ -222,7 +243,8 @@ signature_of_declaration(const char *decl, char *out, size_t len)
         return 1;
     }
     const char *part = decl, *end = open;
-    types[0] = type_of_c_name(part, (size_t)(end - part), &unknown);
+    status = is_int_type(part, (size_t)(end - part));
+    types[0] = status ? "int" : type_of_c_name(part, (size_t)(end - part), &unknown);
     if (types[0] == NULL) {
         goto bad_type;
     }
@@ -239,6 +261,21 @@ signature_of_declaration(const char *decl, char *out, size_t len)
     for (part = args; part < close; part = end + 1) {
         end = memchr(part, ',', (size_t)(close - part));
         end = end != NULL ? end : close;
+        const char *star = memchr(part, '*', (size_t)(end - part));
+        if (status && end == close && star != NULL && nargs > 0 && nargs <= PARPY_CF_MAX_ARGS) {
+            /* the result's pointer: "double *", "double *out" */
+            const char *name = star + 1;
+            while (name < end && *name == ' ') {
+                name++;
+            }
+            const char *pointee = type_of_c_name(part, (size_t)(star - part), &unknown);
+            if (pointee == NULL || (name < end && !is_identifier(name, (size_t)(end - name)))) {
+                end = star;
+                goto bad_type;
+            }
+            types[++nargs] = pointee;
+            break;
+        }
         if (nargs == PARPY_CF_MAX_ARGS) {
             PyErr_Format(PyExc_ValueError,
                          "the C function %.200s takes more than %d arguments: a kernel's takes "
@@ -251,9 +288,18 @@ signature_of_declaration(const char *decl, char *out, size_t len)
             goto bad_type;
         }
     }
+    if (status && (part >= close || nargs < 2)) {
+        PyErr_Format(PyExc_ValueError,
+                     "the C function %.200s returns an int: a kernel's returns int64, uint64 or "
+                     "float64, or an int status with the result's pointer last, e.g. "
+                     "int (double, double *)",
+                     decl);
+        return -1;
+    }
     int n = snprintf(out, len, "%s(", types[0]);
     for (int i = 1; i <= nargs; i++) {
-        n += snprintf(out + n, len - (size_t)n, "%s%s", i > 1 ? ", " : "", types[i]);
+        n += snprintf(out + n, len - (size_t)n, "%s%s%s", i > 1 ? ", " : "", types[i],
+                      status && i == nargs ? "*" : "");
     }
     snprintf(out + n, len - (size_t)n, ")");
     return 0;
@@ -280,9 +326,10 @@ bad_type:
     return -1;
 }
 
-/* The parpy type name of a ctypes type, or NULL with ValueError set. */
+/* The parpy type name of a ctypes type ("int" for c_int, "float64*" for
+   POINTER(c_double), when allowed), or NULL with ValueError set. */
 static const char *
-type_of_ctypes(PyObject *ctypes, PyObject *type)
+type_of_ctypes(PyObject *ctypes, PyObject *type, int allow_int, int allow_pointer)
 {
     const char *result = NULL;
     PyObject *code = PyObject_GetAttrString(type, "_type_");
@@ -295,10 +342,21 @@ type_of_ctypes(PyObject *ctypes, PyObject *type)
                  : strchr("LQ", *c) ? "uint64"
                                     : NULL;
     }
+    else if (c != NULL && strcmp(c, "i") == 0 && bytes == 4 && allow_int) {
+        result = "int";
+    }
+    else if (code != NULL && PyType_Check(code) && allow_pointer) {
+        const char *pointee = type_of_ctypes(ctypes, code, 0, 0); /* POINTER(T): T */
+        result = pointee == NULL                   ? NULL
+                 : strcmp(pointee, "float64") == 0 ? "float64*"
+                 : strcmp(pointee, "int64") == 0   ? "int64*"
+                                                   : "uint64*";
+    }
     PyErr_Clear();
     if (result == NULL) {
         PyErr_Format(PyExc_ValueError,
-                     "the ctypes type %R is not supported: use c_int64, c_uint64 or c_double",
+                     "the ctypes type %R is not supported: use c_int64, c_uint64 or c_double (or "
+                     "a c_int status with the result's POINTER last)",
                      type);
     }
     Py_XDECREF(code);
@@ -327,20 +385,24 @@ signature_of_ctypes(PyObject *ctypes, PyObject *fn, char *out, size_t len)
         PyErr_SetString(PyExc_ValueError, "the function returns nothing (restype is None)");
         goto done;
     }
-    const char *result = type_of_ctypes(ctypes, restype);
+    const char *result = type_of_ctypes(ctypes, restype, 1, 0);
     if (result == NULL) {
         goto done;
     }
+    int status = strcmp(result, "int") == 0; /* then the result's pointer is last */
     Py_ssize_t nargs = PySequence_Size(argtypes);
-    if (nargs == 0 || nargs > PARPY_CF_MAX_ARGS) {
+    if (nargs < 1 + status || nargs > PARPY_CF_MAX_ARGS + status) {
         PyErr_Format(PyExc_ValueError,
-                     "the function takes %zd arguments: a kernel's takes one to three", nargs);
+                     status ? "the function takes %zd arguments: one returning a status (c_int) "
+                              "takes one to three and its result's POINTER"
+                            : "the function takes %zd arguments: a kernel's takes one to three",
+                     nargs);
         goto done;
     }
     int n = snprintf(out, len, "%s(", result);
     for (Py_ssize_t i = 0; i < nargs; i++) {
         PyObject *t = PySequence_GetItem(argtypes, i);
-        const char *arg = t ? type_of_ctypes(ctypes, t) : NULL;
+        const char *arg = t ? type_of_ctypes(ctypes, t, 0, status && i == nargs - 1) : NULL;
         Py_XDECREF(t);
         if (arg == NULL) {
             goto done;

@@ -18,7 +18,7 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from parpy._core import Kernel
+from parpy._core import Kernel, StatusError
 from parpy._support.dispatch import name_of
 
 __all__ = ["WorkerLoadError"]
@@ -111,7 +111,7 @@ class _CCall:
     each call. It pickles as its kernel (from_library's form: path, symbol,
     signature), and the process that loads it makes its own ctypes function."""
 
-    __slots__ = ("args", "bound", "fn", "kernel", "star")
+    __slots__ = ("args", "bound", "fn", "kernel", "result", "star")
 
     def __init__(self, kernel: Kernel) -> None:
         assert kernel.signature is not None and kernel.address is not None
@@ -120,7 +120,14 @@ class _CCall:
         self.star = kernel.bound is None and kernel.min_args > 1
         result, _, args = kernel.signature.rstrip(")").partition("(")
         self.args = args.split(", ")  # the argument types
-        prototype = ctypes.CFUNCTYPE(_CTYPES[result], *(_CTYPES[a] for a in self.args))
+        self.result = None  # the result's type, for a function with a status
+        if result == "int":  # "int(a, ..., r*)"
+            self.result = _CTYPES[self.args.pop().rstrip("*")]
+            prototype = ctypes.CFUNCTYPE(
+                ctypes.c_int, *(_CTYPES[a] for a in self.args), ctypes.POINTER(self.result)
+            )
+        else:
+            prototype = ctypes.CFUNCTYPE(_CTYPES[result], *(_CTYPES[a] for a in self.args))
         self.fn = prototype(kernel.address)
 
     @property
@@ -128,7 +135,16 @@ class _CCall:
         return name_of(self.kernel)
 
     def __call__(self, x: Any) -> Any:
-        return self.fn(*x) if self.star else self.fn(x, *self.bound)
+        args = tuple(x) if self.star else (x, *self.bound)
+        if self.result is None:
+            return self.fn(*args)
+        out = self.result()
+        status = self.fn(*args, ctypes.byref(out))
+        if status != 0:  # what the kernel raises
+            exc = StatusError(f"{self.kernel.__name__}: returned status {status}")
+            exc.status = status
+            raise exc
+        return out.value
 
     def check(self, items: Sequence[Any]) -> None:
         """Raise the kernel's TypeError or OverflowError for the first item it

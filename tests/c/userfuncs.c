@@ -73,3 +73,44 @@ spin(double x, int64_t rounds)
     }
     return x;
 }
+
+/* Functions that can fail: an int status (0: success) and the result
+   through the last argument, which is left alone on failure. */
+
+/* 1 / x; status 3 for x == 0. */
+int
+checked_inverse(double x, double *out)
+{
+    if (x == 0.0) {
+        return 3;
+    }
+    *out = 1.0 / x;
+    return 0;
+}
+
+/* a / b rounded toward zero, as C does; status -1 for b == 0, -2 when the
+   quotient overflows (INT64_MIN / -1). */
+int
+checked_div(int64_t a, int64_t b, int64_t *out)
+{
+    if (b == 0) {
+        return -1;
+    }
+    if (a == INT64_MIN && b == -1) {
+        return -2;
+    }
+    *out = a / b;
+    return 0;
+}
+
+/* Every argument type: a * c + (uint64_t)b, wrapping; status 7 for b < 0
+   or NaN. */
+int
+checked_mix(uint64_t a, double b, int64_t c, uint64_t *out)
+{
+    if (!(b >= 0.0)) {
+        return 7;
+    }
+    *out = a * (uint64_t)c + (uint64_t)(b < 1e18 ? b : 1e18);
+    return 0;
+}
