@@ -119,13 +119,27 @@ def _add_compare(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="NAME,...",
         help=f"backends to run, of {','.join(comparison.BACKENDS)} (default: all but "
         f"{','.join(comparison.DASK_BACKENDS)}, which need Dask and start a local cluster "
-        "unless given --dask; serial always runs)",
+        f"unless given --dask, and {','.join(comparison.TOOL_BACKENDS)}, which start servers "
+        "of their own; serial always runs)",
     )
     add(
         "--dask",
         metavar="ADDRESS",
         help="run the Dask backends (and, without --backends, every other) on the cluster whose "
         "scheduler is at ADDRESS (e.g. tcp://scheduler:8786)",
+    )
+    add(
+        "--pp-servers",
+        metavar="N|HOST:PORT,...",
+        help="for the pp backend: start N ppservers on 127.0.0.1, or use the running ones at "
+        "these addresses (with --pp-secret)",
+    )
+    add("--pp-secret", metavar="SECRET", help="the secret of the ppservers at --pp-servers")
+    add(
+        "--celery-broker",
+        metavar="URL",
+        help="for the celery backend: a running Redis broker (redis://host:port/db) with "
+        "workers; by default compare starts redis-server and workers on 127.0.0.1",
     )
     add(
         "--count",
@@ -184,6 +198,9 @@ def _run_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
                 warmup=args.warmup,
                 progress=args.progress,
                 client=client,
+                pp_servers=_pp_servers(args.pp_servers),
+                pp_secret=args.pp_secret,
+                celery_broker=args.celery_broker,
             )
         except comparison.MismatchError as exc:
             print(f"{parser.prog}: the backends disagree: {exc}", file=sys.stderr)
@@ -315,6 +332,11 @@ def _print_crawl(result: CrawlResult, json_file: str | None) -> None:
         with open(json_file, "w", encoding="utf-8") as f:
             f.write(result.to_json(indent=2) + "\n")
         print(f"wrote {json_file}", file=sys.stderr)
+
+
+def _pp_servers(text: str | None) -> int | str | None:
+    """--pp-servers: a number, or the addresses as compare() takes them."""
+    return int(text) if text is not None and text.isdigit() else text
 
 
 def _dask_client(address: str, parser: argparse.ArgumentParser) -> Any:

@@ -8,7 +8,13 @@ counts (``_measure``), compare() itself (``_compare``), and the
 :class:`~parpy.report.Report` it returns (``report``)."""
 
 from parpy._support.processes import START_METHOD
-from parpy.comparison._backends import BACKENDS, DASK_BACKENDS, backend_names, thread_map
+from parpy.comparison._backends import (
+    BACKENDS,
+    DASK_BACKENDS,
+    TOOL_BACKENDS,
+    backend_names,
+    thread_map,
+)
 from parpy.comparison._compare import MismatchError, compare
 from parpy.comparison._measure import (
     WORKERS_PER_CPU,
@@ -25,6 +31,7 @@ __all__ = [
     "BACKENDS",
     "CRAWL_WORKERS",
     "DASK_BACKENDS",
+    "TOOL_BACKENDS",
     "TINY_CHUNKSIZES",
     "WORKERS_PER_CPU",
     "START_METHOD",

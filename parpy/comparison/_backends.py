@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import multiprocessing
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -51,11 +50,12 @@ from parpy import batch
 from parpy._support import dask as _dask
 from parpy._support.dispatch import name_of
 from parpy._support.processes import START_METHOD
+from parpy.comparison import _celery, _pp
 from parpy.comparison._shipping import WorkerLoadError, _not_shippable, _ready, _Shipped
-from parpy.comparison._work import _Work
+from parpy.comparison._work import Call, Opened, _pool_chunksize, _Work
 from parpy.pipeline import Pipeline, Stage
 
-__all__ = ["BACKENDS", "DASK_BACKENDS", "backend_names", "thread_map"]
+__all__ = ["BACKENDS", "DASK_BACKENDS", "TOOL_BACKENDS", "backend_names", "thread_map"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -70,11 +70,18 @@ BACKENDS = (
     "parpy-pool",
     "dask",
     "parpy-dask",
+    "pp",
+    "celery",
 )
-_PROCESS_BACKENDS = ("multiprocessing", "process-pool")
+# Backends whose workers are other processes, which must get the function.
+_PROCESS_BACKENDS = ("multiprocessing", "process-pool", "pp", "celery")
 # Run only when asked for, or when compare() is given a client: they need
 # Dask and a cluster.
 DASK_BACKENDS = ("dask", "parpy-dask")
+# The material's job server and task queue: run only when asked for; each
+# needs its package (and Celery a broker) and starts servers of its own.
+TOOL_BACKENDS = ("pp", "celery")
+_EXTRAS = {"pp": "pp", "celery": "celery"}  # the package each needs: its extra
 
 
 # ---- the stdlib's ways to run a function over a batch ------------------------
@@ -129,19 +136,11 @@ def _loop(func: Callable[[T], R], items: Sequence[T]) -> list[R]:
     return [func(x) for x in items]
 
 
-def _pool_chunksize(items: int, workers: int) -> int:
-    """multiprocessing.Pool.map's default chunk size: about 4 chunks per worker."""
-    return max(1, math.ceil(items / (4 * workers)))
-
-
 # ---- backends ----------------------------------------------------------------
 #
 # A backend opens what it keeps between runs (a pool, a pipeline) once per
 # worker count, and makes the call that one run makes; variants share what
 # their backend opened.
-
-Opened = tuple[Any, Callable[[], None]]  # the handle, and how to close it
-Call = Callable[[], list[Any]]
 
 
 def _nothing() -> None:
@@ -337,6 +336,8 @@ _BACKENDS: dict[str, _Backend] = {
     "parpy-pool": _Backend(_open_parpy_pool, _call_parpy_pool),
     "dask": _Backend(_dask_client, _call_dask),
     "parpy-dask": _Backend(_dask_client, _call_parpy_dask),
+    "pp": _Backend(_pp.open_pp, _pp.call_pp),
+    "celery": _Backend(_celery.open_celery, _celery.call_celery),
 }
 assert tuple(_BACKENDS) == BACKENDS
 
@@ -381,7 +382,7 @@ def backend_names(backends: str | Iterable[str] | None, client: object) -> list[
     ----------
     backends : str or iterable of str or None
         Names from :data:`BACKENDS`, or one comma-separated string; None for
-        all but Dask's, or all with a client.
+        all but Dask's (all with a client) and pp and Celery.
     client : distributed.Client or None
         The Dask client compare() was given.
 
@@ -398,10 +399,15 @@ def backend_names(backends: str | Iterable[str] | None, client: object) -> list[
     TypeError
         If ``client`` is not a ``distributed.Client``.
     ImportError
-        If a Dask backend is asked for and Dask is not installed.
+        If a Dask, pp or Celery backend is asked for and its package is not
+        installed.
     """
     if backends is None:
-        backends = [b for b in BACKENDS if client is not None or b not in DASK_BACKENDS]
+        backends = [
+            b
+            for b in BACKENDS
+            if (client is not None or b not in DASK_BACKENDS) and b not in TOOL_BACKENDS
+        ]
     elif isinstance(backends, str):
         backends = [name.strip() for name in backends.split(",") if name.strip()]
     names = list(dict.fromkeys(backends))
@@ -427,4 +433,13 @@ def backend_names(backends: str | Iterable[str] | None, client: object) -> list[
                 f"the backends {', '.join(map(repr, dask))} need Dask's distributed scheduler: "
                 "pip install 'parpy[dask]'"
             ) from None
+    for name in names:
+        if name in TOOL_BACKENDS:
+            try:
+                __import__(_EXTRAS[name])
+            except ImportError:
+                raise ImportError(
+                    f"the backend {name!r} needs the package {_EXTRAS[name]}: "
+                    f"pip install 'parpy[{_EXTRAS[name]}]'"
+                ) from None
     return names

@@ -111,6 +111,9 @@ def compare(
     warmup: int = 1,
     progress: bool | None = None,
     client: Any = None,
+    pp_servers: int | Iterable[str] | None = None,
+    pp_secret: str | None = None,
+    celery_broker: str | None = None,
 ) -> Report:
     """Run ``work`` on each backend, check the results and time them side by side.
 
@@ -169,6 +172,19 @@ def compare(
     client : distributed.Client, optional
         The Dask cluster of the Dask backends: they then run at its thread
         count, and ``backends`` defaults to all, Dask's included.
+    pp_servers : int or iterable of str, optional
+        For "pp": a number of ``ppserver`` processes that compare starts on
+        127.0.0.1 (with a secret of its own) and stops after, or the
+        addresses ("host:port") of running ones, whose secret is
+        ``pp_secret``; by default none (local workers only). pp's
+        auto-discovery is never used.
+    pp_secret : str, optional
+        The secret of the ppservers at ``pp_servers``' addresses.
+    celery_broker : str, optional
+        For "celery": the URL of a running Redis broker (also the result
+        backend) with workers of the app ``parpy.comparison.celery_app``;
+        by default compare starts ``redis-server`` on 127.0.0.1 and a worker
+        of each swept concurrency, and stops them after.
 
     Returns
     -------
@@ -215,6 +231,7 @@ def compare(
     if not item_list:
         raise ValueError("items is empty")
     names = backend_names(backends, client)
+    servers, secret, broker = _tool_options(pp_servers, pp_secret, celery_broker)
     if workers is None and workload is not None and workload.workers is not None:
         workers = workload.workers
     counts, capped = _capped(worker_counts(workers), len(item_list))
@@ -232,6 +249,7 @@ def compare(
             job.description += f" ({workload.about})"
             job.meta["workload"] = work
         job.client = client
+        job.pp_servers, job.pp_secret, job.celery_broker = servers, secret, broker
         if capped is not None:
             job.meta["workers_capped"] = capped
         if any(name in DASK_BACKENDS for name in names):
@@ -289,6 +307,37 @@ def compare(
         warmup=warmup,
         meta=_meta(job, load),
     )
+
+
+def _tool_options(
+    pp_servers: int | Iterable[str] | None, pp_secret: str | None, celery_broker: str | None
+) -> tuple[int | tuple[str, ...], str | None, str | None]:
+    """pp's and Celery's options, checked: (servers, secret, broker)."""
+    servers: int | tuple[str, ...] = 0
+    if isinstance(pp_servers, bool):
+        raise TypeError("pp_servers must be an int or addresses, not bool")
+    if isinstance(pp_servers, int):
+        if pp_servers < 0:
+            raise ValueError(f"pp_servers must be >= 0, not {pp_servers}")
+        servers = pp_servers
+    elif isinstance(pp_servers, str):
+        servers = tuple(a.strip() for a in pp_servers.split(",") if a.strip())
+    elif pp_servers is not None:
+        servers = tuple(pp_servers)
+    if isinstance(servers, tuple):
+        for address in servers:
+            host, _, port = str(address).rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"pp_servers: {address!r} is not host:port")
+        if servers and pp_secret is None:
+            raise ValueError("pp_servers at given addresses needs their pp_secret")
+    if pp_secret is not None and not isinstance(pp_secret, str):
+        raise TypeError(f"pp_secret must be a str, not {type(pp_secret).__name__}")
+    if celery_broker is not None and not isinstance(celery_broker, str):
+        raise TypeError(f"celery_broker must be a str, not {type(celery_broker).__name__}")
+    if celery_broker is not None and not celery_broker.startswith(("redis://", "rediss://")):
+        raise ValueError(f"celery_broker must be a redis:// URL, not {celery_broker!r}")
+    return servers, pp_secret, celery_broker
 
 
 def _counts_of(backend: str, counts: list[int], client: Any) -> list[int]:

@@ -3,6 +3,7 @@ makes of compare()'s ``work`` and items, checked before anything runs."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,14 @@ from parpy.comparison._shipping import _CCall, _Composed, _label, _Star, _Traili
 from parpy.comparison.report import GIL_RELEASED
 from parpy.comparison.workloads import WORKLOADS, Variant
 from parpy.pipeline import Pipeline, Stage
+
+Opened = tuple[Any, Callable[[], None]]  # a backend's handle, and how to close it
+Call = Callable[[], list[Any]]  # one run of a backend: its results
+
+
+def _pool_chunksize(items: int, workers: int) -> int:
+    """multiprocessing.Pool.map's default chunk size: about 4 chunks per worker."""
+    return max(1, math.ceil(items / (4 * workers)))
 
 
 @dataclass
@@ -29,6 +38,11 @@ class _Work:
     variants: tuple[Variant, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
     client: Any = None  # the user's distributed.Client, for the Dask backends
+    # pp: ppservers to start on 127.0.0.1 (an int), or the addresses of running
+    # ones ("host:port"), and their secret; Celery: a running broker's URL.
+    pp_servers: int | tuple[str, ...] = 0
+    pp_secret: str | None = None
+    celery_broker: str | None = None
 
     @property
     def pipeline(self) -> bool:
