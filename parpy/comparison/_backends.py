@@ -26,12 +26,17 @@ What each backend runs:
   parpy ones. The built-in "crawl" is such a pipeline (fetch, then
   ``parpy.extract_links``) over the pages of a site that compare serves on
   127.0.0.1 for the run (:class:`~parpy.comparison.workloads.Workload`).
+- "pp" (opt-in) runs what the process backends run (the composed function
+  of a pipeline), in chunks sized like process-pool's, on Parallel Python's
+  job server: its local worker processes, or ppservers on 127.0.0.1 or at
+  given addresses (:mod:`parpy.comparison._pp`).
 
 Worker pools and processes are started once per (backend, workers), timed
 apart from the work (``Timing.startup``), before anything else runs; process
 backends use the "forkserver" start method where the platform has it
 (parpy runs native threads, and a forked child of a threaded process may
-inherit held locks), else "spawn". A function that worker processes cannot
+inherit held locks), else "spawn" (pp starts fresh interpreters of its
+own). A function that worker processes cannot
 get (one that does not pickle, or one defined in ``__main__`` of a notebook
 or an interactive session, or one the worker fails to import) makes those
 backends a :class:`~parpy.report.Skip` with the reason, never an error.

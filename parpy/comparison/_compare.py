@@ -138,6 +138,14 @@ def compare(
     pool's) and closed after; a script that starts one needs the ``if
     __name__ == "__main__":`` guard, as with multiprocessing.
 
+    "pp", Parallel Python's job server (``pip install 'parpy[pp]'``), runs
+    what the process backends run, in chunks sized like process-pool's, on a
+    ``pp.Server`` of as many local worker processes as the swept count, or,
+    with ``pp_servers``, on ppservers that get every chunk over TCP
+    (:mod:`parpy.comparison._pp`). A ppserver that dies mid-run has its
+    chunks run by the others (``meta["pp_lost"]`` names it); with none left,
+    RuntimeError.
+
     Parameters
     ----------
     work : Kernel, callable, list of Stage, Pipeline or str
@@ -174,10 +182,11 @@ def compare(
         count, and ``backends`` defaults to all, Dask's included.
     pp_servers : int or iterable of str, optional
         For "pp": a number of ``ppserver`` processes that compare starts on
-        127.0.0.1 (with a secret of its own) and stops after, or the
+        127.0.0.1 (with a secret of its own) and stops after, each swept
+        count's workers dealt over them (so at most one per worker), or the
         addresses ("host:port") of running ones, whose secret is
-        ``pp_secret``; by default none (local workers only). pp's
-        auto-discovery is never used.
+        ``pp_secret`` (they run on their own workers); by default none
+        (local workers only). pp's auto-discovery is never used.
     pp_secret : str, optional
         The secret of the ppservers at ``pp_servers``' addresses.
     celery_broker : str, optional
@@ -326,9 +335,13 @@ def _tool_options(
         servers = tuple(pp_servers)
     if isinstance(servers, tuple):
         for address in servers:
-            host, _, port = str(address).rpartition(":")
-            if not host or not port.isdigit():
+            if not isinstance(address, str):
+                raise TypeError(f"pp_servers: an address is a str, not {type(address).__name__}")
+            host, _, port = address.rpartition(":")
+            if not host or ":" in host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"pp_servers: {address!r} is not host:port")
+            if "*" in host:  # pp would broadcast for servers, beyond the machine
+                raise ValueError(f"pp_servers: {address!r}: pp's auto-discovery is never used")
         if servers and pp_secret is None:
             raise ValueError("pp_servers at given addresses needs their pp_secret")
     if pp_secret is not None and not isinstance(pp_secret, str):
