@@ -349,6 +349,8 @@ class _Column(NamedTuple):
         unit, scale = (
             ("s", 1.0) if largest >= 0.05 else ("ms", 1e3) if largest >= 5e-5 else ("µs", 1e6)
         )
+        if smallest <= 0:  # all zeros
+            return cls("s", 1.0, 2)
         decimals = min(max(2 - math.floor(math.log10(smallest * scale)), 2), 4)
         return cls(unit, scale, decimals)
 
