@@ -387,6 +387,22 @@ def test_a_much_slower_backend_keeps_two_significant_figures():
     assert report.verdicts["threading"] == "threading: no gain (0.0030x on 2 workers): the GIL"
 
 
+def test_a_report_without_startups_renders_them_as_dashes():
+    # Timings as written by hand, startup left at its default of 0.
+    report = Report(
+        work="w",
+        items=1,
+        timings=[Timing("serial", 1, (1.0,)), Timing("parpy", 2, (0.5,))],
+        cpus=2,
+        repeat=1,
+        warmup=0,
+    )
+    lines = str(report).splitlines()
+    assert lines[2].split()[-1] == "s"
+    assert [line.split()[-1] for line in lines[3:5]] == ["-", "-"]
+    assert "<td>-</td>" in report._repr_html_()
+
+
 def test_html_parses_with_one_row_per_row():
     odd = timing("x<y>&z", 2, 0.5)  # markup in a name is text
     report = make_report(work="a < b & c", timings=[*make_report().timings, odd])

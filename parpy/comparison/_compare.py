@@ -146,6 +146,23 @@ def compare(
     chunks run by the others (``meta["pp_lost"]`` names it); with none left,
     RuntimeError.
 
+    Between the timed runs (outside the timing) compare reads how much CPU
+    other processes used during each run: the machine's busy CPU time
+    from /proc/stat, less that of compare's own process and of every process
+    descending from it (its pools, clusters and servers, and any child its
+    caller started before, such as a Dask LocalCluster; a child that exited
+    counts through its parent's cutime + cstime). Each Timing keeps the
+    cores that others kept busy during each run (``Timing.others``); a row
+    where others took CPU its workers could have used is marked busy, and
+    its backend's verdict gives the figure but no conclusion from it (no
+    serial fraction, no "no gain from more workers"), and says that the
+    machine was busy and the figure is not to be trusted (:class:`Report`).
+    Where there is no /proc/stat (not Linux), nothing is measured or
+    marked, and ``meta["busy"]`` says so. The workers of a given
+    ``client``, broker or ppservers are others unless they descend from
+    compare's process: run elsewhere on this machine, they mark their own
+    rows busy.
+
     Parameters
     ----------
     work : Kernel, callable, list of Stage, Pipeline or str
@@ -304,12 +321,19 @@ def compare(
             bar.total = bar.n + (untimed - 1 + repeat) * len(calls)
             bar.refresh()
         measure(calls, untimed - 1, after=advance)
-        times = measure(calls, repeat, after=advance)
+        others: dict[tuple[str, int], list[float]] = {}
+        times = measure(calls, repeat, after=advance, others=others)
+        if not others:
+            job.meta["busy"] = "not measured (no /proc/stat)"
 
+    loads = {key: tuple(cores) for key, cores in others.items()}
     return Report(
         work=job.description,
         items=len(job.items),
-        timings=[Timing(name, w, tuple(times[name, w]), startup[name, w]) for name, w in calls],
+        timings=[
+            Timing(name, w, tuple(times[name, w]), startup[name, w], loads.get((name, w)))
+            for name, w in calls
+        ],
         skipped=[skipped[plan.name] for plan in plans if plan.name in skipped],
         cpus=_cpus(),
         repeat=repeat,

@@ -18,8 +18,17 @@ a :class:`Skip` per backend that could not run the work), and derives:
   else over the serial baseline (and none where that speedup exceeds p: the
   backend runs faster code than the baseline, which says nothing of a serial
   fraction); the time to start the backend's pool or
-  processes (outside the timed repeats); and whether the run used more
-  workers than the CPUs.
+  processes (outside the timed repeats); whether the run used more
+  workers than the CPUs; and the cores that **other processes** kept busy
+  during its repeats (their mean, weighted by the repeats' times; None where
+  not measured), and whether that makes it **busy**: others took more than
+  :data:`BUSY_SHARE` (a tenth) of the CPU its workers could have used, that
+  is, with ``p = min(workers, cpus)``, others > ``cpus - p + BUSY_SHARE *
+  p`` cores, plus the counters' resolution over its time
+  (:data:`OTHERS_RESOLUTION` x the square root of the repeats / the
+  repeats' total time: a row of short runs is marked only on a clear
+  excess). Its workers then had, part of the time, no free core to run on,
+  and its figures are not to be trusted.
 - an **Amdahl fit** per backend timed at two or more worker counts (see
   :func:`amdahl_fit`): ``T(p) = T1 (f + (1 - f) / p)`` fitted by least
   squares to the backend's median time at each worker count, giving the
@@ -35,7 +44,13 @@ a :class:`Skip` per backend that could not run the work), and derives:
   how the work releases the GIL (a C function called through ctypes:
   "by ctypes during each call of f"), their verdict says so, and with no
   gain, that threads gain where a call's work outweighs the Python around
-  it, with serial's time per item.
+  it, with serial's time per item. A backend with a busy row gets none of
+  these conclusions (serial fraction, "no gain from more workers", "the
+  GIL"): its verdict gives its figure alone (the best speedup, or "no gain"
+  with the speedup on the most workers; serial: its time), how the work
+  releases the GIL where the meta says so, and that the machine was busy
+  (the most cores others kept busy, on which worker counts): not to be
+  trusted.
 
 It renders as an aligned table (``str()``), an HTML table (``_repr_html_``,
 which Jupyter shows), a pandas DataFrame (:meth:`Report.to_pandas`) and a
@@ -64,6 +79,20 @@ __all__ = ["Fit", "Report", "Row", "Skip", "Timing", "amdahl_fit", "karp_flatt"]
 
 # A best speedup below this is "no gain".
 GAIN_THRESHOLD = 1.1
+
+# A row is busy when other processes took more than this share of the CPU its workers
+# could have used: with c CPUs and p = min(workers, c) cores for the workers, others
+# kept busy more than (c - p) + BUSY_SHARE * p cores (plus the resolution below). Its
+# workers then lacked a core part of the time, and its time may be that much too long.
+# A quiet machine's daemons stay far below (on 2 CPUs, 0.2 core for 2 workers).
+BUSY_SHARE = 0.1
+
+# CPU seconds per repeat: how far the figure of other processes' CPU can be off in
+# one repeat. /proc counts CPU time in ticks of 10 ms, and the figure is the
+# difference of a few counters (the machine's, each process's), each off by up to a
+# tick; over n repeats of t seconds in all, others' cores are known to within about
+# OTHERS_RESOLUTION * sqrt(n) / t, which a row's excess must pass before it is busy.
+OTHERS_RESOLUTION = 0.05
 
 # The JSON layout; from_json refuses other versions.
 _JSON_VERSION = 1
@@ -95,11 +124,17 @@ class Timing:
         Wall-clock seconds of each timed repeat, each finite and > 0.
     startup : float, default 0.0
         Seconds to start its pool or processes, outside ``times``.
+    others : tuple of float, optional
+        The cores that other processes kept busy during each repeat, on
+        average (see :class:`parpy.comparison._measure.OtherCpu`): finite,
+        one per time, possibly a little below 0 (the counters' resolution);
+        None where not measured.
 
     Raises
     ------
     ValueError
-        If a value is out of range, or ``times`` is empty.
+        If a value is out of range, ``times`` is empty, or ``others`` is not
+        one finite value per time.
     TypeError
         If ``workers`` is not an int.
     """
@@ -108,6 +143,7 @@ class Timing:
     workers: int  # 1 for serial
     times: tuple[float, ...]  # wall-clock seconds of each timed repeat
     startup: float = 0.0  # seconds to start its pool or processes, outside ``times``
+    others: tuple[float, ...] | None = None  # cores other processes kept busy in each repeat
 
     def __post_init__(self) -> None:
         if not isinstance(self.backend, str) or not self.backend:
@@ -126,6 +162,13 @@ class Timing:
             raise ValueError(f"{self.backend}: startup must be finite and >= 0, not {startup}")
         object.__setattr__(self, "times", times)
         object.__setattr__(self, "startup", startup)
+        if self.others is not None:
+            others = tuple(float(c) for c in self.others)
+            if len(others) != len(times) or not all(math.isfinite(c) for c in others):
+                raise ValueError(
+                    f"{self.backend}: others must be one finite value per time, not {others}"
+                )
+            object.__setattr__(self, "others", others)
 
 
 @dataclass(frozen=True)
@@ -172,6 +215,12 @@ class Row(NamedTuple):
         Seconds to start the backend's pool or processes.
     over_cpus : bool
         More workers than CPUs.
+    others : float or None, default None
+        The cores other processes kept busy during the repeats (the mean
+        weighted by their times, at least 0); None where not measured.
+    busy : bool, default False
+        Others took more than :data:`BUSY_SHARE` of the CPU the workers could
+        have used: the figures are not to be trusted.
     """
 
     backend: str
@@ -184,6 +233,8 @@ class Row(NamedTuple):
     karp_flatt: float | None  # the experimental serial fraction; None at one worker
     startup: float  # seconds
     over_cpus: bool  # workers > cpus
+    others: float | None = None  # cores other processes kept busy; None: not measured
+    busy: bool = False  # others took CPU the workers could have used
 
 
 class Fit(NamedTuple):
@@ -349,11 +400,20 @@ class _Column(NamedTuple):
         unit, scale = (
             ("s", 1.0) if largest >= 0.05 else ("ms", 1e3) if largest >= 5e-5 else ("µs", 1e6)
         )
+        if smallest <= 0:  # all zeros
+            return cls("s", 1.0, 2)
         decimals = min(max(2 - math.floor(math.log10(smallest * scale)), 2), 4)
         return cls(unit, scale, decimals)
 
     def __call__(self, seconds: float) -> str:
         return f"{seconds * self.scale:.{self.decimals}f}"
+
+
+def _others(row: Row) -> str:
+    """A row's cell of others' cores: to a tenth, ! if busy, - if not measured."""
+    if row.others is None:
+        return "-"
+    return f"{row.others:.1f}!" if row.busy else f"{row.others:.1f}"
 
 
 def _workers(p: int) -> str:
@@ -379,6 +439,9 @@ class Report:
 
     :func:`parpy.compare` returns one. ``rows`` holds a :class:`Row` per
     Timing, ``verdicts`` a line per backend, ``baseline`` serial's median.
+    Rows taken while other processes kept the CPUs busy are marked (``busy``;
+    "!" in the table's "others" column, shown when there is one; the
+    verdicts say so): their figures are not to be trusted.
 
     Parameters
     ----------
@@ -480,6 +543,13 @@ class Report:
         fraction = (
             None if own_one is None and scaling > t.workers else karp_flatt(scaling, t.workers)
         )
+        others, busy = None, False
+        if t.others is not None:
+            total = sum(t.times)
+            others = max(sum(c * s for c, s in zip(t.others, t.times, strict=True)) / total, 0.0)
+            cores = min(t.workers, self.cpus)  # what the workers could use
+            resolution = OTHERS_RESOLUTION * math.sqrt(len(t.times)) / total
+            busy = others - (self.cpus - cores) > BUSY_SHARE * cores + resolution
         return Row(
             backend=t.backend,
             workers=t.workers,
@@ -491,6 +561,8 @@ class Report:
             karp_flatt=fraction,
             startup=t.startup,
             over_cpus=t.workers > self.cpus,
+            others=others,
+            busy=busy,
         )
 
     def amdahl(self, backend: str) -> Fit | None:
@@ -534,9 +606,13 @@ class Report:
         return verdicts
 
     def _verdict(self, name: str) -> str:
-        if name == "serial":
-            return f"the baseline, {_seconds(self.baseline)}"
         rows = [r for r in self.rows if r.backend == name]
+        # Busy rows: the figure only, with what is known apart from it (how the work
+        # releases the GIL), no conclusion drawn from it, and the load.
+        busy = [r for r in rows if r.busy]
+        if name == "serial":
+            baseline = f"the baseline, {_seconds(self.baseline)}"
+            return self._busy(baseline, busy) if busy else baseline
         gil = name.partition("[")[0] in _GIL_BACKENDS
         released = self.meta.get(GIL_RELEASED) if gil else None
         # The highest speedup; on a tie, the fewest workers.
@@ -546,6 +622,8 @@ class Report:
             within = [r for r in rows if not r.over_cpus] or rows
             most = max(within, key=lambda r: (r.workers, -r.median))
             verdict = f"no gain ({_ratio(most.speedup)}x on {self._on(most)})"
+            if busy:
+                return self._busy(verdict, busy, released)
             if released is not None:  # not blindly the GIL: say when threads can gain
                 return (
                     f"{verdict}; the GIL is released {released} only, so threads gain where "
@@ -554,6 +632,8 @@ class Report:
                 )
             return verdict + (": the GIL" if gil else "")
         parts = [f"{_ratio(best.speedup)}x on {self._on(best)}"]
+        if busy:
+            return self._busy(parts[0], busy, released)
         fit = self._fits.get(name)
         if fit is not None:
             parts.append(f"serial fraction {fit.serial_fraction:.2f}")
@@ -566,6 +646,22 @@ class Report:
         if released is not None:
             parts.append(f"the GIL released {released}")
         return ", ".join(parts)
+
+    def _busy(self, figure: str, busy: list[Row], released: str | None = None) -> str:
+        """The verdict of a backend with busy rows: its figure, how the work releases
+        the GIL (if said), and how busy the machine was."""
+        most = max(r.others or 0.0 for r in busy)
+        counts = [str(r.workers) for r in busy]
+        on = counts[0] if len(counts) == 1 else f"{', '.join(counts[:-1])} and {counts[-1]}"
+        parts = [figure]
+        if released is not None:
+            parts.append(f"the GIL is released {released}")
+        parts.append(
+            f"the machine was busy (other processes kept {most:.1f} of the "
+            f"{plural(self.cpus, 'CPU')} busy during its runs on {on} "
+            f"worker{'' if counts == ['1'] else 's'}): not to be trusted"
+        )
+        return "; ".join(parts)
 
     def _on(self, row: Row) -> str:
         on = _workers(row.workers)
@@ -587,6 +683,9 @@ class Report:
             ("serial fraction", "Karp-Flatt"),
             ("startup", startup.unit),
         ]
+        busy = any(r.busy for r in self.rows)  # the others' column only then
+        if busy:
+            headings.append(("others", "cores"))
         cells: list[tuple[str, ...]] = [
             (
                 r.backend,
@@ -597,6 +696,7 @@ class Report:
                 _ratio(r.efficiency),
                 "-" if r.karp_flatt is None else f"{r.karp_flatt:.3f}",
                 startup(r.startup) if r.startup else "-",
+                *([_others(r)] if busy else []),
             )
             for r in self.rows
         ]
@@ -611,9 +711,10 @@ class Report:
 
     def _fit_lines(self, aligned: bool = True) -> list[str]:
         width = max((len(name) for name in self._fits), default=0) if aligned else 0
+        busy = {r.backend for r in self.rows if r.busy}
         return [
             f"{name:<{width}}  f = {fit.serial_fraction:.3f}, T1 = {_seconds(fit.t1)}, "
-            f"residual {fit.residual:.1%}"
+            f"residual {fit.residual:.1%}" + (" !" if name in busy else "")
             for name, fit in self._fits.items()
         ]
 
@@ -621,6 +722,11 @@ class Report:
         notes = []
         if any(r.over_cpus for r in self.rows):
             notes.append(f"* more workers than the {plural(self.cpus, 'CPU')}")
+        if any(r.busy for r in self.rows):
+            notes.append(
+                f"! busy: other processes took over {BUSY_SHARE:.0%} of the CPU the workers "
+                "could have used: not to be trusted"
+            )
         if self.meta:
             notes.append(", ".join(f"{k}: {v}" for k, v in self.meta.items()))
         return notes
@@ -671,7 +777,13 @@ class Report:
             "warmup": self.warmup,
             "meta": self.meta,
             "timings": [
-                {"backend": t.backend, "workers": t.workers, "times": t.times, "startup": t.startup}
+                {
+                    "backend": t.backend,
+                    "workers": t.workers,
+                    "times": t.times,
+                    "startup": t.startup,
+                    "others": t.others,
+                }
                 for t in self.timings
             ],
             "skipped": [{"backend": s.backend, "reason": s.reason} for s in self.skipped],
@@ -768,7 +880,8 @@ class Report:
         Per backend: the median time with its spread (min to max), the
         speedup, and the Amdahl fit (dashed); the ideal speedup ``p``, serial
         as a horizontal reference, and the CPU count as a vertical line;
-        points with more workers than CPUs are circled. Both panels are
+        points with more workers than CPUs are circled, and those taken
+        while the machine was busy crossed. Both panels are
         log-log, so the ideal speedup is a diagonal. Built on
         ``matplotlib.figure.Figure`` (no pyplot state):
         ``report.plot().savefig("compare.png")`` works without a display.
@@ -837,6 +950,9 @@ class Report:
             over = [r for r in rows if r.over_cpus]
             ax_time.scatter([r.workers for r in over], [r.median for r in over], **_RING)
             ax_speed.scatter([r.workers for r in over], [r.speedup for r in over], **_RING)
+            busy = [r for r in rows if r.busy]
+            ax_time.scatter([r.workers for r in busy], [r.median for r in busy], **_CROSS)
+            ax_speed.scatter([r.workers for r in busy], [r.speedup for r in busy], **_CROSS)
 
         ax_time.set(title="Time", ylabel="median time (s), bars: min to max")
         ax_speed.set(title="Speedup over serial", ylabel="speedup (serial time / time)")
@@ -864,6 +980,10 @@ class Report:
                 markerfacecolor="none",
                 markeredgecolor=_RING["edgecolors"],
             )
+        if any(r.busy for r in self.rows):
+            labelled["machine busy: not to be trusted"] = Line2D(
+                [], [], marker="x", markersize=9, linestyle="", color=_CROSS["c"]
+            )
         order = [*timed, *(label for label in labelled if label not in timed)]
         # Beside the speedup panel, where constrained layout makes room for it.
         ax_speed.legend(
@@ -889,6 +1009,10 @@ class Report:
 _RING: dict[str, Any] = dict(
     s=170, facecolors="none", edgecolors="crimson", linewidths=1.5, zorder=3
 )
+
+
+# How plot() crosses out the points taken while the machine was busy.
+_CROSS: dict[str, Any] = dict(s=90, marker="x", c="black", linewidths=1.5, zorder=4)
 
 
 def _plain_log_labels(axis: Any, limits: tuple[float, float], formatter: Any) -> None:
