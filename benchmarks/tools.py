@@ -95,8 +95,14 @@ def main() -> int:
         print()
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({k: json.loads(r.to_json()) for k, r in
-                       (("iterative", fib), ("tiny", tiny), ("crawl", crawl))}, f, indent=1)
+            json.dump(
+                {
+                    k: json.loads(r.to_json())
+                    for k, r in (("iterative", fib), ("tiny", tiny), ("crawl", crawl))
+                },
+                f,
+                indent=1,
+            )
     print(f"took {time.monotonic() - began:.0f} s", file=sys.stderr)
     return 0
 

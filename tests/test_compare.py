@@ -30,7 +30,7 @@ from parpy import comparison
 from parpy._support import progress as _progress
 from parpy.report import Report, Skip
 
-EVERY = [b for b in comparison.BACKENDS if b not in comparison.DASK_BACKENDS]  # the default
+EVERY = comparison.backend_names(None, None)  # the default: all but Dask, pp and Celery
 PROCESS_BACKENDS = ["multiprocessing", "process-pool"]
 NS = [0, 1, 2, 90, 95, 500, 1500, 7]
 

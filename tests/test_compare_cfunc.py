@@ -25,7 +25,7 @@ from parpy import comparison
 from parpy.comparison._shipping import _CCall
 from parpy.report import Report, Timing
 
-EVERY = [b for b in comparison.BACKENDS if b not in comparison.DASK_BACKENDS]  # the default
+EVERY = comparison.backend_names(None, None)  # the default: all but Dask, pp and Celery
 PROCESS_BACKENDS = ["multiprocessing", "process-pool"]
 _RNG = random.Random(21)
 FLOATS = [_RNG.uniform(-1e3, 1e3) for _ in range(3000)]
