@@ -31,6 +31,13 @@ What each backend runs:
   job server: its local worker processes, or ppservers on 127.0.0.1 or at
   given addresses (:mod:`parpy.comparison._pp`).
 
+"celery" (:mod:`parpy.comparison._celery`) runs what the other Python
+backends run as Celery tasks, each a chunk of items (a process pool's chunk
+size; "celery[chunksize=1]", a variant that it runs on every workload, sends
+a task per item), on workers of :mod:`parpy.comparison.celery_app`: on a
+``redis-server`` and a worker of each swept concurrency that compare starts
+on 127.0.0.1, or on a given broker's running workers, at their concurrency.
+
 Worker pools and processes are started once per (backend, workers), timed
 apart from the work (``Timing.startup``), before anything else runs; process
 backends use the "forkserver" start method where the platform has it
@@ -58,6 +65,7 @@ from parpy._support.processes import START_METHOD
 from parpy.comparison import _celery, _pp
 from parpy.comparison._shipping import WorkerLoadError, _not_shippable, _ready, _Shipped
 from parpy.comparison._work import Call, Opened, _pool_chunksize, _Work
+from parpy.comparison.workloads import Variant
 from parpy.pipeline import Pipeline, Stage
 
 __all__ = ["BACKENDS", "DASK_BACKENDS", "TOOL_BACKENDS", "backend_names", "thread_map"]
@@ -329,6 +337,11 @@ def _call_parpy_dask(handle: Any, work: _Work, workers: int, options: Mapping[st
 class _Backend(NamedTuple):
     open: Callable[[_Work, int], Opened]
     call: Callable[[Any, _Work, int, Mapping[str, Any]], Call]
+    variants: tuple[Variant, ...] = ()  # run on every workload, after a workload's own
+
+
+# The material's Celery sends a task per item: beside chunks, on every workload.
+_PER_ITEM = Variant("celery[chunksize=1]", "celery", (("chunksize", 1),))
 
 
 _BACKENDS: dict[str, _Backend] = {
@@ -342,9 +355,17 @@ _BACKENDS: dict[str, _Backend] = {
     "dask": _Backend(_dask_client, _call_dask),
     "parpy-dask": _Backend(_dask_client, _call_parpy_dask),
     "pp": _Backend(_pp.open_pp, _pp.call_pp),
-    "celery": _Backend(_celery.open_celery, _celery.call_celery),
+    "celery": _Backend(_celery.open_celery, _celery.call_celery, (_PER_ITEM,)),
 }
 assert tuple(_BACKENDS) == BACKENDS
+
+
+def _variants_of(backend: str, variants: Iterable[Variant]) -> list[Variant]:
+    """The variants ``backend`` runs: of ``variants`` (a workload's), those on
+    it, then its own; each name once."""
+    mine = [v for v in variants if v.backend == backend]
+    names = {v.name for v in mine}
+    return mine + [v for v in _BACKENDS[backend].variants if v.name not in names]
 
 
 def _cannot_run(backend: str, work: _Work) -> str | None:

@@ -24,12 +24,14 @@ from parpy._support import dask as _dask
 from parpy._support import progress as _progress
 from parpy._support.processes import START_METHOD
 from parpy._version import __version__
+from parpy.comparison import _celery
 from parpy.comparison._backends import (
     _BACKENDS,
     DASK_BACKENDS,
     Call,
     _cannot_run,
     _unavailable,
+    _variants_of,
     backend_names,
 )
 from parpy.comparison._measure import _capped, _count, _cpus, measure, worker_counts
@@ -146,6 +148,13 @@ def compare(
     chunks run by the others (``meta["pp_lost"]`` names it); with none left,
     RuntimeError.
 
+    "celery" (``pip install 'parpy[celery]'``) sends the work as Celery
+    tasks, each a chunk sized as a process pool's, and beside it on every
+    workload "celery[chunksize=1]" sends a task per item, as the material
+    does. Without ``celery_broker``, compare starts ``redis-server`` on
+    127.0.0.1 and a ``celery worker`` of each swept concurrency (startup
+    timed apart) and stops them after.
+
     Between the timed runs (outside the timing) compare reads how much CPU
     other processes used during each run: the machine's busy CPU time
     from /proc/stat, less that of compare's own process and of every process
@@ -210,7 +219,8 @@ def compare(
         For "celery": the URL of a running Redis broker (also the result
         backend) with workers of the app ``parpy.comparison.celery_app``;
         by default compare starts ``redis-server`` on 127.0.0.1 and a worker
-        of each swept concurrency, and stops them after.
+        of each swept concurrency, and stops them after. On a given broker,
+        "celery" runs at its workers' concurrency, in all.
 
     Returns
     -------
@@ -235,6 +245,11 @@ def compare(
     ImportError
         If a Dask backend is asked for without Dask, or ``progress=True``
         without tqdm.
+    kombu.exceptions.OperationalError
+        Before anything runs: ``celery_broker`` does not answer.
+    RuntimeError
+        Before anything runs: no worker of the app consumes the queue
+        "parpy.compare" at ``celery_broker``.
     MismatchError
         If a backend's results differ from serial's.
     Exception
@@ -265,6 +280,8 @@ def compare(
     warmup = _count(warmup, "warmup", 0)
     show = _progress.wanted(progress)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    # the workers at a given broker run at their concurrency, as a client's threads
+    celery = _celery.concurrency(broker) if broker is not None and "celery" in names else None
 
     with ExitStack() as stack:
         if workload is None:
@@ -289,7 +306,7 @@ def compare(
         plans = [
             plan
             for name in ["serial", *(n for n in names if n != "serial")]
-            for plan in [Variant(name, name, ()), *(v for v in job.variants if v.backend == name)]
+            for plan in [Variant(name, name, ()), *_variants_of(name, job.variants)]
         ]
         skipped: dict[str, Skip] = {}
         for plan in plans:
@@ -300,7 +317,7 @@ def compare(
             (plan, w)
             for plan in plans
             if plan.name not in skipped
-            for w in _counts_of(plan.backend, counts, client)
+            for w in _counts_of(plan.backend, counts, client, celery)
         ]
         untimed = max(warmup, 1)
 
@@ -377,13 +394,16 @@ def _tool_options(
     return servers, pp_secret, celery_broker
 
 
-def _counts_of(backend: str, counts: list[int], client: Any) -> list[int]:
+def _counts_of(backend: str, counts: list[int], client: Any, celery: int | None) -> list[int]:
     """The worker counts a backend runs at: serial at 1, the Dask backends on
-    a given client at its thread count, the others over the sweep."""
+    a given client at its thread count, "celery" on a given broker at its
+    workers' concurrency (``celery``), the others over the sweep."""
     if backend == "serial":
         return [1]
     if backend in DASK_BACKENDS and client is not None:
         return [_dask.threads(client)]
+    if backend == "celery" and celery is not None:
+        return [celery]
     return counts
 
 
