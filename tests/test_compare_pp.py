@@ -149,6 +149,10 @@ def running(marks: str, pids: Iterable[int]) -> set[int]:
     return {int(name) for name in os.listdir(marks)} & set(pids)
 
 
+# pp, and beside it a job per item, as the material submits them, at 1 and 2 workers
+EVERY_PP = {(b, w) for b in ("pp", "pp[chunksize=1]") for w in (1, 2)}
+
+
 def rows(report: parpy.Report) -> set[tuple[str, int]]:
     return {(t.backend, t.workers) for t in report.timings}
 
@@ -164,7 +168,7 @@ def test_both_workloads_give_serials_results(servers):
             report = parpy.compare(workload, items, backends="pp", workers=[1, 2], repeat=1,
                                    warmup=0, pp_servers=servers)  # fmt: skip
             # (results that differ from serial's raise MismatchError)
-            assert rows(report) == {("serial", 1), ("pp", 1), ("pp", 2)}
+            assert rows(report) == {("serial", 1), *EVERY_PP}
             assert not report.skipped
             assert all(t.startup > 0 for t in report.timings if t.backend == "pp")
             assert ("ppservers on 127.0.0.1" in report.meta["pp"]) == bool(servers)
@@ -237,7 +241,7 @@ def test_given_ppservers_run_both_workloads(cluster):
     for workload, items in (("iterative", NS), ("crawl", PAGES)):
         report = parpy.compare(workload, items, backends="pp", workers=[1, 2], repeat=1,
                                warmup=0, pp_servers=addresses, pp_secret=secret)  # fmt: skip
-        assert rows(report) == {("serial", 1), ("pp", 1), ("pp", 2)}
+        assert rows(report) == {("serial", 1), *EVERY_PP}
         assert all(a in report.meta["pp"] for a in addresses)
 
 
@@ -294,7 +298,8 @@ def compare_killing(kind: str, work, servers: int) -> tuple[list[int], parpy.Rep
 def test_a_ppserver_killed_mid_batch_has_its_chunks_run_by_the_other(work):
     killed, report = compare_killing("pp.cli", work, servers=2)
     assert len(killed) == 1
-    assert rows(report) == {("serial", 1), ("pp", 2)}  # every result, checked against serial's
+    # every result, checked against serial's, chunked and a job per item
+    assert rows(report) == {("serial", 1), ("pp", 2), ("pp[chunksize=1]", 2)}
     assert "killed by SIGKILL (at 2 workers)" in report.meta["pp_lost"]
 
 
@@ -323,8 +328,8 @@ def test_an_exception_in_a_worker_keeps_its_traceback(work):
 def test_a_function_the_workers_cannot_load_is_skipped(work):
     report = parpy.compare(work.OnlyHere(), list(range(4)), backends="pp", workers=[1], repeat=1)
     assert rows(report) == {("serial", 1)}
-    (skip,) = report.skipped
-    assert skip.backend == "pp" and "only in the process that made it" in skip.reason
+    assert [skip.backend for skip in report.skipped] == ["pp", "pp[chunksize=1]"]
+    assert all("only in the process that made it" in skip.reason for skip in report.skipped)
 
 
 CTRL_C = """

@@ -340,8 +340,10 @@ class _Backend(NamedTuple):
     variants: tuple[Variant, ...] = ()  # run on every workload, after a workload's own
 
 
-# The material's Celery sends a task per item: beside chunks, on every workload.
-_PER_ITEM = Variant("celery[chunksize=1]", "celery", (("chunksize", 1),))
+# The material sends a job (pp) or a task (Celery) per item: beside chunks, on
+# every workload.
+def _per_item(backend: str) -> tuple[Variant, ...]:
+    return (Variant(f"{backend}[chunksize=1]", backend, (("chunksize", 1),)),)
 
 
 _BACKENDS: dict[str, _Backend] = {
@@ -354,8 +356,8 @@ _BACKENDS: dict[str, _Backend] = {
     "parpy-pool": _Backend(_open_parpy_pool, _call_parpy_pool),
     "dask": _Backend(_dask_client, _call_dask),
     "parpy-dask": _Backend(_dask_client, _call_parpy_dask),
-    "pp": _Backend(_pp.open_pp, _pp.call_pp),
-    "celery": _Backend(_celery.open_celery, _celery.call_celery, (_PER_ITEM,)),
+    "pp": _Backend(_pp.open_pp, _pp.call_pp, _per_item("pp")),
+    "celery": _Backend(_celery.open_celery, _celery.call_celery, _per_item("celery")),
 }
 assert tuple(_BACKENDS) == BACKENDS
 

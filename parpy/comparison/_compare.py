@@ -146,7 +146,8 @@ def compare(
     with ``pp_servers``, on ppservers that get every chunk over TCP
     (:mod:`parpy.comparison._pp`). A ppserver that dies mid-run has its
     chunks run by the others (``meta["pp_lost"]`` names it); with none left,
-    RuntimeError.
+    RuntimeError. Beside it on every workload, "pp[chunksize=1]" submits a
+    job per item, as the material does.
 
     "celery" (``pip install 'parpy[celery]'``) sends the work as Celery
     tasks, each a chunk sized as a process pool's, and beside it on every

@@ -409,6 +409,15 @@ class _Column(NamedTuple):
         return f"{seconds * self.scale:.{self.decimals}f}"
 
 
+def _row_json(row: Row) -> dict[str, Any]:
+    """A row as to_json writes it: without others and busy where not measured, as before
+    they were."""
+    data = row._asdict()
+    if row.others is None:
+        del data["others"], data["busy"]
+    return data
+
+
 def _others(row: Row) -> str:
     """A row's cell of others' cores: to a tenth, ! if busy, - if not measured."""
     if row.others is None:
@@ -782,13 +791,13 @@ class Report:
                     "workers": t.workers,
                     "times": t.times,
                     "startup": t.startup,
-                    "others": t.others,
+                    **({} if t.others is None else {"others": t.others}),
                 }
                 for t in self.timings
             ],
             "skipped": [{"backend": s.backend, "reason": s.reason} for s in self.skipped],
             "baseline": self.baseline,
-            "rows": [r._asdict() for r in self.rows],
+            "rows": [_row_json(r) for r in self.rows],
             "amdahl": {name: fit._asdict() for name, fit in self._fits.items()},
             "verdicts": self.verdicts,
         }
