@@ -170,10 +170,11 @@ def broker():
 def test_chunks_and_a_task_per_item_give_serials_results_and_stop_their_servers(monkeypatch):
     started: dict[psutil.Process, str] = {}  # what the backend started, and the names
     backend = _backends._BACKENDS["celery"]
+    before = set(descendants())  # (a fork server or resource tracker of earlier tests)
 
     def open_and_note(work, workers):
         opened = backend.open(work, workers)
-        started.update((p, p.name()) for p in descendants())
+        started.update((p, p.name()) for p in descendants() if p not in before)
         return opened
 
     monkeypatch.setitem(_backends._BACKENDS, "celery", backend._replace(open=open_and_note))
