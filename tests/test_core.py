@@ -248,6 +248,7 @@ def test_refused_and_dropped_items_are_released():
         with parpy.Pool(1) as pool:
             pool.apply_async(time.sleep, (0.2,))
             results = [pool.map_async(parpy.to_decimal, [x, x]) for _ in range(5)]
+        pool.join()  # (terminated: its worker may still be ending the item it had)
         for r in results:
             with pytest.raises(RuntimeError):
                 r.get(T)

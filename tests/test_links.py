@@ -110,8 +110,9 @@ def attribute(draw, names=ATTR_NAMES, values=VALUE_CHARS):
         return f'{name}{eq}"{value.replace(chr(34), "")}"'
     if form == "single":
         return f"{name}{eq}'{value.replace(chr(39), '')}'"
-    if form == "unquoted":
-        return name + eq + "".join(c for c in value if c not in " \t\n\r\f>") + "x"
+    if form == "unquoted":  # (a value that starts with a quote is a quoted one)
+        unquoted = "".join(c for c in value if c not in " \t\n\r\f>").lstrip("'\"")
+        return name + eq + unquoted + "x"
     return f"{name}{eq}"
 
 
@@ -154,9 +155,14 @@ PIECES = [
 ]  # fmt: skip
 ANCHOR_ATTRIBUTES = attribute(names=["href", "HREF", "hReF", "href", "href", "x", "href\0", "'"])
 ANCHOR = tag(names=["a", "A", "a", "base"], attributes=ANCHOR_ATTRIBUTES)
-# An anchor whose start tag surely ends, so that the "</a>" after it is a tag.
+# An anchor whose start tag surely ends, so that the "</a>" after it is a tag: no
+# attribute named "'" (after an empty value, "x= '" starts a quoted value that would run on).
 ENDS = (">", "/>", " >", " /x>")  # every one ends the tag
-CLOSED_ANCHOR = tag(names=["a", "A", "a", "base"], attributes=ANCHOR_ATTRIBUTES, ends=ENDS)
+CLOSED_ANCHOR = tag(
+    names=["a", "A", "a", "base"],
+    attributes=attribute(names=["href", "HREF", "hReF", "href", "href", "x", "href\0"]),
+    ends=ENDS,
+)
 
 
 def soup(pieces=PIECES):
