@@ -47,6 +47,7 @@ from workloads import (
 
 import parpy
 from parpy.comparison import measure
+from parpy.comparison._measure import OtherCpu, Reading
 
 MIN_ROUNDS, MAX_ROUNDS = 7, 51
 # Not a ratio: parpy's cost per item of a C function over a buffer (bench_cfunc.overhead_ns).
@@ -187,55 +188,20 @@ def measure_ratio(target: Target, budget: float) -> dict[str, Any]:
     }
 
 
-def cpu_seconds() -> tuple[float, float] | None:
-    """Return the CPU seconds that every process, and that this one and its
-    children, have spent so far; None where /proc/stat is missing."""
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(t) for t in f.readline().split()[1:8]]
-    except (OSError, ValueError):
-        return None
-    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
-    own = sum(os.times()[:4])  # user and system, of this process and its reaped children
-    return busy, own + live_children_seconds()
+def cpu_seconds() -> tuple[OtherCpu, Reading] | None:
+    """Start counting the CPU that other processes use (compare's own meter:
+    this process and its descendants are not others); None without /proc/stat."""
+    meter = OtherCpu()
+    reading = meter.read()
+    return None if reading is None else (meter, reading)
 
 
-def live_children_seconds() -> float:
-    """CPU seconds of this process's running descendants: multiprocessing's
-    workers, and the processes its fork server started (a site's server),
-    with what their reaped children used."""
-    return _descendant_ticks("self") / os.sysconf("SC_CLK_TCK")
-
-
-def _descendant_ticks(pid: str) -> int:
-    total = 0
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0  # gone meanwhile
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                children = f.read().split()
-        except OSError:
-            continue
-        for child in children:
-            try:
-                with open(f"/proc/{child}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            # utime, stime, cutime, cstime; then its own running children
-            total += sum(int(t) for t in fields[11:15]) + _descendant_ticks(child)
-    return total
-
-
-def others_busy(start: tuple[float, float] | None, wall: float) -> float | None:
+def others_busy(start: tuple[OtherCpu, Reading] | None, wall: float) -> float | None:
     """Return how many CPUs other processes kept busy since ``start = cpu_seconds()``."""
-    end = cpu_seconds()
+    end = start[0].read() if start is not None else None
     if start is None or end is None:
         return None
-    return max(0.0, ((end[0] - start[0]) - (end[1] - start[1])) / wall)
+    return max(0.0, start[0].cores(start[1], end))
 
 
 def main() -> int:
