@@ -256,3 +256,29 @@ def test_progress_bar_follows_the_items_out(capsys):
         assert pipe.map(range(500)) == [str(parpy.fib(n)) for n in range(500)]
     err = capsys.readouterr().err
     assert "500/500" in err, err
+
+
+@pytest.mark.parametrize("nth", [0, 2, 4])
+def test_ctrl_c_while_a_worker_thread_starts_leaves_no_thread_behind(monkeypatch, nth):
+    # Ctrl-C lands where the consumer waits for a new thread to start (seen
+    # under ASan): the run stops, and no thread is left waiting for a task.
+    pipe = Pipeline([Stage(lambda x: time.sleep(0.01) or x, 2), Stage(parpy.fib_mod.bind(M), 2)])
+    started = [0]
+    start = threading.Thread.start
+
+    def interrupted_start(thread: threading.Thread) -> None:
+        start(thread)
+        started[0] += 1
+        if started[0] == nth + 1:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(threading.Thread, "start", interrupted_start)
+        with pytest.raises(KeyboardInterrupt):
+            pipe.map(range(100))
+    assert pipe.map(range(50)) == [parpy.reference.fib_mod(i, M) for i in range(50)]
+    pipe.close()
+    deadline = time.monotonic() + T
+    while [t for t in threading.enumerate() if t.name.startswith("parpy-pipeline")]:
+        assert time.monotonic() < deadline, threading.enumerate()
+        time.sleep(0.01)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -46,14 +47,15 @@ class _Workers:
             finished.set()
         self._runs = set()
 
-    def start(
-        self, tasks: list[Callable[[], object]], then: Callable[[], object]
+    def open(
+        self, count: int, then: Callable[[], object]
     ) -> tuple[threading.Event, Callable[[], None]]:
-        """Runs every task on a thread of its own. Returns an Event and a
-        function for the caller to call once it is done with the run: then()
-        runs after every task and that call, and the Event is set after it."""
+        """A run of count tasks. Returns an Event and ``end``: each task calls
+        end() once it is done, and so does the caller once it is done with the
+        run; then() runs after the last of these calls, and the Event is set
+        after it."""
         finished = threading.Event()
-        left = [len(tasks) + 1]
+        left = [count + 1]
 
         def end() -> None:
             with self._lock:
@@ -69,23 +71,55 @@ class _Workers:
 
         with self._lock:
             self._runs.add(finished)
-        for task in tasks:
-            with self._lock:
-                slot = self._idle.pop() if self._idle else None
-            if slot is None:
-                inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-                thread = threading.Thread(
-                    target=self._loop,
-                    args=(inbox,),
-                    name=f"{self._name}-{len(self._all)}",
-                    daemon=True,
-                )
-                slot = (thread, inbox)
-                with self._lock:
-                    self._all.append(thread)
-                thread.start()
-            slot[1].put((task, end, slot))
         return finished, end
+
+    def give(self, tasks: list[Callable[[], object]], end: Callable[[], None]) -> None:
+        """Runs every task of an open run on a thread of its own. Interrupted
+        (Ctrl-C) while threads start, it gives no task, and they count as done."""
+        slots: list[tuple[threading.Thread, queue.SimpleQueue[Any]]] = []
+        try:
+            for _ in tasks:
+                slots.append(self._slot())
+        except BaseException:
+            with self._lock:
+                self._idle += slots
+            for _ in tasks:
+                end()
+            raise
+        # One call in C: no Ctrl-C lands between two puts.
+        deque(
+            map(
+                queue.SimpleQueue.put,
+                [s[1] for s in slots],
+                [(t, end, s) for t, s in zip(tasks, slots, strict=True)],
+            ),
+            maxlen=0,
+        )
+
+    def _slot(self) -> tuple[threading.Thread, queue.SimpleQueue[Any]]:
+        """A parked thread, or a new one."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+            thread = threading.Thread(
+                target=self._loop,
+                args=(inbox,),
+                name=f"{self._name}-{len(self._all)}",
+                daemon=True,
+            )
+            self._all.append(thread)
+        try:
+            thread.start()
+        except BaseException:
+            # Ctrl-C while it starts: the thread (if it did start) leaves at
+            # once, and nothing joins it.
+            inbox.put(None)
+            with self._lock:
+                if thread in self._all:
+                    self._all.remove(thread)
+            raise
+        return thread, inbox
 
     def _loop(self, inbox: queue.SimpleQueue[Any]) -> None:
         while True:
@@ -136,9 +170,10 @@ class NativeRunner:
         tasks: list[Callable[[], object]] = [lambda: run.feed(iterator, total)]
         for k, (_, workers, _) in enumerate(self._spec):
             tasks += [lambda k=k: run.work(k)] * workers  # type: ignore[misc]
-        finished, leave = self._workers.start(tasks, then=run.close)
+        finished, leave = self._workers.open(len(tasks), then=run.close)
         interrupted = False
         try:
+            self._workers.give(tasks, leave)
             while (chunk := run.next()) is not None:
                 yield from chunk
         except KeyboardInterrupt:
