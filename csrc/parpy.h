@@ -140,6 +140,15 @@ typedef struct parpy_kernel {
        May be NULL. */
     void (*release)(void *item);
     const parpy_error *errors; /* the kernel's codes, ended by {0} */
+    /* A single call's workers= (parpy.fib(n, workers=k)); both NULL when
+       the kernel computes an item on one thread. No GIL: the threads item
+       can use, at most workers (>= 1); 1 where splitting would not gain. */
+    int (*split_threads)(const void *item, int workers);
+    /* No GIL, no Python API. Computes item on every thread of a team of
+       nthreads (as split_threads said, >= 2) at once; parpy_team_barrier
+       and parpy_team_thread (engine/teams.h) coordinate them. The code
+       returned on thread 0 counts, as compute's. */
+    int (*compute_split)(void *item, const parpy_ctx *ctx, int nthreads);
 } parpy_kernel;
 
 /* The kernels, one line each: parpy_kernel_<name> is defined in its own .c

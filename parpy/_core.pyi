@@ -38,12 +38,16 @@ class _Fib(Protocol):
     def __call__(self, n: SupportsIndex, /) -> int: ...
 
 @type_check_only
+class _FibSplit(Protocol):
+    def __call__(self, n: SupportsIndex, /, *, workers: int | None = None) -> int: ...
+
+@type_check_only
 class _FibMod(Protocol):
     def __call__(self, n: SupportsIndex, m: SupportsIndex, /) -> int: ...
 
 @type_check_only
 class _ToDecimal(Protocol):
-    def __call__(self, x: int, /) -> str: ...
+    def __call__(self, x: int, /, *, workers: int | None = None) -> str: ...
 
 @type_check_only
 class _ExtractLinks(Protocol):
@@ -111,7 +115,7 @@ class Cancelled(RuntimeError): ...
 class StatusError(RuntimeError):
     status: int
 
-fib: Final[Kernel[_Fib]]
+fib: Final[Kernel[_FibSplit]]
 fib_iterative: Final[Kernel[_Fib]]
 fib_recursive: Final[Kernel[_Fib]]
 fib_mod: Final[Kernel[_FibMod]]

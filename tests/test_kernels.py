@@ -188,11 +188,11 @@ def test_kernel_doc_is_the_kernels_own(name):
 @pytest.mark.parametrize(
     ("name", "signature"),
     [
-        ("fib", "(n, /)"),
+        ("fib", "(n, /, *, workers=None)"),
         ("fib_iterative", "(n, /)"),
         ("fib_recursive", "(n, /)"),
         ("fib_mod", "(n, m, /)"),
-        ("to_decimal", "(x, /)"),
+        ("to_decimal", "(x, /, *, workers=None)"),
         ("extract_links", "(html, /, base_url=None, mode='html')"),
     ],
 )

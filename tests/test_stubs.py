@@ -112,8 +112,11 @@ def bind_overload(protocol: str, kernel: _core.Kernel) -> tuple[ast.FunctionDef,
 def test_bind_matches_the_stub(name):
     kernel = getattr(_core, name)
     overload, bound_protocol = bind_overload(kernel_protocols()[name], kernel)
-    # bind takes the arguments after the first, positionally, with their defaults
-    after_first = list(inspect.signature(kernel).parameters.values())[1:]
+    # bind takes the positional arguments after the first, positionally, with their
+    # defaults (not a single call's keyword-only options, such as fib's workers)
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    params = inspect.signature(kernel).parameters.values()
+    after_first = [p for p in params if p.kind in positional][1:]
     expected = [p.replace(kind=inspect.Parameter.POSITIONAL_ONLY) for p in after_first]
     assert list(signature(overload).parameters.values()) == expected
     bound = kernel.bind(*BIND_ARGS.get(name, ()))

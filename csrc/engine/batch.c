@@ -931,10 +931,8 @@ const char parpy_batch_map_doc[] =
     "given, is called once every item is valid, before any work. A user function's\n"
     "kernel over a buffer (or into out) runs on the buffers, without Python objects.";
 
-/* parpy.map's workers and chunksize: None (0) or an int from 1 to INT_MAX.
-   Returns 0, or -1 with an exception set. */
-static int
-count_option(PyObject *obj, const char *name, int *out)
+int
+parpy_count_option(PyObject *obj, const char *name, int *out)
 {
     *out = 0;
     if (obj == Py_None) {
@@ -1003,8 +1001,8 @@ parpy_batch_map(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     batch_options o = {0};
     int chunksize;
     if (schedule_option(nargs > 3 ? args[3] : Py_None, &o.schedule) < 0 ||
-        count_option(nargs > 2 ? args[2] : Py_None, "workers", &o.workers) < 0 ||
-        count_option(nargs > 4 ? args[4] : Py_None, "chunksize", &chunksize) < 0) {
+        parpy_count_option(nargs > 2 ? args[2] : Py_None, "workers", &o.workers) < 0 ||
+        parpy_count_option(nargs > 4 ? args[4] : Py_None, "chunksize", &chunksize) < 0) {
         return NULL;
     }
     o.chunksize = chunksize;

@@ -34,6 +34,10 @@ void parpy_batch_set_target(parpy_batch *b, PyObject *target, PyObject *index);
 PyObject *parpy_batch_target(parpy_batch *b);
 PyObject *parpy_batch_index(parpy_batch *b);
 
+/* parpy.map's workers and chunksize: None (0) or an int from 1 to INT_MAX,
+   named name in errors. Returns 0, or -1 with an exception set. */
+int parpy_count_option(PyObject *obj, const char *name, int *out);
+
 /* parpy._core.map(kernel, items, workers, schedule, chunksize, control,
    started), METH_FASTCALL: parpy.map's batch, made and run in one call. */
 PyObject *parpy_batch_map(PyObject *module, PyObject *const *args, Py_ssize_t nargs);

@@ -2,6 +2,7 @@
  * item, raising a kernel's codes, notes on exceptions. */
 #include "engine/call.h"
 
+#include "engine/batch.h"
 #include "engine/teams.h"
 #include "kernels/cfunc.h"
 #include "runtime/errors.h"
@@ -149,27 +150,45 @@ parpy_parse_call(PyObject *kernel, void *item, PyObject *const *args, Py_ssize_t
 typedef struct {
     const parpy_kernel *kernel;
     void *item;
+    int nthreads;
     atomic_int cancel; /* set if the wait for it is interrupted */
     int code;          /* compute's, or PARPY_CANCELLED */
 } one_call;
 
 static void
-one_call_body(void *arg, int Py_UNUSED(team))
+one_call_body(void *arg, int team)
 {
     one_call *c = arg;
     parpy_ctx ctx = {{&c->cancel, NULL, NULL}};
-    c->code = parpy_cancelled(&ctx) ? PARPY_CANCELLED : c->kernel->compute(c->item, &ctx);
+    if (!team) {
+        c->code = parpy_cancelled(&ctx) ? PARPY_CANCELLED : c->kernel->compute(c->item, &ctx);
+        return;
+    }
+    int code = c->kernel->compute_split(c->item, &ctx, c->nthreads);
+    if (parpy_team_thread() == 0) {
+        c->code = code;
+    }
+}
+
+int
+parpy_call_threads(const parpy_kernel *kernel, const void *item, PyObject *workers)
+{
+    int n = 0;
+    if (workers != NULL && parpy_count_option(workers, "workers", &n) < 0) {
+        return -1;
+    }
+    return kernel->split_threads(item, n > 0 ? n : parpy_default_threads());
 }
 
 PyObject *
-parpy_run_one(parpy_state *st, const parpy_kernel *kernel, void *item)
+parpy_run_one(parpy_state *st, const parpy_kernel *kernel, void *item, int nthreads)
 {
-    one_call c = {.kernel = kernel, .item = item, .code = PARPY_CANCELLED};
+    one_call c = {.kernel = kernel, .item = item, .nthreads = nthreads, .code = PARPY_CANCELLED};
     atomic_init(&c.cancel, 0);
     parpy_team_job job = {
         .body = one_call_body,
         .arg = &c,
-        .nthreads = 1,
+        .nthreads = nthreads,
         .cancel = &c.cancel,
     };
     int interrupted = parpy_team_run(&job, kernel->cost(item), PARPY_CALL_RELEASE_NS) < 0;

@@ -51,10 +51,16 @@ int parpy_take(PyObject *kernel, void *item, parpy_value *value);
 int parpy_kernel_takes(PyObject *kernel, const parpy_value_type *output);
 
 /* Runs one parsed item (a kernel call): computes it, releasing the GIL when
-   it is worth it and interruptibly when it is long, and builds its result.
-   Returns a new reference, or NULL with an exception set; the item is
-   consumed either way. */
-PyObject *parpy_run_one(parpy_state *st, const parpy_kernel *kernel, void *item);
+   it is worth it and interruptibly when it is long, and builds its result;
+   on nthreads threads (compute_split) when nthreads > 1. Returns a new
+   reference, or NULL with an exception set; the item is consumed either
+   way. */
+PyObject *parpy_run_one(parpy_state *st, const parpy_kernel *kernel, void *item, int nthreads);
+
+/* A single call's workers= (None or an int >= 1): the threads the parsed
+   item will use, by the kernel's split_threads; None is
+   parpy.get_num_threads(). Returns >= 1, or -1 with an exception set. */
+int parpy_call_threads(const parpy_kernel *kernel, const void *item, PyObject *workers);
 
 /* Raises the exception of a code compute returned for item (kernel-defined,
    Cancelled for PARPY_CANCELLED, StatusError for a user function's status),

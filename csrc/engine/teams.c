@@ -75,6 +75,28 @@ job_execute(parpy_team_job *job)
     PARPY_HAPPENS_AFTER(job);
 }
 
+static char barrier_sync; /* TSan's stand-in for the team barrier */
+
+void
+parpy_team_barrier(void)
+{
+    PARPY_HAPPENS_BEFORE(&barrier_sync);
+#pragma omp barrier
+    PARPY_HAPPENS_AFTER(&barrier_sync);
+}
+
+int
+parpy_team_thread(void)
+{
+    return omp_get_thread_num();
+}
+
+int
+parpy_team_size(void)
+{
+    return omp_get_num_threads();
+}
+
 /* ---- driver threads ----------------------------------------------------- */
 
 typedef struct driver {

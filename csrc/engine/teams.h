@@ -40,6 +40,14 @@ typedef struct parpy_team_job {
    job is at rest. */
 int parpy_team_run(parpy_team_job *job, double cost, double release_ns);
 
+/* Inside a job's body on a team: waits until every thread of the team is
+   here. What each thread did before happens before what each does after. */
+void parpy_team_barrier(void);
+/* Inside a job's body on a team: this thread's number, 0 for the driver;
+   and the team's size, which OpenMP may have made smaller than asked. */
+int parpy_team_thread(void);
+int parpy_team_size(void);
+
 /* Threads a batch uses when workers is not given. */
 int parpy_default_threads(void);
 void parpy_set_num_threads(int n); /* n <= 0 restores the default */

@@ -8,6 +8,8 @@
  * digits straight into it; otherwise they go to a malloc'd buffer that give
  * hands on as "text".
  */
+#include "engine/teams.h"
+#include "kernels/divide.h"
 #include "parpy_gmp.h"
 #include "runtime/errors.h"
 
@@ -35,6 +37,7 @@ typedef struct {
     size_t cap;
     char *text; /* the digits, when not prepared */
     size_t len;
+    parpy_dec_split *split; /* the team's shared state, while it converts on several threads */
 } dec_item;
 
 /* Characters of the decimal form of a bits-bit number, sign included: at
@@ -153,6 +156,68 @@ dec_compute(void *p, const parpy_ctx *ctx)
     return PARPY_OK;
 }
 
+static int
+dec_split_threads(const void *p, int workers)
+{
+    return parpy_dec_split_threads(((const dec_item *)p)->bits, workers);
+}
+
+/* The digits by divide and conquer (kernels/divide.c), then into the
+   reserved str or text as dec_compute puts them. */
+static int
+dec_compute_split(void *p, const parpy_ctx *ctx, int nthreads)
+{
+    dec_item *it = p;
+    int t = parpy_team_thread();
+    if (t == 0) {
+        it->split = calloc(1, parpy_dec_split_size());
+        if (it->split != NULL && !it->have_z) {
+            jmp_buf recover;
+            if (setjmp(recover)) {
+                free(it->split);
+                it->split = NULL;
+            }
+            else {
+                parpy_gmp_recover = &recover;
+                mpz_init(it->z);
+                it->have_z = 1;
+                parpy_intview_to_mpz(&it->view, it->z);
+                parpy_gmp_recover = NULL;
+            }
+        }
+    }
+    parpy_team_barrier();
+    if (it->split == NULL) {
+        return DEC_ENOMEM;
+    }
+    char *digits = NULL;
+    size_t len = 0;
+    int code = parpy_dec_split_run(it->split, it->z, &digits, &len, nthreads, ctx, NULL);
+    if (t != 0) {
+        return code;
+    }
+    free(it->split);
+    it->split = NULL;
+    if (code != PARPY_OK) {
+        return code == PARPY_DC_NOMEM ? DEC_ENOMEM : code;
+    }
+    if (it->out != NULL) {
+        if (len > it->cap) {
+            free(digits);
+            return DEC_ENOMEM;
+        }
+        memcpy(PyUnicode_DATA(it->out), digits, len);
+        free(digits);
+    }
+    else {
+        it->text = digits;
+    }
+    it->len = len;
+    mpz_clear(it->z);
+    it->have_z = 0;
+    return PARPY_OK;
+}
+
 static void
 dec_release(void *p)
 {
@@ -206,16 +271,23 @@ dec_init(PyObject *module)
 const parpy_kernel parpy_kernel_to_decimal = {
     .name = "to_decimal",
     .doc =
-        "to_decimal(x, /)\n--\n\n"
+        "to_decimal(x, /, *, workers=None)\n--\n\n"
         "Return the decimal digits of the int x as a str, equal to str(x).\n"
         "\n"
         "By GMP's subquadratic conversion with the GIL released and no\n"
-        "sys.int_max_str_digits limit. Negative ints start with '-'.\n"
+        "sys.int_max_str_digits limit. Negative ints start with '-'. A single\n"
+        "call on a large int splits it by shared powers of ten, 10**(c * 2**i),\n"
+        "into halves that convert on separate threads, down to pieces of at\n"
+        "most 2**15 digits that GMP converts. Interruptible with Ctrl-C.\n"
         "\n"
         "Parameters\n"
         "----------\n"
         "x : int\n"
         "    Any int (a subclass converts as its int value).\n"
+        "workers : int, optional\n"
+        "    Threads this call may use (in a single call, not in batches). By\n"
+        "    default get_num_threads(). An int of fewer than 2**20 bits (about\n"
+        "    316,000 digits) converts on one thread whatever workers says.\n"
         "\n"
         "Returns\n"
         "-------\n"
@@ -245,4 +317,6 @@ const parpy_kernel parpy_kernel_to_decimal = {
     .output = &parpy_value_text,
     .release = dec_release,
     .errors = dec_errors,
+    .split_threads = dec_split_threads,
+    .compute_split = dec_compute_split,
 };

@@ -1,11 +1,14 @@
 /* Fibonacci kernels: fib (fast doubling), fib_iterative (the book's loop),
  * fib_recursive (naive recursion on 64-bit integers), fib_mod (F(n) mod m).
  */
+#include "engine/teams.h"
+#include "kernels/divide.h"
 #include "parpy_gmp.h"
 #include "runtime/errors.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 /* ---- limits ------------------------------------------------------------- */
 
@@ -88,6 +91,7 @@ typedef struct {
     parpy_intbuf out; /* reserved by prepare, when n > FIB_U64_MAX_N */
     mpz_t z;          /* the result, when computed without a reservation */
     int have_z;
+    parpy_fib_split *split; /* the team's shared state, while fib computes on several threads */
 } big_item;
 
 static int
@@ -232,6 +236,40 @@ fib_compute(void *p, const parpy_ctx *ctx)
     parpy_gmp_recover = &recover;
     mpz_fib_ui(z, (unsigned long)it->n);
     parpy_gmp_recover = NULL;
+    return big_store(it, z);
+}
+
+static int
+fib_split_threads(const void *p, int workers)
+{
+    const big_item *it = p;
+    return it->n <= FIB_U64_MAX_N ? 1 : parpy_fib_split_threads(it->n, workers);
+}
+
+static int
+fib_compute_split(void *p, const parpy_ctx *ctx, int nthreads)
+{
+    big_item *it = p;
+    int t = parpy_team_thread();
+    if (t == 0) {
+        it->split = calloc(1, parpy_fib_split_size());
+    }
+    parpy_team_barrier();
+    if (it->split == NULL) {
+        return FIB_ENOMEM;
+    }
+    mpz_t z;
+    mpz_init(z); /* allocates nothing; thread 0's is the result */
+    int code = parpy_fib_split_run(it->split, z, it->n, nthreads, ctx, NULL);
+    if (t != 0) {
+        return code;
+    }
+    free(it->split);
+    it->split = NULL;
+    if (code != PARPY_OK) {
+        mpz_clear(z);
+        return code == PARPY_DC_NOMEM ? FIB_ENOMEM : code;
+    }
     return big_store(it, z);
 }
 
@@ -475,15 +513,24 @@ fib_mod_compute(void *p, const parpy_ctx *ctx)
 const parpy_kernel parpy_kernel_fib = {
     .name = "fib",
     .doc =
-        "fib(n, /)\n--\n\n"
+        "fib(n, /, *, workers=None)\n--\n\n"
         "Return the n-th Fibonacci number F(n) exactly, by fast doubling on GMP.\n"
         "\n"
         "F(0) = 0, F(1) = 1. The GIL is released while large values are computed.\n"
+        "A single call of a large F(n) (above about 3 million digits... see\n"
+        "workers) runs each doubling step's two squarings on two threads (six\n"
+        "threads: each squaring split in three); below that, or with one worker,\n"
+        "GMP's mpz_fib_ui on one thread. Interruptible with Ctrl-C between steps.\n"
         "\n"
         "Parameters\n"
         "----------\n"
         "n : int\n"
         "    The index, 0 <= n < 2**64.\n"
+        "workers : int, optional\n"
+        "    Threads this call may use (in a single call, not in batches). By\n"
+        "    default get_num_threads(). F(n) of fewer than 2**21 bits (n below\n"
+        "    about 3 million) uses one thread whatever workers says; above it,\n"
+        "    two threads, or six from six workers up.\n"
         "\n"
         "Returns\n"
         "-------\n"
@@ -503,6 +550,8 @@ const parpy_kernel parpy_kernel_fib = {
     .parse = fib_parse,
     .cost = fib_cost,
     .compute = fib_compute,
+    .split_threads = fib_split_threads,
+    .compute_split = fib_compute_split,
     BIG_KERNEL_FIELDS,
 };
 

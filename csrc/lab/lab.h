@@ -9,7 +9,8 @@ PyObject *parpy_lab_race(PyObject *module, PyObject *args);
 PyObject *parpy_lab_deadlock(PyObject *module, PyObject *args);
 PyObject *parpy_lab_starvation(PyObject *module, PyObject *args);
 PyObject *parpy_lab_reduce(PyObject *module, PyObject *args);
+PyObject *parpy_lab_divide(PyObject *module, PyObject *args);
 extern const char parpy_lab_race_doc[], parpy_lab_deadlock_doc[], parpy_lab_starvation_doc[],
-    parpy_lab_reduce_doc[];
+    parpy_lab_reduce_doc[], parpy_lab_divide_doc[];
 
 #endif /* PARPY_LAB_H */

@@ -13,6 +13,48 @@
 #include <string.h>
 #include <structmember.h>
 
+/* Takes a workers= keyword out of a call's arguments: *workers (borrowed)
+   and, in rest and *kept (a new tuple, NULL when no keyword is left), the
+   others. *workers stays NULL when the call has none. Returns 0, or -1 with
+   an exception set. */
+static int
+split_workers(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **rest,
+              PyObject **workers, PyObject **kept)
+{
+    Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames), at = -1;
+    for (Py_ssize_t j = 0; j < nkw && at < 0; j++) {
+        if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, j), "workers") == 0) {
+            at = j;
+        }
+    }
+    if (at < 0) {
+        return 0;
+    }
+    if (nargs + nkw > PARPY_MAX_ARGS * 2) {
+        PyErr_SetString(PyExc_TypeError, "too many arguments");
+        return -1;
+    }
+    *workers = args[nargs + at];
+    if (nkw > 1) {
+        *kept = PyTuple_New(nkw - 1);
+        if (*kept == NULL) {
+            return -1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        rest[i] = args[i];
+    }
+    for (Py_ssize_t j = 0, o = 0; j < nkw; j++) {
+        if (j != at) {
+            PyObject *name = PyTuple_GET_ITEM(kwnames, j);
+            PyTuple_SET_ITEM(*kept, o, Py_NewRef(name));
+            rest[nargs + o] = args[nargs + j];
+            o++;
+        }
+    }
+    return 0;
+}
+
 static PyObject *
 kernel_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -28,16 +70,31 @@ kernel_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject
         return PyErr_NoMemory();
     }
     PyObject *result = NULL;
-    if (parpy_parse_call(self, item, args, PyVectorcall_NARGS(nargsf), kwnames) == 0) {
-        if (k->prepare != NULL && k->prepare(item) < 0) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *workers = NULL, *kept = NULL;
+    PyObject *rest[PARPY_MAX_ARGS * 2];
+    int splits = k->split_threads != NULL && ((parpy_KernelObject *)self)->bound == NULL;
+    if (kwnames != NULL && splits &&
+        split_workers(args, nargs, kwnames, rest, &workers, &kept) < 0) {
+        goto done;
+    }
+    if (workers != NULL) {
+        args = rest;
+        kwnames = kept;
+    }
+    if (parpy_parse_call(self, item, args, nargs, kwnames) == 0) {
+        int nthreads = splits ? parpy_call_threads(k, item, workers) : 1;
+        if (nthreads < 0 || (k->prepare != NULL && k->prepare(item) < 0)) {
             if (k->release != NULL) {
                 k->release(item);
             }
         }
         else {
-            result = parpy_run_one(st, k, item);
+            result = parpy_run_one(st, k, item, nthreads);
         }
     }
+done:
+    Py_XDECREF(kept);
     if (item != (void *)&local) {
         free(item);
     }

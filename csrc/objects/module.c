@@ -153,7 +153,7 @@ chain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
     }
-    PyObject *result = parpy_run_one(st, ks[nk - 1], item);
+    PyObject *result = parpy_run_one(st, ks[nk - 1], item, 1);
     free(item);
     return result;
 }
@@ -172,6 +172,34 @@ call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *control = nargs == 3 && args[2] != Py_None ? args[2] : NULL;
     return parpy_batch_call(get_state(module), args[0], args[1], control);
+}
+
+PyDoc_STRVAR(split_threads_doc,
+             "_split_threads(kernel, x, workers=None, /)\n--\n\n"
+             "The threads kernel(x, workers=workers) computes on: 1 where the kernel\n"
+             "does not split a call, or x is too small to gain.");
+
+static PyObject *
+split_threads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2 || nargs > 3 || !PyObject_TypeCheck(args[0], get_state(module)->kernel_type)) {
+        PyErr_SetString(PyExc_TypeError, "_split_threads(kernel, x, workers=None)");
+        return NULL;
+    }
+    const parpy_kernel *k = ((parpy_KernelObject *)args[0])->kernel;
+    void *item = calloc(1, k->item_size);
+    if (item == NULL) {
+        return PyErr_NoMemory();
+    }
+    int n = -1;
+    if (parpy_parse_call(args[0], item, &args[1], 1, NULL) == 0) {
+        n = k->split_threads == NULL ? 1 : parpy_call_threads(k, item, nargs == 3 ? args[2] : NULL);
+        if (k->release != NULL) {
+            k->release(item);
+        }
+    }
+    free(item);
+    return n < 0 ? NULL : PyLong_FromLong(n);
 }
 
 PyDoc_STRVAR(rebind_doc,
@@ -205,6 +233,9 @@ static PyMethodDef module_methods[] = {
     {"_lab_deadlock", parpy_lab_deadlock, METH_VARARGS, parpy_lab_deadlock_doc},
     {"_lab_starvation", parpy_lab_starvation, METH_VARARGS, parpy_lab_starvation_doc},
     {"_lab_reduce", parpy_lab_reduce, METH_VARARGS, parpy_lab_reduce_doc},
+    {"_lab_divide", parpy_lab_divide, METH_VARARGS, parpy_lab_divide_doc},
+    {"_split_threads", (PyCFunction)(void (*)(void))split_threads, METH_FASTCALL,
+     split_threads_doc},
     {NULL, NULL, 0, NULL},
 };
 
