@@ -319,7 +319,7 @@ struct parpy_dec_split {
     atomic_size_t next;  /* the next node to take */
     atomic_int fail;
     int stop;
-    int64_t ev_powers;
+    int64_t ev_powers, ev_top;
 };
 
 size_t
@@ -360,7 +360,7 @@ dec_convert(parpy_dec_split *s, dec_scratch *w, mpz_srcptr v, int level, size_t 
     }
     int64_t t0 = now_if(trace);
     mpz_tdiv_qr(w->q[level], w->r[level], v, s->pw[level - 1]);
-    int64_t me = record(trace, "divide", depth, mpz_sizeinbase(v, 2), t0, ev, s->ev_powers, -1);
+    int64_t me = record(trace, "divide", depth, mpz_sizeinbase(v, 2), t0, ev, -1, -1);
     size_t half = s->c << (level - 1);
     dec_convert(s, w, w->q[level], level - 1, at, depth + 1, me, ctx, trace);
     dec_convert(s, w, w->r[level], level - 1, at + half, depth + 1, me, ctx, trace);
@@ -391,15 +391,25 @@ typedef struct {
 } powers_args;
 
 static void
-op_powers(void *p) /* the shared powers, and the root */
+op_powers(void *p) /* the shared powers but the top one, and the root */
 {
     powers_args *a = p;
     parpy_dec_split *s = a->s;
-    mpz_ui_pow_ui(s->pw[0], 10, s->c);
-    for (int i = 1; i < s->levels; i++) {
+    if (s->levels > 1) {
+        mpz_ui_pow_ui(s->pw[0], 10, s->c);
+    }
+    for (int i = 1; i + 1 < s->levels; i++) {
         mpz_mul(s->pw[i], s->pw[i - 1], s->pw[i - 1]);
     }
     mpz_abs(s->nodes[0][0].v, a->x);
+}
+
+static void
+op_top_power(void *p) /* the top power, by itself */
+{
+    parpy_dec_split *s = p;
+    int top = s->levels - 1;
+    mpz_ui_pow_ui(s->pw[top], 10, s->c << top);
 }
 
 static void
@@ -495,14 +505,24 @@ parpy_dec_split_run(parpy_dec_split *s, mpz_srcptr x, char **out, size_t *len, i
         if (s->buf == NULL || s->nodes[0] == NULL || s->nodes[1] == NULL) {
             atomic_store(&s->fail, 1);
         }
+    }
+    parpy_team_barrier();                   /* what thread 0 set up */
+    if (t == 0 && !atomic_load(&s->fail)) { /* the powers below the top one, while... */
         int64_t t0 = now_if(trace);
-        if (!atomic_load(&s->fail)) {
-            powers_args a = {s, x};
-            gmp_task(&s->fail, op_powers, &a);
-        }
+        powers_args a = {s, x};
+        gmp_task(&s->fail, op_powers, &a);
         s->ev_powers =
-            record(trace, "powers", 0, mpz_sizeinbase(s->pw[levels > 0 ? levels - 1 : 0], 2), t0,
+            record(trace, "powers", 0, levels > 1 ? mpz_sizeinbase(s->pw[levels - 2], 2) : 0, t0,
                    -1, -1, -1);
+    }
+    if (t == 1 % nthreads && levels > 0 && !atomic_load(&s->fail)) { /* ...the top one */
+        int64_t t0 = now_if(trace);
+        gmp_task(&s->fail, op_top_power, s);
+        s->ev_top =
+            record(trace, "powers", 0, mpz_sizeinbase(s->pw[levels - 1], 2), t0, -1, -1, -1);
+    }
+    parpy_team_barrier();
+    if (t == 0) {
         s->stop = atomic_load(&s->fail);
         if (!s->stop) {
             s->nodes[0][0].at = 0;
@@ -524,7 +544,7 @@ parpy_dec_split_run(parpy_dec_split *s, mpz_srcptr x, char **out, size_t *len, i
             hi->at = node->at;
             lo->at = node->at + half;
             hi->ev = lo->ev = record(trace, "divide", depth, mpz_sizeinbase(node->v, 2), t0,
-                                     node->ev, s->ev_powers, -1);
+                                     node->ev, s->ev_powers, s->ev_top);
         }
         parpy_team_barrier();
         if (t == 0) {
