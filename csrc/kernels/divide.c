@@ -106,6 +106,19 @@ gmp_task(atomic_int *fail, void (*fn)(void *), void *arg)
     }
 }
 
+/* Gives z room for limbs limbs (its value kept), by realloc. GMP's
+   functions that find their destination too small free it and then
+   allocate anew: were that allocation to fail (longjmp), the destination
+   would be left pointing at freed memory. With room made first, they never
+   allocate it, and a failed realloc leaves z as it was. */
+static void
+room(mpz_ptr z, size_t limbs)
+{
+    if ((size_t)z->_mp_alloc < limbs) {
+        mpz_realloc2(z, (mp_bitcnt_t)limbs * GMP_NUMB_BITS);
+    }
+}
+
 /* The tasks' bodies. */
 typedef struct {
     mpz_ptr d[3];
@@ -119,6 +132,7 @@ static void
 op_square(void *p)
 {
     op_args *a = p;
+    room(a->d[0], 2 * mpz_size(a->x[0]) + 1);
     mpz_mul(a->d[0], a->x[0], a->x[0]);
 }
 
@@ -126,6 +140,9 @@ static void
 op_halves(void *p) /* d = high half, low half, their sum of x at cut */
 {
     op_args *a = p;
+    for (int i = 0; i < 3; i++) {
+        room(a->d[i], mpz_size(a->x[0]) + 1);
+    }
     mpz_tdiv_q_2exp(a->d[0], a->x[0], a->cut);
     mpz_tdiv_r_2exp(a->d[1], a->x[0], a->cut);
     mpz_add(a->d[2], a->d[0], a->d[1]);
@@ -136,6 +153,7 @@ op_join(void *p) /* d0 = h^2 2^2s + ((h+l)^2 - h^2 - l^2) 2^s + l^2; d1, d2 the 
 {
     op_args *a = p;
     mpz_ptr hh = a->d[1], ll = a->d[2], ss = (mpz_ptr)a->x[0];
+    room(a->d[0], mpz_size(hh) + 2 * (a->cut / GMP_NUMB_BITS) + 3);
     mpz_sub(ss, ss, hh);
     mpz_sub(ss, ss, ll);
     mpz_mul_2exp(a->d[0], hh, a->cut);
@@ -148,6 +166,7 @@ static void
 op_combine(void *p) /* d = mul0 x0 - mul1 x1 + 2 sign, or x0 + x1 when mul0 is 0 */
 {
     op_args *a = p;
+    room(a->d[0], mpz_size(a->x[0]) + 2);
     if (a->mul[0] == 0) {
         mpz_add(a->d[0], a->x[0], a->x[1]);
         return;
@@ -359,6 +378,8 @@ dec_convert(parpy_dec_split *s, dec_scratch *w, mpz_srcptr v, int level, size_t 
         return;
     }
     int64_t t0 = now_if(trace);
+    room(w->q[level], mpz_size(v) + 1);
+    room(w->r[level], mpz_size(s->pw[level - 1]) + 1);
     mpz_tdiv_qr(w->q[level], w->r[level], v, s->pw[level - 1]);
     int64_t me = record(trace, "divide", depth, mpz_sizeinbase(v, 2), t0, ev, -1, -1);
     size_t half = s->c << (level - 1);
@@ -416,6 +437,8 @@ static void
 op_divide(void *p) /* d0, d1 = x0 // x1, x0 % x1 */
 {
     op_args *a = p;
+    room(a->d[0], mpz_size(a->x[0]) + 1);
+    room(a->d[1], mpz_size(a->x[1]) + 1);
     mpz_tdiv_qr(a->d[0], a->d[1], a->x[0], a->x[1]);
 }
 
