@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 from bench_cfunc import cfunc_candidates, overhead_ns
 from bench_crawl import crawl_candidates
 from bench_dask import dask_candidates
+from bench_divide import divide_candidates
 from bench_pipeline import pipeline_candidates
 from bench_queue import queue_candidates
 from workloads import (
@@ -78,6 +79,7 @@ def targets() -> list[Target]:
     dask_tiny, dask_balanced = dask_candidates("tiny"), dask_candidates("balanced")
     dask_threads = dask_candidates("threads")  # (the clusters start at the first call)
     trivial, one_us = cfunc_candidates("trivial"), cfunc_candidates("1us")
+    split_fib, split_decimal = divide_candidates("fib"), divide_candidates("decimal")
     # 10x the input against the 1x input: the ratio of per-MiB times
     ten = links_candidates(10)["parpy.extract_links"]
     one = links["parpy.extract_links"]
@@ -144,6 +146,17 @@ def targets() -> list[Target]:
                20.0, ">= 20x"),
         Target(f"C fn of ~1 us, workers={w} vs workers=1", one_us, "parpy-2", "parpy-1", 1.85,
                ">= 1.85x"),
+        Target("F(10**8), workers=2 vs gmpy2.fib", split_fib, "parpy-2", "gmpy2.fib", 1.4,
+               ">= 1.4x"),
+        Target("  ... workers=2 vs workers=1", split_fib, "parpy-2", "parpy-1", 1.5, ">= 1.5x"),
+        Target("  ... workers=1 vs gmpy2.fib", split_fib, "parpy-1", "gmpy2.fib", 1 / 1.25,
+               "within 1.25x"),
+        Target("F(2*10**6), workers=None vs workers=1", divide_candidates("small"), "parpy-None",
+               "parpy-1", 1 / 1.05, "not slower"),
+        Target("to_decimal(F(10**7)), workers=2 vs gmpy2", split_decimal, "parpy-2",
+               "gmpy2.digits", 1.6, ">= 1.6x"),
+        Target("  ... workers=2 vs workers=1", split_decimal, "parpy-2", "parpy-1", 1.3,
+               ">= 1.3x"),
         Target("Dask 2x1, 10k tiny n: map vs a task each", dask_tiny, "parpy", "dask",
                20.0, ">= 20x", 3),
         Target("Dask 2x1 vs local workers=2, ~2 s iterative", dask_balanced, "dask-2x1",
