@@ -231,6 +231,8 @@ def test_the_report_prints_renders_and_gives_its_figures(report):
     ]  # fmt: skip
     assert lines[2].startswith("fib ") and lines[3].startswith("to_decimal ")
     assert "Amdahl's serial part" in text and "bound: min(threads, work/span)" in text
+    over = any(r.work > r.one for r in report.runs)
+    assert ("the split's overhead, which work/span does not see" in text) == over
     page = report._repr_html_()
     assert page.startswith('<div class="parpy-lab">') and "<table>" in page
     assert "<td>to_decimal</td>" in page

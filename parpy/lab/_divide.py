@@ -177,6 +177,13 @@ class DivideReport(_LabReport):
             "another's result; work/span: the most any number of threads can gain; "
             "bound: min(threads, work/span)",
         ]
+        over = [r for r in self.runs if r.work > r.one]
+        if over:
+            notes.append(
+                "the work exceeds the call's time on 1 worker ("
+                + ", ".join(f"{r.computation} {_times(r.work / r.one)}" for r in over)
+                + "): the split's overhead, which work/span does not see and the speedup pays"
+            )
         threads = max(r.threads for r in self.runs)
         if self.cpus_available < threads:
             notes.append(
@@ -371,7 +378,7 @@ def _run(name: str, x: int, workers: int, repeat: int) -> tuple[Any, DivideRun, 
 
 
 def divide_and_conquer(
-    n: int = 10**7, *, workers: int | None = None, repeat: int = 3
+    n: int = 10**7, *, workers: int | None = None, repeat: int = 5
 ) -> DivideReport:
     """Split one F(n), and its decimal digits, over threads: work, span and speedup.
 
@@ -406,7 +413,7 @@ def divide_and_conquer(
     workers : int, optional
         The threads the calls may use, 2 to 256. By default
         ``parpy.get_num_threads()``, at least 2.
-    repeat : int, default 3
+    repeat : int, default 5
         The timed runs of each call on each worker count, 1 to 1000.
 
     Returns
