@@ -124,3 +124,5 @@ def test_the_notebook_runs_and_renders_its_reports_and_plots(kernel_name, tmp_pa
     assert "the GIL is released by ctypes during each call of work" in html
     for backend in ("native", "threading", "multiprocessing"):
         assert f"{backend} pipeline, finished: 2000 items out" in html
+    # Divide and conquer: one F(n) and its digits split over threads, with work and span.
+    assert "divide and conquer: F(10,000,000)" in html and "Amdahl&#x27;s serial part" in html

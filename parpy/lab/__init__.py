@@ -21,12 +21,16 @@ draws itself with :meth:`plot` (matplotlib) and gives its figures with
   (``report.jain``, Jain's fairness index).
 - :func:`shared_vs_messages`: one reduction done on a mutex-protected total
   and by messages to the one thread that owns the total.
+- :func:`divide_and_conquer`: one huge F(n), and its decimal digits, split
+  recursively over threads; the recursion's work and span (its longest chain
+  of dependent tasks) bound the speedup measured.
 
-The native work is in ``csrc/lab/lab.c``. Each experiment is a module of its
-own, which validates the arguments (``TypeError`` or ``ValueError`` before any
-thread starts), runs it, and derives the figures: ``_race``, ``_deadlock``,
-``_starvation`` and ``_messages``; what they share (the checks, the
-formatting, the reports' base) is in ``_common``.
+The native work is in ``csrc/lab/lab.c`` (``csrc/lab/divide.c`` for the
+divide and conquer, which traces the kernels' own split). Each experiment is a
+module of its own, which validates the arguments (``TypeError`` or
+``ValueError`` before any thread starts), runs it, and derives the figures:
+``_race``, ``_deadlock``, ``_starvation``, ``_messages`` and ``_divide``; what
+they share (the checks, the formatting, the reports' base) is in ``_common``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from __future__ import annotations
 from parpy.lab._common import MAX_THREADS
 from parpy.lab._deadlock import DEADLOCK_MODES, DeadlockReport, deadlock
 from parpy.lab._deadlock import DeadlockThread as DeadlockThread
+from parpy.lab._divide import DivideReport, divide_and_conquer
 from parpy.lab._messages import MessagesReport, shared_vs_messages
 from parpy.lab._messages import ReduceRun as ReduceRun
 from parpy.lab._race import RACE_MODES, RaceReport, race
@@ -49,10 +54,12 @@ __all__ = [
     "POLICIES",
     "RACE_MODES",
     "DeadlockReport",
+    "DivideReport",
     "MessagesReport",
     "RaceReport",
     "StarvationReport",
     "deadlock",
+    "divide_and_conquer",
     "jain_index",
     "race",
     "shared_vs_messages",

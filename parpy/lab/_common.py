@@ -64,6 +64,13 @@ def _duration(s: float) -> str:
     return f"{value:.0f} {unit}" if value >= 100 else f"{value:#.3g} {unit}"
 
 
+def _times(x: float) -> str:
+    """A ratio as ``1.62x`` (``-`` when it is not finite)."""
+    if not math.isfinite(x):
+        return "-"
+    return f"{x:.2f}x" if x < 10 else f"{x:.0f}x"
+
+
 # ---- the reports ---------------------------------------------------------------
 
 

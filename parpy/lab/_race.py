@@ -19,6 +19,7 @@ from parpy.lab._common import (
     _duration,
     _figure,
     _LabReport,
+    _times,
 )
 
 if TYPE_CHECKING:
@@ -43,12 +44,6 @@ def _overlap(spans: Sequence[tuple[float, float]]) -> float:
         running += step
         since = at
     return total
-
-
-def _times(x: float) -> str:
-    if not math.isfinite(x):
-        return "-"
-    return f"{x:.2f}x" if x < 10 else f"{x:.0f}x"
 
 
 class RaceRun(NamedTuple):
