@@ -50,6 +50,10 @@ class _ToDecimal(Protocol):
     def __call__(self, x: int, /, *, workers: int | None = None) -> str: ...
 
 @type_check_only
+class _ToDecimalBound(Protocol):
+    def __call__(self, x: int, /) -> str: ...
+
+@type_check_only
 class _ExtractLinks(Protocol):
     def __call__(
         self, html: str | bytes, /, base_url: str | None = None, mode: _LinksMode = "html"
@@ -105,6 +109,11 @@ class Kernel(Generic[_F_co]):
     def bind(
         self: Kernel[_ExtractLinks], base_url: str | None = None, mode: _LinksMode = "html", /
     ) -> Kernel[_ExtractLinksBound]: ...
+    # a single call's workers= is not a bound kernel's: it is for batches
+    @overload
+    def bind(self: Kernel[_FibSplit], /) -> Kernel[_Fib]: ...
+    @overload
+    def bind(self: Kernel[_ToDecimal], /) -> Kernel[_ToDecimalBound]: ...
     @overload
     def bind(self: Kernel[_Unary], /) -> Kernel[_Unary]: ...
     @overload

@@ -169,11 +169,12 @@ def test_the_traces_show_the_recursion(report):
     for step in steps:
         squares = [t for t in fib if t.what == "square" and t.step == step]
         assert len(squares) == 2 and {t.thread for t in squares} == {0, 1}, squares
-    # The digits: the shared powers of ten first, then one division at the top, then a
-    # binary tree of divisions down to leaves of digits.
-    assert dec[0].what == "powers" and dec[0].deps == ()
+    # The digits: the shared powers of ten first (the top one on the second thread), then
+    # one division at the top, then a binary tree of divisions down to leaves of digits.
+    assert [t.what for t in dec[:2]] == ["powers", "powers"] and dec[0].deps == dec[1].deps == ()
+    assert {t.thread for t in dec[:2]} == {0, 1}
     tops = [t for t in dec if t.what == "divide" and t.step == 0]
-    assert len(tops) == 1 and set(tops[0].deps) == {0}
+    assert len(tops) == 1 and set(tops[0].deps) == {0, 1}
     leaves = [t for t in dec if t.what == "digits"]
     assert len(leaves) & (len(leaves) - 1) == 0 and len(leaves) >= 2
     assert len([t for t in dec if t.what == "divide"]) == len(leaves) - 1

@@ -567,7 +567,7 @@ parpy_dec_split_run(parpy_dec_split *s, mpz_srcptr x, char **out, size_t *len, i
             hi->at = node->at;
             lo->at = node->at + half;
             hi->ev = lo->ev = record(trace, "divide", depth, mpz_sizeinbase(node->v, 2), t0,
-                                     node->ev, s->ev_powers, s->ev_top);
+                                     node->ev, s->ev_top, -1);
         }
         parpy_team_barrier();
         if (t == 0) {
