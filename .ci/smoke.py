@@ -112,6 +112,11 @@ with parpy.ThreadPoolExecutor(2) as executor:
 # to_decimal, alone, in batches, through the pools, and fed by fib as a C value
 for x in [0, -1, 10**30, -(7**5000), parpy.fib(20000)]:
     assert parpy.to_decimal(x) == ref.to_decimal(x)
+# one large call split over threads (csrc/kernels/divide.c), against GMP on one thread
+n = 3_100_001
+assert parpy.fib(n, workers=2) == parpy.fib(n, workers=1)
+huge = 7**400_000  # 1.1 million bits: above the decimal split's size
+assert parpy.to_decimal(-huge, workers=2) == parpy.to_decimal(-huge, workers=1)
 big = [7**3000 + i for i in range(40)]
 assert parpy.map(parpy.to_decimal, big, workers=2) == [ref.to_decimal(x) for x in big]
 assert parpy._core.chain((parpy.fib, parpy.to_decimal), (5000,)) == ref.to_decimal(ref.fib(5000))
