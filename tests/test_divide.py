@@ -15,7 +15,7 @@ import sys
 
 import pytest
 import threadpoolctl
-from _util import finish, interactive, interrupt_rounds, run_python
+from _util import MAPPED, finish, interactive, interrupt_rounds, run_python
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -257,39 +257,36 @@ def test_ctrl_c_stops_a_long_split_fib():
         assert returncode == 0, stderr
 
 
+MEMORY_ERROR_CHILD = (
+    MAPPED
+    + """
+import resource
+import parpy
+
+parpy.fib(4_000_000, workers=6)  # the threads, started before the cap
+x = parpy.fib(20_000_000) ** 2
+tail = parpy.to_decimal(x % 10**100, workers=1).rjust(100, "0")
+cap = mapped() + 40 * 2**20
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+n, m = 3 * 10**8, 2**61 - 1
+calls = {
+    "fib2": lambda: parpy.fib(n, workers=2) % m == parpy.fib_mod(n, m),
+    "fib6": lambda: parpy.fib(n, workers=6) % m == parpy.fib_mod(n, m),
+    "decimal": lambda: parpy.to_decimal(x, workers=2)[-100:] == tail,
+}
+for name, call in calls.items():
+    try:
+        print(name, "RETURNED", call())  # allowed if memory sufficed, and then right
+    except MemoryError as exc:
+        print(name, "MemoryError", exc)
+print("AFTER", parpy.fib(4_000_000, workers=2) == parpy.fib(4_000_000, workers=1))
+"""
+)
+
+
 @pytest.mark.memory_limits
 def test_rlimit_as_gives_memory_error_and_parpy_goes_on():
-    proc = run_python(
-        """
-        import resource, sys
-        import parpy
-
-        def mapped():
-            with open("/proc/self/status") as f:
-                for line in f:
-                    if line.startswith("VmSize:"):
-                        return int(line.split()[1]) * 1024
-
-        parpy.fib(4_000_000, workers=6)  # the threads, started before the cap
-        x = parpy.fib(20_000_000) ** 2
-        tail = parpy.to_decimal(x % 10**100, workers=1).rjust(100, "0")
-        cap = mapped() + 40 * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-        n, m = 3 * 10**8, 2**61 - 1
-        calls = {
-            "fib2": lambda: parpy.fib(n, workers=2) % m == parpy.fib_mod(n, m),
-            "fib6": lambda: parpy.fib(n, workers=6) % m == parpy.fib_mod(n, m),
-            "decimal": lambda: parpy.to_decimal(x, workers=2)[-100:] == tail,
-        }
-        for name, call in calls.items():
-            try:
-                print(name, "RETURNED", call())  # allowed if memory sufficed, and then right
-            except MemoryError as exc:
-                print(name, "MemoryError", exc)
-        print("AFTER", parpy.fib(4_000_000, workers=2) == parpy.fib(4_000_000, workers=1))
-        """,
-        timeout=120,
-    )
+    proc = run_python(MEMORY_ERROR_CHILD, timeout=120)
     assert proc.returncode == 0, f"child died ({proc.returncode}): {proc.stderr[-2000:]}"
     assert "GNU MP" not in proc.stderr
     lines = proc.stdout.splitlines()
