@@ -520,7 +520,7 @@ const parpy_kernel parpy_kernel_fib = {
         "A single call of a large F(n) (n from about 3 million, see workers) runs\n"
         "each doubling step's two squarings on two threads (six threads: each\n"
         "squaring split in three); below that, or with one worker, GMP's\n"
-        "mpz_fib_ui on one thread. Interruptible with Ctrl-C between steps.\n"
+        "mpz_fib_ui on one thread. A split call stops on Ctrl-C between steps.\n"
         "\n"
         "Parameters\n"
         "----------\n"
