@@ -121,21 +121,39 @@ dec_prepare(void *p)
     return it->out == NULL ? -1 : 0;
 }
 
+/* it->z holds x: take gave it, or it is read now from parse's view.
+   Returns 0, or -1 if GMP's allocation failed (z then holds nothing). */
+static int
+dec_load(dec_item *it)
+{
+    if (it->have_z) {
+        return 0;
+    }
+    jmp_buf recover;
+    if (setjmp(recover)) {
+        return -1;
+    }
+    parpy_gmp_recover = &recover;
+    mpz_init(it->z);
+    parpy_intview_to_mpz(&it->view, it->z);
+    parpy_gmp_recover = NULL;
+    it->have_z = 1;
+    return 0;
+}
+
 static int
 dec_compute(void *p, const parpy_ctx *ctx)
 {
     dec_item *it = p;
     (void)ctx;
+    if (dec_load(it) < 0) {
+        return DEC_ENOMEM;
+    }
     jmp_buf recover;
     if (setjmp(recover)) {
         return DEC_ENOMEM; /* what was allocated is released by release */
     }
     parpy_gmp_recover = &recover;
-    if (!it->have_z) {
-        mpz_init(it->z);
-        it->have_z = 1;
-        parpy_intview_to_mpz(&it->view, it->z);
-    }
     size_t need = mpz_sizeinbase(it->z, 10) + 2; /* sign and NUL */
     char *buf;
     if (it->out != NULL) {
@@ -170,34 +188,18 @@ dec_compute_split(void *p, const parpy_ctx *ctx, int nthreads)
     dec_item *it = p;
     int t = parpy_team_thread();
     if (t == 0) {
-        it->split = calloc(1, parpy_dec_split_size());
-        if (it->split != NULL && !it->have_z) {
-            jmp_buf recover;
-            if (setjmp(recover)) {
-                free(it->split);
-                it->split = NULL;
-            }
-            else {
-                parpy_gmp_recover = &recover;
-                mpz_init(it->z);
-                it->have_z = 1;
-                parpy_intview_to_mpz(&it->view, it->z);
-                parpy_gmp_recover = NULL;
-            }
-        }
+        dec_load(it);
     }
     parpy_team_barrier();
-    if (it->split == NULL) {
-        return DEC_ENOMEM;
+    if (!it->have_z) {
+        return DEC_ENOMEM; /* on every thread */
     }
     char *digits = NULL;
     size_t len = 0;
-    int code = parpy_dec_split_run(it->split, it->z, &digits, &len, nthreads, ctx, NULL);
+    int code = parpy_dec_split_run(&it->split, it->z, &digits, &len, nthreads, ctx, NULL);
     if (t != 0) {
         return code;
     }
-    free(it->split);
-    it->split = NULL;
     if (code != PARPY_OK) {
         return code == PARPY_DC_NOMEM ? DEC_ENOMEM : code;
     }

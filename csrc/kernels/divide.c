@@ -33,7 +33,6 @@
 #define KARATSUBA_THREADS 6          /* from this many threads, squarings are split */
 #define LEAF_DIGITS       (1u << 15) /* mpz_get_str converts subtrees of at most this */
 #define MAX_DEPTH         40
-#define LOG2_PHI          0.69424191363061737991 /* F(n) has about n LOG2_PHI bits */
 
 /* ---- the trace ----------------------------------------------------------- */
 
@@ -73,16 +72,10 @@ struct parpy_fib_split {
     int64_t ev_f, ev_g, ev_sq[2], ev_part[2], ev_psq[2][3];
 };
 
-size_t
-parpy_fib_split_size(void)
-{
-    return sizeof(parpy_fib_split);
-}
-
 int
 parpy_fib_split_threads(uint64_t n, int workers)
 {
-    if (workers < 2 || (double)n * LOG2_PHI < PARPY_FIB_SPLIT_BITS) {
+    if (workers < 2 || (double)n * PARPY_LOG2_PHI < PARPY_FIB_SPLIT_BITS) {
         return 1;
     }
     return workers >= KARATSUBA_THREADS ? KARATSUBA_THREADS : 2;
@@ -247,18 +240,19 @@ fib_squares(parpy_fib_split *s, int t, int nthreads, int step, parpy_dc_trace *t
 }
 
 int
-parpy_fib_split_run(parpy_fib_split *s, mpz_ptr z, uint64_t n, int nthreads, const parpy_ctx *ctx,
-                    parpy_dc_trace *trace)
+parpy_fib_split_run(parpy_fib_split **state, mpz_ptr z, uint64_t n, int nthreads,
+                    const parpy_ctx *ctx, parpy_dc_trace *trace)
 {
     int t = parpy_team_thread();
     nthreads = nthreads < parpy_team_size() ? nthreads : parpy_team_size();
     /* The start: (F(k), F(k-1)) for the top bits of n, below the split size. */
     int top = 63 - __builtin_clzll(n);
     int steps = 0;
-    while (steps < top && (double)(n >> (steps + 1)) * LOG2_PHI >= PARPY_FIB_STEP_BITS) {
+    while (steps < top && (double)(n >> (steps + 1)) * PARPY_LOG2_PHI >= PARPY_FIB_STEP_BITS) {
         steps++;
     }
-    if (t == 0) {
+    if (t == 0 && (*state = calloc(1, sizeof(parpy_fib_split))) != NULL) {
+        parpy_fib_split *s = *state;
         mpz_init(s->f);
         mpz_init(s->g);
         for (int i = 0; i < 2; i++) {
@@ -276,6 +270,10 @@ parpy_fib_split_run(parpy_fib_split *s, mpz_ptr z, uint64_t n, int nthreads, con
         s->ev_f = s->ev_g = record(trace, "start", 0, mpz_sizeinbase(s->f, 2), t0, -1, -1, -1);
     }
     parpy_team_barrier();
+    parpy_fib_split *s = *state;
+    if (s == NULL) {
+        return PARPY_DC_NOMEM; /* on every thread */
+    }
     uint64_t k = n >> steps;
     for (int bit = steps - 1; bit >= 0 && !s->stop; bit--) {
         int step = steps - bit;
@@ -316,6 +314,8 @@ parpy_fib_split_run(parpy_fib_split *s, mpz_ptr z, uint64_t n, int nthreads, con
             mpz_swap(z, s->f);
         }
         fib_clear(s);
+        free(s);
+        *state = NULL;
     }
     return code;
 }
@@ -340,12 +340,6 @@ struct parpy_dec_split {
     int stop;
     int64_t ev_powers, ev_top;
 };
-
-size_t
-parpy_dec_split_size(void)
-{
-    return sizeof(parpy_dec_split);
-}
 
 int
 parpy_dec_split_threads(uint64_t bits, int workers)
@@ -487,7 +481,7 @@ dec_clear(parpy_dec_split *s, size_t capacity)
 }
 
 int
-parpy_dec_split_run(parpy_dec_split *s, mpz_srcptr x, char **out, size_t *len, int nthreads,
+parpy_dec_split_run(parpy_dec_split **state, mpz_srcptr x, char **out, size_t *len, int nthreads,
                     const parpy_ctx *ctx, parpy_dc_trace *trace)
 {
     int t = parpy_team_thread();
@@ -507,7 +501,8 @@ parpy_dec_split_run(parpy_dec_split *s, mpz_srcptr x, char **out, size_t *len, i
         shared += 2; /* more subtrees than threads, to even out the shares */
     }
     size_t capacity = (size_t)1 << shared;
-    if (t == 0) {
+    if (t == 0 && (*state = calloc(1, sizeof(parpy_dec_split))) != NULL) {
+        parpy_dec_split *s = *state;
         for (int i = 0; i < MAX_DEPTH; i++) {
             mpz_init(s->pw[i]);
         }
@@ -529,7 +524,11 @@ parpy_dec_split_run(parpy_dec_split *s, mpz_srcptr x, char **out, size_t *len, i
             atomic_store(&s->fail, 1);
         }
     }
-    parpy_team_barrier();                   /* what thread 0 set up */
+    parpy_team_barrier(); /* what thread 0 set up */
+    parpy_dec_split *s = *state;
+    if (s == NULL) {
+        return PARPY_DC_NOMEM; /* on every thread */
+    }
     if (t == 0 && !atomic_load(&s->fail)) { /* the powers below the top one, while... */
         int64_t t0 = now_if(trace);
         powers_args a = {s, x};
@@ -607,6 +606,8 @@ parpy_dec_split_run(parpy_dec_split *s, mpz_srcptr x, char **out, size_t *len, i
             }
         }
         dec_clear(s, capacity);
+        free(s);
+        *state = NULL;
     }
     return code;
 }

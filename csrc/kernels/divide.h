@@ -8,6 +8,8 @@
 
 #include "parpy_gmp.h"
 
+#define PARPY_LOG2_PHI 0.69424191363061737991 /* F(n) has about n PARPY_LOG2_PHI bits */
+
 /* F(n) is split over threads from this many bits of F(n) up (measured: below
    it the threads' hand-offs cost more than the second core gains)... */
 #define PARPY_FIB_SPLIT_BITS (1u << 21)
@@ -39,13 +41,12 @@ int parpy_fib_split_threads(uint64_t n, int workers);
 #define PARPY_DC_NOMEM (-1)
 
 /* On every thread of a team at once (at most nthreads of them; also alone,
-   outside a team): z = F(n), z
-   initialised (n > 93). Returns the same on every thread: PARPY_OK,
-   PARPY_CANCELLED or PARPY_DC_NOMEM. state is parpy_fib_split_size() zeroed
-   bytes shared by the team; trace may be NULL. */
+   outside a team): z = F(n), z initialised (n > 93). Returns the same on
+   every thread: PARPY_OK, PARPY_CANCELLED or PARPY_DC_NOMEM. *state, NULL
+   on entry and on return, is where thread 0 puts the state the team
+   shares; trace may be NULL. */
 typedef struct parpy_fib_split parpy_fib_split;
-size_t parpy_fib_split_size(void);
-int parpy_fib_split_run(parpy_fib_split *state, mpz_ptr z, uint64_t n, int nthreads,
+int parpy_fib_split_run(parpy_fib_split **state, mpz_ptr z, uint64_t n, int nthreads,
                         const parpy_ctx *ctx, parpy_dc_trace *trace);
 
 /* The threads a split conversion of a bits-bit int uses, given workers. */
@@ -55,8 +56,7 @@ int parpy_dec_split_threads(uint64_t bits, int workers);
    after them), owned by the caller after PARPY_OK. Returns as
    parpy_fib_split_run. */
 typedef struct parpy_dec_split parpy_dec_split;
-size_t parpy_dec_split_size(void);
-int parpy_dec_split_run(parpy_dec_split *state, mpz_srcptr x, char **out, size_t *len, int nthreads,
-                        const parpy_ctx *ctx, parpy_dc_trace *trace);
+int parpy_dec_split_run(parpy_dec_split **state, mpz_srcptr x, char **out, size_t *len,
+                        int nthreads, const parpy_ctx *ctx, parpy_dc_trace *trace);
 
 #endif /* PARPY_KERNELS_DIVIDE_H */

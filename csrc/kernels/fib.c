@@ -8,16 +8,14 @@
 
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 
 /* ---- limits ------------------------------------------------------------- */
 
-#define LOG2_PHI      0.69424191363061737991 /* F(n) has about n * LOG2_PHI bits */
-#define FIB_U64_MAX_N 93                     /* largest n with F(n) < 2**64 */
+#define FIB_U64_MAX_N 93 /* largest n with F(n) < 2**64 */
 
 /* mpz sizes are ints counting 64-bit limbs: stay well inside 2**37 bits. */
 #define FIB_MAX_BITS ((UINT64_C(1) << 37) - (UINT64_C(1) << 24))
-#define FIB_MAX_N    ((uint64_t)(FIB_MAX_BITS / LOG2_PHI))
+#define FIB_MAX_N    ((uint64_t)(FIB_MAX_BITS / PARPY_LOG2_PHI))
 
 /* GMP's operands and scratch while one item computes, in multiples of the
    size of its result. */
@@ -58,7 +56,7 @@ fib_table_init(void)
 static uint64_t
 fib_bits(uint64_t n)
 {
-    return (uint64_t)ceil((double)n * LOG2_PHI) + 2;
+    return (uint64_t)ceil((double)n * PARPY_LOG2_PHI) + 2;
 }
 
 /* Checks that F(n) can be represented and computed here. Returns 0, or -1
@@ -212,8 +210,8 @@ fib_cost(const void *p)
     if (it->n <= FIB_U64_MAX_N) {
         return 5.0;
     }
-    /* A few multiplications of n * LOG2_PHI bits; fitted on GMP 6.2, x86-64. */
-    double limbs = (double)it->n * LOG2_PHI / 64.0;
+    /* A few multiplications of n * PARPY_LOG2_PHI bits; fitted on GMP 6.2, x86-64. */
+    double limbs = (double)it->n * PARPY_LOG2_PHI / 64.0;
     return 150.0 + 0.6 * limbs * log2(limbs + 2.0) * log2(limbs + 2.0);
 }
 
@@ -250,22 +248,12 @@ static int
 fib_compute_split(void *p, const parpy_ctx *ctx, int nthreads)
 {
     big_item *it = p;
-    int t = parpy_team_thread();
-    if (t == 0) {
-        it->split = calloc(1, parpy_fib_split_size());
-    }
-    parpy_team_barrier();
-    if (it->split == NULL) {
-        return FIB_ENOMEM;
-    }
     mpz_t z;
     mpz_init(z); /* allocates nothing; thread 0's is the result */
-    int code = parpy_fib_split_run(it->split, z, it->n, nthreads, ctx, NULL);
-    if (t != 0) {
+    int code = parpy_fib_split_run(&it->split, z, it->n, nthreads, ctx, NULL);
+    if (parpy_team_thread() != 0) {
         return code;
     }
-    free(it->split);
-    it->split = NULL;
     if (code != PARPY_OK) {
         mpz_clear(z);
         return code == PARPY_DC_NOMEM ? FIB_ENOMEM : code;
@@ -286,8 +274,8 @@ fib_iterative_cost(const void *p)
 {
     const big_item *it = p;
     double n = (double)it->n;
-    /* n additions of numbers growing to n * LOG2_PHI bits. */
-    return 5.0 + 6.0 * n + 0.25 * n * n * LOG2_PHI / 64.0 / 2.0;
+    /* n additions of numbers growing to n * PARPY_LOG2_PHI bits. */
+    return 5.0 + 6.0 * n + 0.25 * n * n * PARPY_LOG2_PHI / 64.0 / 2.0;
 }
 
 static int

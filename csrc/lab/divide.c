@@ -21,7 +21,8 @@ typedef struct {
     mpz_t z; /* F(n) */
     char *text;
     size_t len;
-    void *state;
+    parpy_fib_split *fib_state; /* the team's, while it runs */
+    parpy_dec_split *dec_state;
     int nthreads;
     parpy_dc_trace trace;
     atomic_int cancel;
@@ -33,9 +34,9 @@ lab_split_body(void *arg, int Py_UNUSED(team))
 {
     lab_split *c = arg;
     parpy_ctx ctx = {{&c->cancel, NULL, NULL}};
-    int code = c->fib ? parpy_fib_split_run(c->state, c->z, c->n, c->nthreads, &ctx, &c->trace)
-                      : parpy_dec_split_run(c->state, c->x, &c->text, &c->len, c->nthreads, &ctx,
-                                            &c->trace);
+    int code = c->fib ? parpy_fib_split_run(&c->fib_state, c->z, c->n, c->nthreads, &ctx, &c->trace)
+                      : parpy_dec_split_run(&c->dec_state, c->x, &c->text, &c->len, c->nthreads,
+                                            &ctx, &c->trace);
     if (parpy_team_thread() == 0) {
         c->code = code;
     }
@@ -127,10 +128,9 @@ parpy_lab_divide(PyObject *module, PyObject *args)
     c.trace.cap = TRACE_EVENTS;
     c.trace.events = malloc(TRACE_EVENTS * sizeof(parpy_dc_event));
     atomic_init(&c.trace.len, 0);
-    c.state = calloc(1, c.fib ? parpy_fib_split_size() : parpy_dec_split_size());
     atomic_init(&c.cancel, 0);
     PyObject *result = NULL;
-    if (c.trace.events == NULL || c.state == NULL) {
+    if (c.trace.events == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -166,7 +166,6 @@ done:
     mpz_clear(c.x);
     mpz_clear(c.z);
     free(c.text);
-    free(c.state);
     free(c.trace.events);
     return result;
 }
